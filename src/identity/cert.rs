@@ -1,0 +1,478 @@
+//! The identity certificate chain, issued with rcgen through the [`KeyStore`].
+//!
+//! Self-provisioning ("self") makes a self-signed per-BMC CA whose key is the store's
+//! [`KeyRole::Ca`], then an identity leaf for [`KeyRole::Identity`] with EKU
+//! serverAuth+clientAuth and a DNS SAN with the BMC's name. Serials come from the OS CSPRNG
+//! (127 bits), SKI/AKI are set, and notBefore is the caller's clock (already floored, see
+//! the time floor) minus a small margin, never the epoch.
+//!
+//! The rcgen adapter [`StoreSigner`] is how rcgen reaches the key: rcgen hands it the TBS
+//! bytes, it hashes them with SHA-256 and asks the store to sign the digest.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rand_core::{OsRng, RngCore};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyUsagePurpose, SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{Error, Fingerprint, KeyRole, KeyStore, PublicKey, sign_message, signature_to_der};
+use crate::persist;
+
+/// How far notBefore is set before "now", so a peer whose clock is slightly behind accepts it.
+pub const NOT_BEFORE_MARGIN: Duration = Duration::from_secs(10 * 60);
+/// Lifetime of the self-signed CA.
+pub const CA_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
+/// Lifetime of the identity leaf.
+pub const LEAF_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+/// A leaf with less than this left is re-issued (same key, so pins survive rotation).
+pub const RENEW_BEFORE: Duration = Duration::from_secs(60 * 24 * 3600);
+
+/// rcgen's view of a key held by a [`KeyStore`].
+pub struct StoreSigner<'a> {
+    store: &'a dyn KeyStore,
+    role: KeyRole,
+    point: Vec<u8>,
+}
+
+impl<'a> StoreSigner<'a> {
+    /// Binds `role` of `store`; reads its public key once.
+    ///
+    /// # Errors
+    /// As [`KeyStore::public_key`].
+    pub fn new(store: &'a dyn KeyStore, role: KeyRole) -> Result<Self, Error> {
+        let point = store.public_key(role)?.p256_point()?;
+        Ok(StoreSigner { store, role, point })
+    }
+}
+
+impl rcgen::PublicKeyData for StoreSigner<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+impl rcgen::SigningKey for StoreSigner<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        let raw =
+            sign_message(self.store, self.role, msg).map_err(|_| rcgen::Error::RemoteKeyError)?;
+        signature_to_der(self.role, &raw).map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    // Positive, and never a leading zero byte, so the DER INTEGER keeps all 16 bytes.
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn to_offset(t: SystemTime) -> OffsetDateTime {
+    OffsetDateTime::from(t)
+}
+
+fn cert_err(e: impl std::fmt::Display) -> Error {
+    Error::Certificate(e.to_string())
+}
+
+fn ca_params(bmc_name: &str, now: SystemTime) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "bmc-pairing-manager");
+    dn.push(DnType::CommonName, format!("{bmc_name} pairing CA"));
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_before = to_offset(now - NOT_BEFORE_MARGIN);
+    params.not_after = to_offset(now + CA_LIFETIME);
+    params.serial_number = Some(random_serial());
+    params
+}
+
+/// Issues the self-signed CA certificate for `store`'s CA key.
+///
+/// # Errors
+/// [`Error::Certificate`] or a key-store error.
+pub fn issue_ca(store: &dyn KeyStore, bmc_name: &str, now: SystemTime) -> Result<Vec<u8>, Error> {
+    let signer = StoreSigner::new(store, KeyRole::Ca)?;
+    let cert = ca_params(bmc_name, now)
+        .self_signed(&signer)
+        .map_err(cert_err)?;
+    Ok(cert.der().to_vec())
+}
+
+/// Issues the identity leaf for `store`'s identity key, signed by the CA in `ca_der`
+/// (whose key must be `store`'s CA key).
+///
+/// # Errors
+/// [`Error::Certificate`] or a key-store error.
+pub fn issue_leaf(
+    store: &dyn KeyStore,
+    ca_der: &[u8],
+    bmc_name: &str,
+    now: SystemTime,
+) -> Result<Vec<u8>, Error> {
+    let ca_signer = StoreSigner::new(store, KeyRole::Ca)?;
+    let issuer = Issuer::from_ca_cert_der(&ca_der.into(), ca_signer).map_err(cert_err)?;
+    let subject = StoreSigner::new(store, KeyRole::Identity)?;
+
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "bmc-pairing-manager");
+    dn.push(DnType::CommonName, bmc_name);
+    params.distinguished_name = dn;
+    params.subject_alt_names = vec![SanType::DnsName(bmc_name.try_into().map_err(cert_err)?)];
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    params.use_authority_key_identifier_extension = true;
+    params.not_before = to_offset(now - NOT_BEFORE_MARGIN);
+    params.not_after = to_offset(now + LEAF_LIFETIME);
+    params.serial_number = Some(random_serial());
+    let cert = params.signed_by(&subject, &issuer).map_err(cert_err)?;
+    Ok(cert.der().to_vec())
+}
+
+/// What an X.509 certificate says that we act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertSummary {
+    /// The subject public key.
+    pub public_key: PublicKey,
+    /// Subject common name, if any.
+    pub common_name: Option<String>,
+    /// notBefore.
+    pub not_before: SystemTime,
+    /// notAfter.
+    pub not_after: SystemTime,
+    /// Subject, RFC 4514-ish, for display.
+    pub subject: String,
+}
+
+/// Parses the fields of `der` that we act on.
+///
+/// # Errors
+/// [`Error::Certificate`] when `der` is not exactly one X.509 certificate.
+pub fn summarize(der: &[u8]) -> Result<CertSummary, Error> {
+    let (rest, cert) = X509Certificate::from_der(der).map_err(cert_err)?;
+    if !rest.is_empty() {
+        return Err(Error::Certificate(
+            "trailing bytes after certificate".into(),
+        ));
+    }
+    let to_system = |t: x509_parser::time::ASN1Time| {
+        let secs = t.timestamp();
+        if secs >= 0 {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+        } else {
+            SystemTime::UNIX_EPOCH
+        }
+    };
+    Ok(CertSummary {
+        public_key: PublicKey::from_spki_der(cert.public_key().raw.to_vec()),
+        common_name: cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_owned),
+        not_before: to_system(cert.validity().not_before),
+        not_after: to_system(cert.validity().not_after),
+        subject: cert.subject().to_string(),
+    })
+}
+
+/// The identity chain on disk, next to the keys it names: `<dir>/ca.der`, `<dir>/identity.der`.
+#[derive(Clone, Debug)]
+pub struct ChainFiles {
+    dir: PathBuf,
+}
+
+/// A loaded, self-consistent identity: certificates that match the store's keys.
+#[derive(Clone, Debug)]
+pub struct LoadedIdentity {
+    /// DER of the CA certificate.
+    pub ca_der: Vec<u8>,
+    /// DER of the identity leaf.
+    pub leaf_der: Vec<u8>,
+    /// The identity public key (the one peers pin).
+    pub public_key: PublicKey,
+    /// The leaf's notAfter.
+    pub leaf_not_after: SystemTime,
+}
+
+impl LoadedIdentity {
+    /// The pin peers hold for this BMC.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.public_key.fingerprint()
+    }
+
+    /// The chain as sent in TLS: leaf first, then the CA.
+    pub fn chain_leaf_first(&self) -> Vec<Vec<u8>> {
+        vec![self.leaf_der.clone(), self.ca_der.clone()]
+    }
+}
+
+/// Why a stored identity cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityProblem {
+    /// Nothing was ever created (a fresh BMC).
+    #[error("no identity has been created")]
+    Absent,
+    /// Certificates or keys are missing or unusable, or do not match each other.
+    #[error("identity is invalid: {0}")]
+    Invalid(String),
+}
+
+impl ChainFiles {
+    /// Certificates under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        ChainFiles { dir: dir.into() }
+    }
+
+    /// Directory holding the chain.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn ca_path(&self) -> PathBuf {
+        self.dir.join("ca.der")
+    }
+
+    fn leaf_path(&self) -> PathBuf {
+        self.dir.join("identity.der")
+    }
+
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, IdentityProblem> {
+        persist::read_optional(path).map_err(|e| IdentityProblem::Invalid(format!("{e}")))
+    }
+
+    /// Loads the chain and checks it against the store's keys.
+    ///
+    /// # Errors
+    /// [`IdentityProblem::Absent`] when neither certificate exists and the store has no
+    /// identity key; [`IdentityProblem::Invalid`] for every other inconsistency (lost TPM
+    /// key, corrupt blob, certificate for another key, ...).
+    pub fn load(&self, store: &dyn KeyStore) -> Result<LoadedIdentity, IdentityProblem> {
+        let ca = self.read(&self.ca_path())?;
+        let leaf = self.read(&self.leaf_path())?;
+        let (ca_der, leaf_der) = match (ca, leaf) {
+            (Some(ca), Some(leaf)) => (ca, leaf),
+            (None, None) => {
+                return match store.public_key(KeyRole::Identity) {
+                    Err(Error::KeyMissing(_)) => Err(IdentityProblem::Absent),
+                    _ => Err(IdentityProblem::Invalid("certificates are missing".into())),
+                };
+            }
+            _ => {
+                return Err(IdentityProblem::Invalid(
+                    "one certificate of the chain is missing".into(),
+                ));
+            }
+        };
+        let ca = summarize(&ca_der)
+            .map_err(|e| IdentityProblem::Invalid(format!("CA certificate: {e}")))?;
+        let leaf = summarize(&leaf_der)
+            .map_err(|e| IdentityProblem::Invalid(format!("identity certificate: {e}")))?;
+        for (role, cert_key) in [
+            (KeyRole::Ca, &ca.public_key),
+            (KeyRole::Identity, &leaf.public_key),
+        ] {
+            let key = store
+                .public_key(role)
+                .map_err(|e| IdentityProblem::Invalid(format!("{e}")))?;
+            if &key != cert_key {
+                return Err(IdentityProblem::Invalid(format!(
+                    "the {role} certificate does not match the {role} key"
+                )));
+            }
+            // The public part can survive in a blob whose private part the TPM can no longer
+            // load; a test signature proves the key is really usable.
+            let digest = [0x5au8; super::SHA256_LEN];
+            let sig = store
+                .sign_digest(role, &digest)
+                .map_err(|e| IdentityProblem::Invalid(format!("{e}")))?;
+            super::verify_digest(&key, &digest, &sig)
+                .map_err(|_| IdentityProblem::Invalid(format!("the {role} key signs wrongly")))?;
+        }
+        Ok(LoadedIdentity {
+            public_key: leaf.public_key,
+            leaf_not_after: leaf.not_after,
+            ca_der,
+            leaf_der,
+        })
+    }
+
+    /// Creates a new identity: fresh CA and identity keys, CA certificate, leaf.
+    ///
+    /// Files are written leaf-last, each atomically; a crash midway leaves a chain that
+    /// [`ChainFiles::load`] reports as invalid, and the next `create` starts over.
+    ///
+    /// # Errors
+    /// Key-store and certificate errors.
+    pub fn create(
+        &self,
+        store: &dyn KeyStore,
+        bmc_name: &str,
+        now: SystemTime,
+    ) -> Result<LoadedIdentity, Error> {
+        persist::remove_if_exists(&self.leaf_path()).map_err(|source| Error::Persist {
+            path: self.leaf_path(),
+            source,
+        })?;
+        store.generate(KeyRole::Ca)?;
+        let public_key = store.generate(KeyRole::Identity)?;
+        let ca_der = issue_ca(store, bmc_name, now)?;
+        let leaf_der = issue_leaf(store, &ca_der, bmc_name, now)?;
+        self.write(&self.ca_path(), &ca_der)?;
+        self.write(&self.leaf_path(), &leaf_der)?;
+        let leaf = summarize(&leaf_der)?;
+        Ok(LoadedIdentity {
+            ca_der,
+            leaf_der,
+            public_key,
+            leaf_not_after: leaf.not_after,
+        })
+    }
+
+    /// Re-issues the leaf for the same identity key when it expires within [`RENEW_BEFORE`].
+    /// Returns the identity unchanged when no renewal is due.
+    ///
+    /// # Errors
+    /// Key-store and certificate errors.
+    pub fn renew_if_due(
+        &self,
+        store: &dyn KeyStore,
+        identity: LoadedIdentity,
+        bmc_name: &str,
+        now: SystemTime,
+    ) -> Result<LoadedIdentity, Error> {
+        if identity.leaf_not_after > now + RENEW_BEFORE {
+            return Ok(identity);
+        }
+        let leaf_der = issue_leaf(store, &identity.ca_der, bmc_name, now)?;
+        self.write(&self.leaf_path(), &leaf_der)?;
+        let leaf = summarize(&leaf_der)?;
+        Ok(LoadedIdentity {
+            leaf_der,
+            leaf_not_after: leaf.not_after,
+            ..identity
+        })
+    }
+
+    fn write(&self, path: &Path, der: &[u8]) -> Result<(), Error> {
+        persist::write_atomic(path, der).map_err(|source| Error::Persist {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::file::FileKeyStore;
+    use x509_parser::extensions::ParsedExtension;
+
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000)
+    }
+
+    #[test]
+    fn chain_has_the_required_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        let files = ChainFiles::new(dir.path().join("certs"));
+        let id = files.create(&store, "bmc-a", now()).unwrap();
+
+        let (_, ca) = X509Certificate::from_der(&id.ca_der).unwrap();
+        let (_, leaf) = X509Certificate::from_der(&id.leaf_der).unwrap();
+        assert!(ca.is_ca());
+        assert!(!leaf.is_ca());
+        assert_eq!(leaf.issuer(), ca.subject());
+        // Signatures chain: CA self-signed, leaf signed by CA.
+        ca.verify_signature(None).unwrap();
+        leaf.verify_signature(Some(ca.public_key())).unwrap();
+        // Serials: at least 64 bits, and different.
+        assert!(leaf.raw_serial().len() >= 8);
+        assert_ne!(leaf.raw_serial(), ca.raw_serial());
+        // notBefore is "now" minus the margin, not the epoch.
+        let nb = leaf.validity().not_before.timestamp();
+        assert_eq!(nb, 1_790_000_000 - NOT_BEFORE_MARGIN.as_secs() as i64);
+
+        let mut saw = (false, false, false, false);
+        for ext in leaf.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    assert!(eku.server_auth && eku.client_auth);
+                    saw.0 = true;
+                }
+                ParsedExtension::SubjectAlternativeName(san) => {
+                    assert_eq!(format!("{:?}", san.general_names), "[DNSName(\"bmc-a\")]");
+                    saw.1 = true;
+                }
+                ParsedExtension::SubjectKeyIdentifier(_) => saw.2 = true,
+                ParsedExtension::AuthorityKeyIdentifier(_) => saw.3 = true,
+                _ => {}
+            }
+        }
+        assert_eq!(saw, (true, true, true, true), "EKU, SAN, SKI, AKI");
+        assert_eq!(id.public_key, store.public_key(KeyRole::Identity).unwrap());
+    }
+
+    #[test]
+    fn load_detects_absent_valid_and_lost_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        let files = ChainFiles::new(dir.path().join("certs"));
+        assert!(matches!(files.load(&store), Err(IdentityProblem::Absent)));
+        let created = files.create(&store, "bmc-a", now()).unwrap();
+        let loaded = files.load(&store).unwrap();
+        assert_eq!(loaded.fingerprint(), created.fingerprint());
+
+        store.generate(KeyRole::Identity).unwrap();
+        assert!(matches!(
+            files.load(&store),
+            Err(IdentityProblem::Invalid(_))
+        ));
+        store.delete(KeyRole::Identity).unwrap();
+        assert!(matches!(
+            files.load(&store),
+            Err(IdentityProblem::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn renewal_keeps_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        let files = ChainFiles::new(dir.path().join("certs"));
+        let id = files.create(&store, "bmc-a", now()).unwrap();
+        let same = files
+            .renew_if_due(&store, id.clone(), "bmc-a", now())
+            .unwrap();
+        assert_eq!(same.leaf_der, id.leaf_der);
+        let later = now() + LEAF_LIFETIME - Duration::from_secs(3600);
+        let renewed = files
+            .renew_if_due(&store, id.clone(), "bmc-a", later)
+            .unwrap();
+        assert_ne!(renewed.leaf_der, id.leaf_der);
+        assert_eq!(renewed.fingerprint(), id.fingerprint());
+        assert!(renewed.leaf_not_after > id.leaf_not_after);
+    }
+}
