@@ -1,8 +1,20 @@
 //! bmc-pairing-manager: unattended, attested pairing of OpenBMC BMCs.
 //!
 //! Module map (each module's own docs say what it owns and what it must not touch):
+//! - [`clock`]: wall-clock time with a persisted floor (BMC clocks start at the epoch).
+//! - [`config`]: the JSON configuration file, validated, with per-key errors.
+//! - [`link`]: the mutual-TLS pairing channel, its framing, heartbeats and backoff.
+//! - [`pairing`]: the pairing state machine (pure) and the driver that owns it.
 //! - [`persist`]: crash-safe writes of state files (temp, fsync, rename, fsync dir).
+//! - [`daemon`]: wiring of the `bmc-pairing-manager` daemon.
+//! - [`dbus`]: the D-Bus objects (PDI Provisioning, seed 000 manager, per-peer objects).
 //! - [`identity`]: the `KeyStore` trait, its backends, and the identity certificate chain.
 
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod dbus;
 pub mod identity;
+pub mod link;
+pub mod pairing;
 pub mod persist;

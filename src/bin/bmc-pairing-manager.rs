@@ -1,1 +1,107 @@
-fn main() {}
+//! `bmc-pairing-manager`: pairs this BMC with its peers (DESIGN.md §1) and reports on D-Bus.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bmc_pairing_manager::config::{self, EXIT_CONFIG, TPM_DEVICE};
+use bmc_pairing_manager::daemon;
+use bmc_pairing_manager::dbus::Bus;
+use clap::Parser;
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "Unattended, pinned mutual-TLS pairing of OpenBMC BMCs"
+)]
+struct Args {
+    /// Configuration file (JSON). A missing file means defaults.
+    #[arg(long, short = 'c', default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    /// D-Bus address to use instead of the system bus (e.g. unix:path=/run/test/bus).
+    #[arg(long, value_name = "ADDRESS")]
+    bus: Option<String>,
+    /// Validate the configuration, print the result and exit (0 valid, 2 invalid).
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let tpm_present = std::path::Path::new(TPM_DEVICE).exists();
+    let config = match config::load(&args.config, &hostname(), tpm_present) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("bmc-pairing-manager: invalid configuration: {e}");
+            return ExitCode::from(u8::try_from(EXIT_CONFIG).unwrap_or(2));
+        }
+    };
+    if args.check_config {
+        println!("{}: configuration is valid", args.config.display());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        // journald and test logs read plain text; colours only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bus = args.bus.map_or(Bus::System, Bus::Address);
+    let result = runtime.block_on(daemon::run(config, bus, shutdown_signal()));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(": ");
+                msg.push_str(&s.to_string());
+                source = s.source();
+            }
+            if msg.contains("NameTaken") || msg.contains("name already taken") {
+                msg.push_str(" (is another bmc-pairing-manager running on this bus?)");
+            }
+            tracing::error!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -169,7 +169,7 @@ pub fn hex_encode(bytes: &[u8]) -> String {
 
 /// Decodes hex (either case); `None` on odd length or a non-hex character.
 pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.as_bytes()

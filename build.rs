@@ -1,0 +1,16 @@
+//! Records the build time as the clock floor of last resort (BMC clocks can start at the
+//! epoch). Reproducible builds (Yocto) pass SOURCE_DATE_EPOCH, which wins.
+fn main() {
+    println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    println!("cargo:rerun-if-changed=build.rs");
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        });
+    println!("cargo:rustc-env=BMC_PAIRING_BUILD_EPOCH={epoch}");
+}

@@ -1,0 +1,642 @@
+//! Daemon configuration: `/etc/bmc-pairing-manager/bmc-pairing-manager.conf`, JSON.
+//!
+//! Owns parsing and validation only: serde types with `deny_unknown_fields`, then checks
+//! that turn raw values into `Duration`s, addresses and paths. It reads nothing but the file
+//! it is given, and never touches sockets or the TPM.
+//!
+//! A missing file means defaults. Invalid JSON, a wrong type, an unknown key or an
+//! out-of-range value is one [`Error`] that names the key (`static_peers[1].port`); the
+//! binary prints it and exits with [`EXIT_CONFIG`].
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Exit status for a bad configuration.
+pub const EXIT_CONFIG: i32 = 2;
+/// Default location of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/bmc-pairing-manager/bmc-pairing-manager.conf";
+/// Default pairing-channel port (seed 000).
+pub const DEFAULT_PORT: u16 = 8090;
+
+/// A configuration that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Not JSON, or JSON of the wrong shape; `key` is the path to the offending value.
+    #[error("{path}: key `{key}`: {message}")]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// Path to the value, e.g. `static_peers[0].port`, or `.` for the whole document.
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Well-formed, but a value is out of range or inconsistent.
+    #[error("{path}: key `{key}`: {message}")]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// The key at fault.
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// How peers come to be trusted (DESIGN.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub enum TrustMode {
+    /// Self-provisioned BMCs: a peer is accepted only after an operator named it on this
+    /// BMC, and the identity it presents then is pinned. Never silent trust-on-first-use.
+    #[serde(rename = "first-contact")]
+    FirstContact,
+    /// A peer whose chain verifies to an installed anchor (and passes attestation) is
+    /// accepted from either side.
+    #[serde(rename = "anchored")]
+    Anchored,
+}
+
+impl TrustMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrustMode::FirstContact => "first-contact",
+            TrustMode::Anchored => "anchored",
+        }
+    }
+}
+
+/// Where the private keys live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyBackend {
+    /// The TPM2 at this TCTI (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`).
+    Tpm {
+        /// TCTI configuration string.
+        tcti: String,
+    },
+    /// PKCS#8 files under the state directory (development only).
+    File,
+}
+
+/// A peer given in the config, for racks where LLDP cannot see past a switch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaticPeer {
+    /// The name `ProvisionPeer` accepts for it.
+    pub name: String,
+    /// Its pairing-channel address.
+    pub address: IpAddr,
+    /// Its pairing-channel port.
+    pub port: u16,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Pairing-channel TCP port we listen on.
+    pub port: u16,
+    /// The inter-BMC network interface: LLDP is read there and, with `bind_to_interface`,
+    /// the listener and outgoing connections are bound to it.
+    pub interface_id: String,
+    /// Bind the pairing channel to `interface_id` (SO_BINDTODEVICE) instead of every interface.
+    pub bind_to_interface: bool,
+    /// Prefix under which certificates live: `<cert_root>/etc/bmc-pairing-manager/certs`.
+    pub cert_root: PathBuf,
+    /// This BMC's name: certificate CN and SAN, and what it tells peers in `Hello`.
+    pub bmc_name: String,
+    /// Where state, pins and key blobs are kept.
+    pub state_dir: PathBuf,
+    /// Where the private keys live.
+    pub key_backend: KeyBackend,
+    /// How peers come to be trusted.
+    pub trust_mode: TrustMode,
+    /// Interval between our `Ping`s on an established session.
+    pub heartbeat_interval: Duration,
+    /// A session with no frame from the peer for this long is dead.
+    pub heartbeat_timeout: Duration,
+    /// Deadline for TCP connect + TLS handshake + Hello/Alive, on both sides.
+    pub handshake_timeout: Duration,
+    /// First reconnect delay.
+    pub backoff_initial: Duration,
+    /// Reconnect delay cap.
+    pub backoff_max: Duration,
+    /// Upper bound on TLS handshakes in progress on the listener.
+    pub max_pending_handshakes: usize,
+    /// Peers known by configuration.
+    pub static_peers: Vec<StaticPeer>,
+}
+
+impl Config {
+    /// Directory holding the identity chain and trust anchors.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.cert_root.join("etc/bmc-pairing-manager/certs")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default = "default_interface")]
+    interface_id: String,
+    #[serde(default = "default_true")]
+    bind_to_interface: bool,
+    #[serde(default = "default_cert_root")]
+    cert_root: PathBuf,
+    #[serde(default)]
+    bmc_name: Option<String>,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default)]
+    key_backend: Option<RawKeyBackend>,
+    #[serde(default = "default_trust_mode")]
+    trust_mode: TrustMode,
+    #[serde(default = "default_heartbeat_interval")]
+    heartbeat_interval_ms: u64,
+    #[serde(default = "default_heartbeat_timeout")]
+    heartbeat_timeout_ms: u64,
+    #[serde(default = "default_handshake_timeout")]
+    handshake_timeout_ms: u64,
+    #[serde(default = "default_backoff_initial")]
+    backoff_initial_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    backoff_max_ms: u64,
+    #[serde(default = "default_max_pending")]
+    max_pending_handshakes: usize,
+    #[serde(default)]
+    static_peers: Vec<RawStaticPeer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+enum RawKeyBackend {
+    Tpm {
+        #[serde(default = "default_tcti")]
+        tcti: String,
+    },
+    File,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticPeer {
+    name: String,
+    address: String,
+    #[serde(default)]
+    port: Option<u16>,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+fn default_interface() -> String {
+    "eth1".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_cert_root() -> PathBuf {
+    PathBuf::from("/")
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/bmc-pairing-manager")
+}
+fn default_trust_mode() -> TrustMode {
+    TrustMode::FirstContact
+}
+fn default_heartbeat_interval() -> u64 {
+    1000
+}
+fn default_heartbeat_timeout() -> u64 {
+    3000
+}
+fn default_handshake_timeout() -> u64 {
+    5000
+}
+fn default_backoff_initial() -> u64 {
+    100
+}
+fn default_backoff_max() -> u64 {
+    5000
+}
+fn default_max_pending() -> usize {
+    32
+}
+fn default_tcti() -> String {
+    "device:/dev/tpmrm0".to_owned()
+}
+
+/// The TPM resource-manager device whose presence selects the TPM backend by default.
+pub const TPM_DEVICE: &str = "/dev/tpmrm0";
+
+/// True if `name` is usable as a BMC or peer name: 1–63 characters of `[A-Za-z0-9-]`, not
+/// starting or ending with `-` (a DNS label, so it can be a certificate SAN).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Reads and validates the config at `path`; a missing file gives the defaults.
+///
+/// `hostname` supplies the default `bmc_name`; `tpm_present` says whether
+/// [`TPM_DEVICE`] exists (the default key backend depends on it).
+///
+/// # Errors
+/// [`Error`] naming the offending key.
+pub fn load(path: &Path, hostname: &str, tpm_present: bool) -> Result<Config, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".to_owned(),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    parse(path, &text, hostname, tpm_present)
+}
+
+/// Parses and validates config text; `path` is only used in messages.
+///
+/// # Errors
+/// [`Error`] naming the offending key.
+pub fn parse(path: &Path, text: &str, hostname: &str, tpm_present: bool) -> Result<Config, Error> {
+    let syntax = |key: String, err: serde_json::Error| {
+        let message = err.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        Error::Syntax {
+            path: path.to_path_buf(),
+            key,
+            message,
+        }
+    };
+    // serde accepts a JSON array for a struct (fields by position); a config is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::Syntax {
+            path: path.to_path_buf(),
+            key: ".".to_owned(),
+            message: "the configuration must be a JSON object".to_owned(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let key = e.path().to_string();
+        syntax(key, e.into_inner())
+    })?;
+    de.end().map_err(|e| syntax(".".to_owned(), e))?;
+    validate(path, raw, hostname, tpm_present)
+}
+
+fn validate(
+    path: &Path,
+    raw: RawConfig,
+    hostname: &str,
+    tpm_present: bool,
+) -> Result<Config, Error> {
+    let invalid = |key: &str, message: String| Error::Invalid {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+        message,
+    };
+    let ms_in = |key: &str, value: u64, lo: u64, hi: u64| -> Result<Duration, Error> {
+        if (lo..=hi).contains(&value) {
+            Ok(Duration::from_millis(value))
+        } else {
+            Err(invalid(key, format!("{value} is out of range {lo}..={hi}")))
+        }
+    };
+
+    if raw.port == 0 {
+        return Err(invalid("port", "0 is not a usable port (1..=65535)".into()));
+    }
+    let iface = &raw.interface_id;
+    if iface.is_empty()
+        || iface.len() > 15
+        || iface.contains('/')
+        || iface.chars().any(char::is_whitespace)
+    {
+        return Err(invalid(
+            "interface_id",
+            format!(
+                "{iface:?} is not a network interface name (1-15 characters, no '/' or spaces)"
+            ),
+        ));
+    }
+    for (key, p) in [("cert_root", &raw.cert_root), ("state_dir", &raw.state_dir)] {
+        if !p.is_absolute() {
+            return Err(invalid(
+                key,
+                format!("{} must be an absolute path", p.display()),
+            ));
+        }
+    }
+    let bmc_name = match raw.bmc_name {
+        Some(name) if is_valid_name(&name) => name,
+        Some(name) => {
+            return Err(invalid(
+                "bmc_name",
+                format!("{name:?} must be 1-63 characters of letters, digits and '-'"),
+            ));
+        }
+        None => {
+            let host = hostname.split('.').next().unwrap_or_default();
+            if is_valid_name(host) {
+                host.to_owned()
+            } else {
+                "bmc".to_owned()
+            }
+        }
+    };
+    let key_backend = match raw.key_backend {
+        Some(RawKeyBackend::File) => KeyBackend::File,
+        Some(RawKeyBackend::Tpm { tcti }) => {
+            if tcti.trim().is_empty() {
+                return Err(invalid("key_backend.tcti", "must not be empty".into()));
+            }
+            KeyBackend::Tpm { tcti }
+        }
+        None if tpm_present => KeyBackend::Tpm {
+            tcti: default_tcti(),
+        },
+        None => {
+            return Err(invalid(
+                "key_backend",
+                format!(
+                    "not set and {TPM_DEVICE} does not exist; configure {{\"type\": \"tpm\", \"tcti\": ...}} \
+                     or, for development only, {{\"type\": \"file\"}}"
+                ),
+            ));
+        }
+    };
+    let heartbeat_interval = ms_in(
+        "heartbeat_interval_ms",
+        raw.heartbeat_interval_ms,
+        50,
+        60_000,
+    )?;
+    let heartbeat_timeout = ms_in(
+        "heartbeat_timeout_ms",
+        raw.heartbeat_timeout_ms,
+        100,
+        600_000,
+    )?;
+    if heartbeat_timeout <= heartbeat_interval {
+        return Err(invalid(
+            "heartbeat_timeout_ms",
+            format!(
+                "{} must be greater than heartbeat_interval_ms ({})",
+                raw.heartbeat_timeout_ms, raw.heartbeat_interval_ms
+            ),
+        ));
+    }
+    let handshake_timeout = ms_in(
+        "handshake_timeout_ms",
+        raw.handshake_timeout_ms,
+        100,
+        120_000,
+    )?;
+    let backoff_initial = ms_in("backoff_initial_ms", raw.backoff_initial_ms, 10, 60_000)?;
+    let backoff_max = ms_in("backoff_max_ms", raw.backoff_max_ms, 10, 3_600_000)?;
+    if backoff_max < backoff_initial {
+        return Err(invalid(
+            "backoff_max_ms",
+            format!(
+                "{} must not be less than backoff_initial_ms ({})",
+                raw.backoff_max_ms, raw.backoff_initial_ms
+            ),
+        ));
+    }
+    if !(1..=4096).contains(&raw.max_pending_handshakes) {
+        return Err(invalid(
+            "max_pending_handshakes",
+            format!("{} is out of range 1..=4096", raw.max_pending_handshakes),
+        ));
+    }
+    let mut names = BTreeSet::new();
+    let mut static_peers = Vec::with_capacity(raw.static_peers.len());
+    for (i, peer) in raw.static_peers.into_iter().enumerate() {
+        let key = |field: &str| format!("static_peers[{i}].{field}");
+        if !is_valid_name(&peer.name) || peer.name == "self" || peer.name == "peer" {
+            return Err(invalid(
+                &key("name"),
+                format!(
+                    "{:?} must be 1-63 characters of letters, digits and '-', and not \"self\" or \"peer\"",
+                    peer.name
+                ),
+            ));
+        }
+        if !names.insert(peer.name.clone()) {
+            return Err(invalid(
+                &key("name"),
+                format!("{:?} is listed twice", peer.name),
+            ));
+        }
+        let address: IpAddr = peer.address.parse().map_err(|_| {
+            invalid(
+                &key("address"),
+                format!("{:?} is not an IPv4 or IPv6 address", peer.address),
+            )
+        })?;
+        let port = match peer.port {
+            Some(0) => {
+                return Err(invalid(
+                    &key("port"),
+                    "0 is not a usable port (1..=65535)".into(),
+                ));
+            }
+            Some(p) => p,
+            None => raw.port,
+        };
+        static_peers.push(StaticPeer {
+            name: peer.name,
+            address,
+            port,
+        });
+    }
+    Ok(Config {
+        port: raw.port,
+        interface_id: raw.interface_id,
+        bind_to_interface: raw.bind_to_interface,
+        cert_root: raw.cert_root,
+        bmc_name,
+        state_dir: raw.state_dir,
+        key_backend,
+        trust_mode: raw.trust_mode,
+        heartbeat_interval,
+        heartbeat_timeout,
+        handshake_timeout,
+        backoff_initial,
+        backoff_max,
+        max_pending_handshakes: raw.max_pending_handshakes,
+        static_peers,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Config {
+        parse(Path::new("t.conf"), text, "bmc-a.example", false).unwrap()
+    }
+
+    fn key_of(text: &str) -> String {
+        match parse(Path::new("t.conf"), text, "bmc-a", false).unwrap_err() {
+            Error::Syntax { key, .. } | Error::Invalid { key, .. } => key,
+            Error::Read { .. } => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = parse_ok(r#"{"key_backend": {"type": "file"}}"#);
+        assert_eq!(c.port, 8090);
+        assert_eq!(c.interface_id, "eth1");
+        assert_eq!(c.cert_root, PathBuf::from("/"));
+        assert_eq!(c.bmc_name, "bmc-a");
+        assert_eq!(c.trust_mode, TrustMode::FirstContact);
+        assert_eq!(
+            c.cert_dir(),
+            PathBuf::from("/etc/bmc-pairing-manager/certs")
+        );
+    }
+
+    #[test]
+    fn seed_example_parses_when_a_tpm_is_present() {
+        let c = parse(
+            Path::new("t"),
+            r#"{"port": 8090, "cert_root": "/", "interface_id": "eth1"}"#,
+            "h",
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            c.key_backend,
+            KeyBackend::Tpm {
+                tcti: "device:/dev/tpmrm0".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_tpm_and_no_backend_is_an_error_not_a_silent_file_fallback() {
+        assert_eq!(key_of("{}"), "key_backend");
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        let fb = r#""key_backend": {"type": "file"}"#;
+        let cases = [
+            (format!(r#"{{{fb}, "port": "8080"}}"#), "port"),
+            (format!(r#"{{{fb}, "port": 70000}}"#), "port"),
+            (format!(r#"{{{fb}, "port": 0}}"#), "port"),
+            (format!(r#"{{{fb}, "bogus": 1}}"#), "bogus"),
+            (
+                format!(r#"{{{fb}, "interface_id": "a/b"}}"#),
+                "interface_id",
+            ),
+            (format!(r#"{{{fb}, "state_dir": "rel/dir"}}"#), "state_dir"),
+            (format!(r#"{{{fb}, "bmc_name": "no spaces"}}"#), "bmc_name"),
+            (format!(r#"{{{fb}, "trust_mode": "tofu"}}"#), "trust_mode"),
+            (
+                format!(r#"{{{fb}, "heartbeat_interval_ms": 5}}"#),
+                "heartbeat_interval_ms",
+            ),
+            (
+                format!(r#"{{{fb}, "heartbeat_interval_ms": 2000, "heartbeat_timeout_ms": 1000}}"#),
+                "heartbeat_timeout_ms",
+            ),
+            (
+                format!(r#"{{{fb}, "backoff_initial_ms": 500, "backoff_max_ms": 100}}"#),
+                "backoff_max_ms",
+            ),
+            (
+                format!(r#"{{{fb}, "max_pending_handshakes": 0}}"#),
+                "max_pending_handshakes",
+            ),
+            (
+                format!(
+                    r#"{{{fb}, "static_peers": [{{"name": "b", "address": "::1"}}, {{"name": "c", "address": "x"}}]}}"#
+                ),
+                "static_peers[1].address",
+            ),
+            (
+                format!(
+                    r#"{{{fb}, "static_peers": [{{"name": "b", "address": "::1", "port": 0}}]}}"#
+                ),
+                "static_peers[0].port",
+            ),
+            (
+                format!(r#"{{{fb}, "static_peers": [{{"name": "self", "address": "::1"}}]}}"#),
+                "static_peers[0].name",
+            ),
+            (
+                format!(
+                    r#"{{{fb}, "static_peers": [{{"name": "b", "address": "::1", "extra": 1}}]}}"#
+                ),
+                "static_peers[0].extra",
+            ),
+            (
+                r#"{"key_backend": {"type": "hsm"}}"#.to_owned(),
+                "key_backend.type",
+            ),
+            (
+                r#"{"key_backend": {"type": "tpm", "tcti": " "}}"#.to_owned(),
+                "key_backend.tcti",
+            ),
+        ];
+        for (text, key) in cases {
+            assert_eq!(key_of(&text), key, "for {text}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_is_an_error() {
+        assert!(matches!(
+            parse(Path::new("t"), "{", "h", true),
+            Err(Error::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(Path::new("t"), "[]", "h", true),
+            Err(Error::Syntax { .. })
+        ));
+        assert!(matches!(
+            parse(Path::new("t"), "{} {}", "h", true),
+            Err(Error::Syntax { .. })
+        ));
+    }
+
+    #[test]
+    fn static_peer_port_defaults_to_ours() {
+        let c = parse_ok(
+            r#"{"key_backend": {"type": "file"}, "port": 9000, "static_peers": [{"name": "skiboards", "address": "127.0.0.1"}]}"#,
+        );
+        assert_eq!(c.static_peers[0].port, 9000);
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let c = load(Path::new("/nonexistent/x.conf"), "h", true).unwrap();
+        assert_eq!(c.port, 8090);
+    }
+}

@@ -1,0 +1,189 @@
+//! Wiring of the `bmc-pairing-manager` daemon: key store, listener, pairing driver and
+//! D-Bus, with one cancellation token and one task tracker for orderly shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, KeyBackend};
+use crate::dbus::{self, Bus};
+use crate::identity::KeyStore;
+use crate::identity::file::FileKeyStore;
+use crate::link::server::{self, Sessions};
+use crate::link::session::Timing;
+use crate::link::tls::PinSet;
+use crate::pairing::driver::{Driver, Parts};
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The key store could not be opened.
+    #[error("cannot open the {backend} key store")]
+    KeyStore {
+        /// Which backend.
+        backend: &'static str,
+        /// Why.
+        #[source]
+        source: crate::identity::Error,
+    },
+    /// The pairing port could not be bound.
+    #[error("cannot listen on port {port}{}", device.as_ref().map(|d| format!(" on {d}")).unwrap_or_default())]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The interface it was bound to.
+        device: Option<String>,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// D-Bus setup failed (NameTaken when another instance runs).
+    #[error("cannot set up D-Bus")]
+    Dbus(#[source] zbus::Error),
+}
+
+/// Opens the configured key store.
+///
+/// # Errors
+/// [`Error::KeyStore`].
+pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, Error> {
+    match &config.key_backend {
+        KeyBackend::File => {
+            tracing::warn!(
+                "using the file key backend: private keys are on disk (development only)"
+            );
+            Ok(Arc::new(FileKeyStore::new(config.state_dir.join("keys"))))
+        }
+        KeyBackend::Tpm { tcti } => Err(Error::KeyStore {
+            backend: "tpm",
+            source: crate::identity::Error::Tpm(format!(
+                "TPM backend ({tcti}) is not available in this build"
+            )),
+        }),
+    }
+}
+
+/// Runs the daemon until `shutdown` completes or the bus connection closes.
+///
+/// # Errors
+/// [`Error`] for start-up failures; runtime failures are logged and handled.
+///
+/// # Cancel safety
+/// Not cancel safe: drive it to completion (pass the shutdown future instead).
+pub async fn run(
+    config: Config,
+    bus: Bus,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let config = Arc::new(config);
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_key_store(&config))
+            .await
+            .map_err(|e| Error::KeyStore {
+                backend: "?",
+                source: crate::identity::Error::Tpm(e.to_string()),
+            })??
+    };
+    tracing::info!(backend = %store.backend(), "key store ready");
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let device = config
+        .bind_to_interface
+        .then(|| config.interface_id.clone());
+    let listener =
+        server::bind(config.port, device.as_deref()).map_err(|source| Error::Listen {
+            port: config.port,
+            device: device.clone(),
+            source,
+        })?;
+
+    let pins = PinSet::new();
+    let sessions = Sessions::new();
+    let (server_tls, server_tls_rx) = watch::channel(None);
+    let (link_tx, link_rx) = mpsc::unbounded_channel();
+    let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+    let parts = Parts {
+        config: config.clone(),
+        store,
+        pins,
+        sessions: sessions.clone(),
+        server_tls,
+        link_events: link_rx,
+        link_events_tx: link_tx.clone(),
+        notices: notices_tx,
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+    };
+    let (driver, handle, commands) = {
+        let built = tokio::task::spawn_blocking(move || Driver::new(parts)).await;
+        match built {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(Error::KeyStore {
+                    backend: "?",
+                    source: crate::identity::Error::Tpm(e.to_string()),
+                });
+            }
+        }
+    };
+    tracker.spawn(driver.run(commands));
+    tracker.spawn(server::serve(
+        listener,
+        server_tls_rx,
+        server::Settings {
+            timing: Timing {
+                open_timeout: config.handshake_timeout,
+                heartbeat_interval: config.heartbeat_interval,
+                heartbeat_timeout: config.heartbeat_timeout,
+            },
+            max_pending: config.max_pending_handshakes,
+        },
+        sessions,
+        link_tx,
+        tracker.clone(),
+        cancel.clone(),
+    ));
+
+    let conn = match dbus::serve(&bus, &handle).await {
+        Ok(c) => c,
+        Err(e) => {
+            cancel.cancel();
+            tracker.close();
+            tracker.wait().await;
+            return Err(Error::Dbus(e));
+        }
+    };
+    tracing::info!(port = config.port, name = %config.bmc_name, "bmc-pairing-manager ready");
+    tracker.spawn(dbus::publish(
+        conn.clone(),
+        handle,
+        notices_rx,
+        cancel.clone(),
+    ));
+
+    let closed = async {
+        // zbus ends its message stream when the bus goes away.
+        use futures_util::StreamExt;
+        let mut stream = zbus::MessageStream::from(&conn);
+        while stream.next().await.is_some() {}
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = closed => tracing::warn!("D-Bus connection closed; shutting down"),
+    }
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5 s");
+    }
+    Ok(())
+}

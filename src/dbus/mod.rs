@@ -1,0 +1,182 @@
+//! The D-Bus surfaces of `bmc-pairing-manager` (DESIGN.md §2).
+//!
+//! One file per interface; [`serve`] builds the connection (objects first, then the bus
+//! names, as oo7 does, so no call can arrive before its object exists) and [`publish`]
+//! turns driver snapshots into PropertiesChanged, InterfacesAdded/Removed and
+//! `PeerProvisioned`. Interface methods only forward to the driver; they hold no state.
+
+pub mod error;
+pub mod manager;
+pub mod peer;
+pub mod provisioning;
+
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::ObjectPath;
+
+pub use error::Error;
+
+use crate::pairing::driver::{Handle, Notice, Snapshot};
+use crate::pairing::state::PeerId;
+
+/// Bus name of the seed 000 surface.
+pub const BUS_NAME: &str = "xyz.openbmc_project.BmcPairingManager";
+/// Bus name of the PDI surface (seed 001).
+pub const PROVISIONING_BUS_NAME: &str = "xyz.openbmc_project.Provisioning";
+/// Path of the PDI Provisioning object.
+pub const PROVISIONING_PATH: &str = "/xyz/openbmc_project/Provisioning";
+/// Path of the seed 000 object and of the ObjectManager for peers.
+pub const MANAGER_PATH: &str = "/xyz/openbmc_project/BmcPairingManager";
+/// Parent of the per-peer objects.
+pub const PEERS_PATH: &str = "/xyz/openbmc_project/BmcPairingManager/peers";
+
+/// Object path of a peer.
+pub fn peer_path(id: &PeerId) -> String {
+    format!("{PEERS_PATH}/{id}")
+}
+
+/// Which bus to connect to.
+#[derive(Clone, Debug)]
+pub enum Bus {
+    /// The system bus (honours `DBUS_SYSTEM_BUS_ADDRESS`).
+    System,
+    /// An explicit address (`--bus unix:path=...`), e.g. a test's private dbus-daemon.
+    Address(String),
+}
+
+/// Connects, serves every object, then owns both bus names.
+///
+/// # Errors
+/// zbus errors; `zbus::Error::NameTaken` when another daemon owns a name.
+pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection> {
+    let builder = match bus {
+        Bus::System => zbus::connection::Builder::system()?,
+        Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())?,
+    };
+    let conn = builder
+        .serve_at(
+            PROVISIONING_PATH,
+            provisioning::Provisioning::new(handle.clone()),
+        )?
+        .serve_at(MANAGER_PATH, manager::Manager::new(handle.clone()))?
+        .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)?
+        .name(BUS_NAME)?
+        .name(PROVISIONING_BUS_NAME)?
+        .build()
+        .await?;
+    let initial = handle.snapshot.borrow().clone();
+    for id in initial.peers.keys() {
+        conn.object_server()
+            .at(peer_path(id), peer::Peer::new(id.clone(), handle.clone()))
+            .await?;
+    }
+    Ok(conn)
+}
+
+/// Emits change signals for every snapshot change and notice, until `cancel`.
+///
+/// # Cancel safety
+/// Runs until `cancel`.
+pub async fn publish(
+    conn: zbus::Connection,
+    handle: Handle,
+    mut notices: mpsc::UnboundedReceiver<Notice>,
+    cancel: CancellationToken,
+) {
+    let mut rx: watch::Receiver<Snapshot> = handle.snapshot.clone();
+    let mut shown = rx.borrow_and_update().clone();
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = rx.borrow_and_update().clone();
+                if let Err(e) = emit_changes(&conn, &handle, &shown, &now).await {
+                    tracing::warn!(error = %e, "cannot publish state change");
+                }
+                shown = now;
+            }
+            Some(notice) = notices.recv() => {
+                let Notice::PeerProvisioned(ok) = notice;
+                if let Err(e) = emit_peer_provisioned(&conn, ok).await {
+                    tracing::warn!(error = %e, "cannot emit PeerProvisioned");
+                }
+            }
+        }
+    }
+}
+
+async fn emit_peer_provisioned(conn: &zbus::Connection, ok: bool) -> zbus::Result<()> {
+    let emitter = SignalEmitter::new(conn, PROVISIONING_PATH)?;
+    provisioning::Provisioning::peer_provisioned(&emitter, ok).await
+}
+
+async fn emit_changes(
+    conn: &zbus::Connection,
+    handle: &Handle,
+    old: &Snapshot,
+    new: &Snapshot,
+) -> zbus::Result<()> {
+    let server = conn.object_server();
+    // Peers first: a client reacting to PeerConnected finds the peer objects in place.
+    for id in old.peers.keys().filter(|id| !new.peers.contains_key(*id)) {
+        server.remove::<peer::Peer, _>(peer_path(id)).await?;
+    }
+    for (id, view) in &new.peers {
+        match old.peers.get(id) {
+            None => {
+                server
+                    .at(peer_path(id), peer::Peer::new(id.clone(), handle.clone()))
+                    .await?;
+            }
+            Some(before) => {
+                let changed = peer::changed_properties(before, view);
+                if !changed.is_empty() {
+                    let path = ObjectPath::try_from(peer_path(id))?;
+                    let emitter = SignalEmitter::new(conn, path)?;
+                    let changed: HashMap<&str, zbus::zvariant::Value<'_>> =
+                        changed.into_iter().collect();
+                    zbus::fdo::Properties::properties_changed(
+                        &emitter,
+                        peer::INTERFACE.try_into()?,
+                        changed,
+                        std::borrow::Cow::Borrowed(&[]),
+                    )
+                    .await?;
+                }
+            }
+        }
+    }
+    let pdi = server
+        .interface::<_, provisioning::Provisioning>(PROVISIONING_PATH)
+        .await?;
+    let seed = server
+        .interface::<_, manager::Manager>(MANAGER_PATH)
+        .await?;
+    if old.provisioned != new.provisioned {
+        pdi.get()
+            .await
+            .provisioned_changed(pdi.signal_emitter())
+            .await?;
+        seed.get()
+            .await
+            .provisioned_changed(seed.signal_emitter())
+            .await?;
+    }
+    if old.peer_connected != new.peer_connected {
+        pdi.get()
+            .await
+            .peer_connected_changed(pdi.signal_emitter())
+            .await?;
+        seed.get()
+            .await
+            .peer_connected_changed(seed.signal_emitter())
+            .await?;
+    }
+    Ok(())
+}

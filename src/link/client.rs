@@ -1,0 +1,206 @@
+//! The dialler: one long-lived task per paired peer that connects, opens a session, keeps
+//! it alive, and reconnects with jittered exponential backoff when it ends. Also the
+//! one-shot first-contact probe used when an operator names a peer.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::{OsRng, RngCore};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Notify, mpsc};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use super::LinkEvent;
+use super::connection::Connection;
+use super::heartbeat::Backoff;
+use super::session::{self, Side, Timing};
+use super::tls::{CaptureSlot, CapturedIdentity};
+
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// TCP connect or TLS handshake failed.
+    #[error("connect to {addr} failed")]
+    Io {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The whole attempt exceeded its deadline.
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    /// The handshake completed but the verifier recorded nothing (cannot happen with a
+    /// capture configuration; reported rather than assumed).
+    #[error("no identity captured from {0}")]
+    NothingCaptured(SocketAddr),
+    /// The session could not be opened.
+    #[error("session with {addr} did not open")]
+    Open {
+        /// The address dialled.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: session::End,
+    },
+}
+
+/// Where and how to dial.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The peer's pairing-channel address.
+    pub addr: SocketAddr,
+    /// Interface to bind the socket to (SO_BINDTODEVICE), if configured.
+    pub device: Option<String>,
+}
+
+async fn connect_tls(
+    target: &Target,
+    config: Arc<ClientConfig>,
+) -> Result<TlsStream<TcpStream>, DialError> {
+    let io_err = |source| DialError::Io {
+        addr: target.addr,
+        source,
+    };
+    let socket = if target.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(io_err)?;
+    if let Some(dev) = &target.device {
+        socket.bind_device(Some(dev.as_bytes())).map_err(io_err)?;
+    }
+    let tcp = socket.connect(target.addr).await.map_err(io_err)?;
+    tcp.set_nodelay(true).map_err(io_err)?;
+    // Peers are identified by pinned keys, not names; the address is only used because
+    // rustls needs some ServerName (no SNI is sent for IP addresses).
+    let name = ServerName::IpAddress(target.addr.ip().into());
+    TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(io_err)
+}
+
+/// First contact: completes a TLS handshake with `target` using a capture configuration
+/// (see [`super::tls::ServerCheck::Capture`]) and returns the identity it proved.
+///
+/// # Errors
+/// [`DialError`] when the handshake does not complete within `deadline`.
+///
+/// # Cancel safety
+/// Cancel safe: nothing is recorded until it returns.
+pub async fn probe(
+    target: &Target,
+    config: Arc<ClientConfig>,
+    slot: Arc<CaptureSlot>,
+    deadline: Duration,
+) -> Result<CapturedIdentity, DialError> {
+    let mut tls = tokio::time::timeout(deadline, connect_tls(target, config))
+        .await
+        .map_err(|_| DialError::Timeout(target.addr))??;
+    // The handshake is complete, so the server's CertificateVerify has been checked: the
+    // peer holds the key of the chain the verifier saw.
+    let captured = slot.take().ok_or(DialError::NothingCaptured(target.addr))?;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(200),
+        tokio::io::AsyncWriteExt::shutdown(&mut tls),
+    )
+    .await;
+    Ok(captured)
+}
+
+/// Dials `target`, then opens a session; both under `deadline`.
+///
+/// # Errors
+/// [`DialError`].
+///
+/// # Cancel safety
+/// Cancel safe (nothing is shared until it returns).
+pub async fn connect(
+    target: &Target,
+    config: Arc<ClientConfig>,
+    our_name: &str,
+    deadline: Duration,
+) -> Result<Connection<TlsStream<TcpStream>>, DialError> {
+    let attempt = async {
+        let tls = connect_tls(target, config).await?;
+        let mut conn = Connection::new(tls);
+        session::open(&mut conn, Side::Dialer, our_name, deadline)
+            .await
+            .map_err(|source| DialError::Open {
+                addr: target.addr,
+                source,
+            })?;
+        Ok(conn)
+    };
+    tokio::time::timeout(deadline, attempt)
+        .await
+        .map_err(|_| DialError::Timeout(target.addr))?
+}
+
+/// Reconnect policy of the dialler.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    /// First delay.
+    pub initial: Duration,
+    /// Cap.
+    pub max: Duration,
+}
+
+/// Keeps an outgoing session to one peer alive until `cancel`. `tag` identifies the peer in
+/// the events it sends; `wake` cuts a backoff wait short (e.g. the peer was just seen on
+/// the link again).
+///
+/// # Cancel safety
+/// Runs until `cancel`.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_outgoing(
+    tag: String,
+    target: Target,
+    config: Arc<ClientConfig>,
+    our_name: String,
+    timing: Timing,
+    retry: Retry,
+    wake: Arc<Notify>,
+    events: mpsc::UnboundedSender<LinkEvent>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Backoff::new(retry.initial, retry.max);
+    loop {
+        let _ = events.send(LinkEvent::OutgoingAttempt { tag: tag.clone() });
+        let attempt = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = connect(&target, config.clone(), &our_name, timing.open_timeout) => r,
+        };
+        match attempt {
+            Ok(mut conn) => {
+                backoff.reset();
+                let _ = events.send(LinkEvent::OutgoingUp { tag: tag.clone() });
+                let end = session::run(&mut conn, timing, &cancel).await;
+                tracing::info!(peer = %tag, reason = %end, "outgoing session ended");
+                let _ = events.send(LinkEvent::OutgoingDown { tag: tag.clone() });
+                if cancel.is_cancelled() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(peer = %tag, error = %e, "dial failed");
+                let _ = events.send(LinkEvent::OutgoingDown { tag: tag.clone() });
+            }
+        }
+        let delay = backoff.next_delay(OsRng.next_u32());
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = wake.notified() => {}
+            () = tokio::time::sleep(delay) => {}
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! Frames of the pairing channel, inside TLS. Pure codec: no I/O, no tokio.
+//!
+//! ```text
+//! +-----------------+-----------+--------+-------------------------+
+//! | length u16 BE   | version   | type   | payload                 |
+//! | = 2 + payload   | 0x01      |        | (type-specific, capped) |
+//! +-----------------+-----------+--------+-------------------------+
+//! Hello  (0x01): seq u64 BE | name_len u8 | name (ASCII [A-Za-z0-9-], 1..=63)
+//! Alive  (0x02): seq u64 BE           (answers Hello and Ping with their seq)
+//! Ping   (0x03): seq u64 BE
+//! Bye    (0x04): reason u8
+//! ```
+//! `Hello`/`Alive` open a session (seed 000); `Ping`/`Alive` are the heartbeats, sent in
+//! both directions. The length is checked against [`MAX_FRAME_LEN`] before anything is
+//! buffered, so a peer cannot make us allocate more than that.
+
+/// Wire version of this framing.
+pub const VERSION: u8 = 1;
+/// Bytes of the length field.
+const LEN_FIELD: usize = 2;
+/// Largest payload of any frame type.
+pub const MAX_PAYLOAD: usize = 8 + 1 + 63;
+/// Largest whole frame, length field included.
+pub const MAX_FRAME_LEN: usize = LEN_FIELD + 2 + MAX_PAYLOAD;
+/// Longest name a `Hello` carries (a DNS label).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Why the sender says goodbye.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByeReason {
+    /// Orderly shutdown of the daemon.
+    Shutdown,
+    /// The operator unpaired us on that side.
+    Unpaired,
+    /// Any reason this version does not know.
+    Other(u8),
+}
+
+impl ByeReason {
+    fn to_u8(self) -> u8 {
+        match self {
+            ByeReason::Shutdown => 1,
+            ByeReason::Unpaired => 2,
+            ByeReason::Other(v) => v,
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ByeReason::Shutdown,
+            2 => ByeReason::Unpaired,
+            v => ByeReason::Other(v),
+        }
+    }
+}
+
+/// One message of the pairing channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Opens a session; the peer answers `Alive` with the same `seq`.
+    Hello {
+        /// Echoed in the `Alive` answer.
+        seq: u64,
+        /// The sender's BMC name (informational; identity comes from the TLS pin).
+        name: String,
+    },
+    /// Answers `Hello` or `Ping`.
+    Alive {
+        /// The `seq` of the frame answered.
+        seq: u64,
+    },
+    /// Heartbeat request.
+    Ping {
+        /// Echoed in the `Alive` answer.
+        seq: u64,
+    },
+    /// The sender is closing the session.
+    Bye {
+        /// Why.
+        reason: ByeReason,
+    },
+}
+
+const TYPE_HELLO: u8 = 1;
+const TYPE_ALIVE: u8 = 2;
+const TYPE_PING: u8 = 3;
+const TYPE_BYE: u8 = 4;
+
+/// A frame that can never become valid by reading more bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidFrame {
+    /// The length field is below the minimum or above [`MAX_FRAME_LEN`].
+    #[error("frame length {0} out of range")]
+    BadLength(usize),
+    /// A version this code does not speak.
+    #[error("unsupported frame version {0}")]
+    UnsupportedVersion(u8),
+    /// A type this code does not know.
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    /// The payload does not match its type's layout.
+    #[error("malformed payload: {0}")]
+    Malformed(&'static str),
+}
+
+/// Reads big-endian fields from a payload without indexing.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], InvalidFrame> {
+        if self.rest.len() < n {
+            return Err(InvalidFrame::Malformed("payload too short"));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, InvalidFrame> {
+        let b = self.take(1)?;
+        b.first()
+            .copied()
+            .ok_or(InvalidFrame::Malformed("payload too short"))
+    }
+
+    fn u64(&mut self) -> Result<u64, InvalidFrame> {
+        let b = self.take(8)?;
+        let arr: [u8; 8] = b
+            .try_into()
+            .map_err(|_| InvalidFrame::Malformed("payload too short"))?;
+        Ok(u64::from_be_bytes(arr))
+    }
+
+    fn finish(&self) -> Result<(), InvalidFrame> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(InvalidFrame::Malformed("trailing bytes"))
+        }
+    }
+}
+
+fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+}
+
+impl Frame {
+    /// Appends the encoding of `self` to `out`.
+    ///
+    /// # Errors
+    /// [`InvalidFrame::Malformed`] if a `Hello` name is not a valid name; nothing is appended.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), InvalidFrame> {
+        let mut body = Vec::with_capacity(2 + MAX_PAYLOAD);
+        body.push(VERSION);
+        match self {
+            Frame::Hello { seq, name } => {
+                if !valid_name(name.as_bytes()) {
+                    return Err(InvalidFrame::Malformed("invalid hello name"));
+                }
+                body.push(TYPE_HELLO);
+                body.extend_from_slice(&seq.to_be_bytes());
+                body.push(
+                    u8::try_from(name.len())
+                        .map_err(|_| InvalidFrame::Malformed("invalid hello name"))?,
+                );
+                body.extend_from_slice(name.as_bytes());
+            }
+            Frame::Alive { seq } => {
+                body.push(TYPE_ALIVE);
+                body.extend_from_slice(&seq.to_be_bytes());
+            }
+            Frame::Ping { seq } => {
+                body.push(TYPE_PING);
+                body.extend_from_slice(&seq.to_be_bytes());
+            }
+            Frame::Bye { reason } => {
+                body.push(TYPE_BYE);
+                body.push(reason.to_u8());
+            }
+        }
+        let len = u16::try_from(body.len()).map_err(|_| InvalidFrame::BadLength(body.len()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(())
+    }
+
+    /// The encoding of `self` as a new buffer.
+    ///
+    /// # Errors
+    /// As [`Frame::encode`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, InvalidFrame> {
+        let mut out = Vec::with_capacity(MAX_FRAME_LEN);
+        self.encode(&mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes one frame from the start of `buf`.
+    ///
+    /// Returns `Ok(None)` when `buf` holds only part of a frame (read more and call again),
+    /// `Ok(Some((frame, consumed)))` for a whole frame.
+    ///
+    /// # Errors
+    /// [`InvalidFrame`] when the bytes can never form a valid frame; the connection should
+    /// be closed.
+    pub fn decode(buf: &[u8]) -> Result<Option<(Frame, usize)>, InvalidFrame> {
+        let Some(len_bytes) = buf.get(..LEN_FIELD) else {
+            return Ok(None);
+        };
+        let len = usize::from(u16::from_be_bytes([
+            len_bytes.first().copied().unwrap_or(0),
+            len_bytes.get(1).copied().unwrap_or(0),
+        ]));
+        if !(2..=MAX_FRAME_LEN - LEN_FIELD).contains(&len) {
+            return Err(InvalidFrame::BadLength(len));
+        }
+        let Some(body) = buf.get(LEN_FIELD..LEN_FIELD + len) else {
+            return Ok(None);
+        };
+        let mut r = Reader { rest: body };
+        let version = r.u8()?;
+        if version != VERSION {
+            return Err(InvalidFrame::UnsupportedVersion(version));
+        }
+        let frame = match r.u8()? {
+            TYPE_HELLO => {
+                let seq = r.u64()?;
+                let name_len = usize::from(r.u8()?);
+                let name = r.take(name_len)?;
+                if !valid_name(name) {
+                    return Err(InvalidFrame::Malformed("invalid hello name"));
+                }
+                let name = String::from_utf8(name.to_vec())
+                    .map_err(|_| InvalidFrame::Malformed("invalid hello name"))?;
+                Frame::Hello { seq, name }
+            }
+            TYPE_ALIVE => Frame::Alive { seq: r.u64()? },
+            TYPE_PING => Frame::Ping { seq: r.u64()? },
+            TYPE_BYE => Frame::Bye {
+                reason: ByeReason::from_u8(r.u8()?),
+            },
+            other => return Err(InvalidFrame::UnknownType(other)),
+        };
+        r.finish()?;
+        Ok(Some((frame, LEN_FIELD + len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn name_strategy() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9-]{1,63}"
+    }
+
+    fn frame_strategy() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (any::<u64>(), name_strategy()).prop_map(|(seq, name)| Frame::Hello { seq, name }),
+            any::<u64>().prop_map(|seq| Frame::Alive { seq }),
+            any::<u64>().prop_map(|seq| Frame::Ping { seq }),
+            any::<u8>().prop_map(|r| Frame::Bye {
+                reason: ByeReason::from_u8(r)
+            }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(frame in frame_strategy()) {
+            let bytes = frame.to_bytes().unwrap();
+            prop_assert!(bytes.len() <= MAX_FRAME_LEN);
+            let (decoded, used) = Frame::decode(&bytes).unwrap().unwrap();
+            prop_assert_eq!(used, bytes.len());
+            prop_assert_eq!(decoded, frame);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_and_accepted_input_reencodes(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            if let Ok(Some((frame, used))) = Frame::decode(&bytes) {
+                prop_assert_eq!(frame.to_bytes().unwrap(), bytes[..used].to_vec());
+            }
+        }
+
+        #[test]
+        fn every_prefix_is_incomplete_not_an_error(frame in frame_strategy()) {
+            let bytes = frame.to_bytes().unwrap();
+            for cut in 0..bytes.len() {
+                prop_assert_eq!(Frame::decode(&bytes[..cut]), Ok(None));
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_length_is_rejected_before_buffering() {
+        assert_eq!(
+            Frame::decode(&[0xff, 0xff]),
+            Err(InvalidFrame::BadLength(0xffff))
+        );
+        assert_eq!(
+            Frame::decode(&[0x00, 0x01]),
+            Err(InvalidFrame::BadLength(1))
+        );
+    }
+
+    #[test]
+    fn wrong_version_type_and_trailing_bytes_are_rejected() {
+        assert_eq!(
+            Frame::decode(&[0, 2, 9, 1]),
+            Err(InvalidFrame::UnsupportedVersion(9))
+        );
+        assert_eq!(
+            Frame::decode(&[0, 2, 1, 99]),
+            Err(InvalidFrame::UnknownType(99))
+        );
+        let mut ping = Frame::Ping { seq: 1 }.to_bytes().unwrap();
+        ping[1] += 1;
+        ping.push(0);
+        assert_eq!(
+            Frame::decode(&ping),
+            Err(InvalidFrame::Malformed("trailing bytes"))
+        );
+    }
+
+    #[test]
+    fn hello_name_is_validated_both_ways() {
+        assert!(
+            Frame::Hello {
+                seq: 0,
+                name: "a b".into()
+            }
+            .to_bytes()
+            .is_err()
+        );
+        assert!(
+            Frame::Hello {
+                seq: 0,
+                name: String::new()
+            }
+            .to_bytes()
+            .is_err()
+        );
+        let mut bytes = Frame::Hello {
+            seq: 0,
+            name: "ab".into(),
+        }
+        .to_bytes()
+        .unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] = b'/';
+        assert_eq!(
+            Frame::decode(&bytes),
+            Err(InvalidFrame::Malformed("invalid hello name"))
+        );
+    }
+
+    #[test]
+    fn seed_hello_alive_layout() {
+        assert_eq!(
+            Frame::Alive { seq: 7 }.to_bytes().unwrap(),
+            [0, 10, VERSION, TYPE_ALIVE, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Pure timing logic of the link: the heartbeat schedule and reconnect backoff.
+//!
+//! No tokio and no clock reads: callers pass `now` in and sleep themselves, so both types are
+//! tested without sleeping.
+
+use std::time::{Duration, Instant};
+
+/// What a session should do at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Nothing to do before [`Heartbeat::next_deadline`].
+    Wait,
+    /// Send a `Ping` now.
+    SendPing,
+    /// The peer has been silent longer than the timeout: the session is dead.
+    Expired,
+}
+
+/// Heartbeat schedule of one session: we ping every `interval`; any frame from the peer
+/// proves it alive; silence for `timeout` kills the session.
+#[derive(Clone, Debug)]
+pub struct Heartbeat {
+    interval: Duration,
+    timeout: Duration,
+    last_received: Instant,
+    next_ping: Instant,
+}
+
+impl Heartbeat {
+    /// A schedule for a session that became live at `now`.
+    pub fn new(now: Instant, interval: Duration, timeout: Duration) -> Self {
+        Heartbeat {
+            interval,
+            timeout,
+            last_received: now,
+            next_ping: now + interval,
+        }
+    }
+
+    /// Records that a frame arrived at `now`.
+    pub fn on_received(&mut self, now: Instant) {
+        self.last_received = self.last_received.max(now);
+    }
+
+    /// When the session must next be looked at.
+    pub fn next_deadline(&self) -> Instant {
+        self.next_ping.min(self.last_received + self.timeout)
+    }
+
+    /// What to do at `now`. `SendPing` also schedules the next ping.
+    pub fn poll(&mut self, now: Instant) -> Tick {
+        if now >= self.last_received + self.timeout {
+            return Tick::Expired;
+        }
+        if now >= self.next_ping {
+            // Schedule from now, not from the missed slot, so a stalled task never bursts.
+            self.next_ping = now + self.interval;
+            return Tick::SendPing;
+        }
+        Tick::Wait
+    }
+}
+
+/// Capped exponential backoff with jitter ("equal jitter": half fixed, half random), so
+/// peers that lost each other at the same moment do not retry in lockstep.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Delays start at `initial` and never exceed `max`.
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        Backoff {
+            initial,
+            max: max.max(initial),
+            attempt: 0,
+        }
+    }
+
+    /// Forgets past failures (after a successful session).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
+    /// The delay before the next attempt. `random` is any uniformly random `u32`; the delay
+    /// is `base/2 + (base/2) * random / u32::MAX` where `base = min(max, initial * 2^n)`.
+    pub fn next_delay(&mut self, random: u32) -> Duration {
+        let factor = 1u32.checked_shl(self.attempt.min(20)).unwrap_or(u32::MAX);
+        let base = self.initial.saturating_mul(factor).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = base / 2;
+        let jitter = half.mul_f64(f64::from(random) / f64::from(u32::MAX));
+        half + jitter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pings_every_interval_and_expires_after_silence() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut hb = Heartbeat::new(t0, s, 3 * s);
+        assert_eq!(hb.poll(t0), Tick::Wait);
+        assert_eq!(hb.next_deadline(), t0 + s);
+        assert_eq!(hb.poll(t0 + s), Tick::SendPing);
+        assert_eq!(hb.poll(t0 + s), Tick::Wait, "one ping per interval");
+        hb.on_received(t0 + s + s / 2);
+        assert_eq!(hb.poll(t0 + 2 * s), Tick::SendPing);
+        assert_eq!(hb.poll(t0 + 3 * s), Tick::SendPing);
+        // Last frame at 1.5 s, timeout 3 s: dead at 4.5 s, not before.
+        assert_ne!(hb.poll(t0 + 4 * s), Tick::Expired);
+        assert_eq!(hb.poll(t0 + 4 * s + s / 2), Tick::Expired);
+    }
+
+    #[test]
+    fn deadline_is_never_later_than_expiry() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(t0, Duration::from_secs(10), Duration::from_secs(2));
+        assert_eq!(hb.next_deadline(), t0 + Duration::from_secs(2));
+        assert_eq!(hb.poll(hb.next_deadline()), Tick::Expired);
+    }
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let lows: Vec<_> = (0..8).map(|_| b.next_delay(0)).collect();
+        assert_eq!(lows[0], Duration::from_millis(50));
+        assert_eq!(lows[1], Duration::from_millis(100));
+        assert_eq!(lows[7], Duration::from_secs(1), "half of the 2 s cap");
+        let top = b.next_delay(u32::MAX);
+        assert_eq!(top, Duration::from_secs(2));
+        b.reset();
+        assert!(b.next_delay(u32::MAX) <= Duration::from_millis(100));
+        // Very many failures never overflow.
+        for _ in 0..1000 {
+            assert!(b.next_delay(12345) <= Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! rustls configurations for the pairing channel: TLS 1.3 only, mutual, pinned.
+//!
+//! Owns the [`KeyStore`] → rustls `SigningKey` adapter (so the TLS 1.3 CertificateVerify is
+//! signed by the key store, i.e. by the TPM in production) and the two verifiers:
+//!
+//! - the server side accepts a client only if its chain is self-consistent (leaf signed by
+//!   the CA it sent, valid now, EKU clientAuth) **and** the leaf SPKI SHA-256 is in the
+//!   [`PinSet`];
+//! - the client side accepts a server only if its chain is self-consistent (EKU serverAuth)
+//!   and the leaf SPKI matches the one pin expected for the peer being dialled. The only
+//!   exception is [`ServerCheck::Capture`], used solely when an operator named this peer with
+//!   `ProvisionPeer` in first-contact mode: the chain is still fully checked and the
+//!   handshake signature still verified, and the identity presented is recorded for pinning.
+//!
+//! Validity is checked against `max(now, time floor)`, so a BMC whose clock restarted at
+//! the epoch neither accepts expired certificates nor rejects valid ones.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock};
+
+use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::{CertifiedKey, Signer, SigningKey};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
+    ServerConfig, SignatureAlgorithm, SignatureScheme,
+};
+
+use crate::identity::cert::LoadedIdentity;
+use crate::identity::{Fingerprint, KeyRole, KeyStore, sign_message, signature_to_der};
+
+/// The only signature scheme our identities use.
+const SCHEME: SignatureScheme = SignatureScheme::ECDSA_NISTP256_SHA256;
+
+static VERIFY_ALGS: WebPkiSupportedAlgorithms = WebPkiSupportedAlgorithms {
+    all: &[webpki::ring::ECDSA_P256_SHA256],
+    mapping: &[(SCHEME, &[webpki::ring::ECDSA_P256_SHA256])],
+};
+
+/// The pinned identities this BMC accepts as TLS clients. Written by the pairing driver,
+/// read by the server-side verifier during handshakes.
+#[derive(Clone, Debug, Default)]
+pub struct PinSet(Arc<RwLock<BTreeSet<Fingerprint>>>);
+
+impl PinSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the whole set.
+    pub fn replace(&self, pins: impl IntoIterator<Item = Fingerprint>) {
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *guard = pins.into_iter().collect();
+    }
+
+    /// True if `fp` is pinned.
+    pub fn contains(&self, fp: &Fingerprint) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(fp)
+    }
+}
+
+/// What the client side requires of the server it dials.
+#[derive(Clone, Debug)]
+pub enum ServerCheck {
+    /// The server's leaf SPKI must have this fingerprint.
+    Pinned(Fingerprint),
+    /// First contact, operator-initiated: accept a self-consistent chain and record it.
+    Capture(Arc<CaptureSlot>),
+}
+
+/// What a first-contact handshake saw. Only meaningful once the handshake completed,
+/// because rustls verifies the server's CertificateVerify after the chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedIdentity {
+    /// SHA-256 of the leaf SPKI.
+    pub fingerprint: Fingerprint,
+    /// Leaf common name, if any (the peer's BMC name).
+    pub common_name: Option<String>,
+    /// Leaf and CA, DER.
+    pub chain: Vec<Vec<u8>>,
+}
+
+/// Where a [`ServerCheck::Capture`] verifier records the identity it saw.
+#[derive(Debug, Default)]
+pub struct CaptureSlot(Mutex<Option<CapturedIdentity>>);
+
+impl CaptureSlot {
+    /// An empty slot.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Takes what was captured, if anything.
+    pub fn take(&self) -> Option<CapturedIdentity> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn put(&self, id: CapturedIdentity) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(id);
+    }
+}
+
+/// rustls' view of a key in the [`KeyStore`].
+pub struct StoreSigningKey {
+    store: Arc<dyn KeyStore>,
+    role: KeyRole,
+}
+
+impl StoreSigningKey {
+    /// Signs with `role` of `store`.
+    pub fn new(store: Arc<dyn KeyStore>, role: KeyRole) -> Self {
+        StoreSigningKey { store, role }
+    }
+}
+
+impl fmt::Debug for StoreSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "StoreSigningKey({}, {})",
+            self.store.backend(),
+            self.role
+        )
+    }
+}
+
+impl SigningKey for StoreSigningKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        offered.contains(&SCHEME).then(|| {
+            Box::new(StoreSigner {
+                store: self.store.clone(),
+                role: self.role,
+            }) as Box<dyn Signer>
+        })
+    }
+
+    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
+        let key = self.store.public_key(self.role).ok()?;
+        Some(SubjectPublicKeyInfoDer::from(key.spki_der().to_vec()))
+    }
+
+    fn algorithm(&self) -> SignatureAlgorithm {
+        SignatureAlgorithm::ECDSA
+    }
+}
+
+struct StoreSigner {
+    store: Arc<dyn KeyStore>,
+    role: KeyRole,
+}
+
+impl fmt::Debug for StoreSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreSigner({})", self.role)
+    }
+}
+
+impl Signer for StoreSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        let raw = sign_message(self.store.as_ref(), self.role, message)
+            .map_err(|e| rustls::Error::General(format!("key store: {e}")))?;
+        signature_to_der(self.role, &raw)
+            .map_err(|e| rustls::Error::General(format!("key store: {e}")))
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SCHEME
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn bad_cert(e: impl std::error::Error + Send + Sync + 'static) -> rustls::Error {
+    rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(e))))
+}
+
+/// Why a presented chain is not acceptable, before any pin is consulted.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// Not exactly a leaf plus the CA that issued it.
+    #[error("expected a leaf and its CA, got {0} certificates")]
+    Shape(usize),
+    /// webpki rejected the chain (bad signature, expired, wrong EKU, not a CA, ...).
+    #[error("chain does not verify: {0:?}")]
+    Invalid(webpki::Error),
+    /// The leaf cannot be parsed.
+    #[error("leaf certificate cannot be parsed")]
+    Unparsable,
+    /// The leaf is fine but its key is not the pinned one.
+    #[error("peer identity {presented} is not pinned")]
+    NotPinned {
+        /// What the peer presented.
+        presented: Fingerprint,
+    },
+}
+
+/// Which EKU the leaf must carry.
+#[derive(Clone, Copy, Debug)]
+pub enum Usage {
+    /// TLS server.
+    Server,
+    /// TLS client.
+    Client,
+}
+
+/// Checks that `end_entity` is issued by the single CA in `intermediates`, valid at `now`,
+/// with the EKU for `usage`; returns the leaf's identity.
+///
+/// # Errors
+/// [`ChainError`].
+pub fn check_chain(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    usage: Usage,
+    now: UnixTime,
+) -> Result<CapturedIdentity, ChainError> {
+    let [ca] = intermediates else {
+        return Err(ChainError::Shape(intermediates.len() + 1));
+    };
+    let anchor = webpki::anchor_from_trusted_cert(ca).map_err(ChainError::Invalid)?;
+    let leaf = webpki::EndEntityCert::try_from(end_entity).map_err(ChainError::Invalid)?;
+    let eku = match usage {
+        Usage::Server => webpki::KeyUsage::server_auth(),
+        Usage::Client => webpki::KeyUsage::client_auth(),
+    };
+    leaf.verify_for_usage(VERIFY_ALGS.all, &[anchor], &[], now, eku, None, None)
+        .map_err(ChainError::Invalid)?;
+    let summary = crate::identity::cert::summarize(end_entity.as_ref())
+        .map_err(|_| ChainError::Unparsable)?;
+    Ok(CapturedIdentity {
+        fingerprint: summary.public_key.fingerprint(),
+        common_name: summary.common_name,
+        chain: vec![end_entity.to_vec(), ca.to_vec()],
+    })
+}
+
+fn floored(now: UnixTime, floor: UnixTime) -> UnixTime {
+    if now.as_secs() < floor.as_secs() {
+        floor
+    } else {
+        now
+    }
+}
+
+#[derive(Debug)]
+struct PinnedClientVerifier {
+    pins: PinSet,
+    floor: UnixTime,
+}
+
+impl ClientCertVerifier for PinnedClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let id = check_chain(
+            end_entity,
+            intermediates,
+            Usage::Client,
+            floored(now, self.floor),
+        )
+        .map_err(|e| {
+            tracing::info!(error = %e, "refused client certificate");
+            bad_cert(e)
+        })?;
+        if self.pins.contains(&id.fingerprint) {
+            Ok(ClientCertVerified::assertion())
+        } else {
+            tracing::info!(fingerprint = %id.fingerprint, "refused unpinned client");
+            Err(bad_cert(ChainError::NotPinned {
+                presented: id.fingerprint,
+            }))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        // Only TLS 1.3 is enabled; reaching here would be a rustls bug, so refuse.
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        VERIFY_ALGS.supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct PinnedServerVerifier {
+    check: ServerCheck,
+    floor: UnixTime,
+}
+
+impl ServerCertVerifier for PinnedServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // Names are not checked: peers are identified by their pinned key, and addresses come
+        // from untrusted discovery anyway.
+        let id = check_chain(
+            end_entity,
+            intermediates,
+            Usage::Server,
+            floored(now, self.floor),
+        )
+        .map_err(|e| {
+            tracing::info!(error = %e, "refused server certificate");
+            bad_cert(e)
+        })?;
+        match &self.check {
+            ServerCheck::Pinned(expected) if *expected == id.fingerprint => {
+                Ok(ServerCertVerified::assertion())
+            }
+            ServerCheck::Pinned(expected) => {
+                tracing::warn!(expected = %expected, presented = %id.fingerprint, "peer presented a different identity");
+                Err(bad_cert(ChainError::NotPinned {
+                    presented: id.fingerprint,
+                }))
+            }
+            ServerCheck::Capture(slot) => {
+                slot.put(id);
+                Ok(ServerCertVerified::assertion())
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        VERIFY_ALGS.supported_schemes()
+    }
+}
+
+#[derive(Debug)]
+struct OurCert(Arc<CertifiedKey>);
+
+impl ResolvesServerCert for OurCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+}
+
+impl ResolvesClientCert for OurCert {
+    fn resolve(&self, _hints: &[&[u8]], schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        schemes.contains(&SCHEME).then(|| self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+fn certified_key(identity: &LoadedIdentity, store: Arc<dyn KeyStore>) -> Arc<CertifiedKey> {
+    let chain = identity
+        .chain_leaf_first()
+        .into_iter()
+        .map(CertificateDer::from)
+        .collect();
+    Arc::new(CertifiedKey::new(
+        chain,
+        Arc::new(StoreSigningKey::new(store, KeyRole::Identity)),
+    ))
+}
+
+/// Builds the listener's configuration: TLS 1.3, client certificate mandatory and pinned.
+///
+/// # Errors
+/// rustls configuration errors (none expected with the ring provider).
+pub fn server_config(
+    identity: &LoadedIdentity,
+    store: Arc<dyn KeyStore>,
+    pins: PinSet,
+    floor: UnixTime,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(Arc::new(PinnedClientVerifier { pins, floor }))
+        .with_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
+    Ok(Arc::new(config))
+}
+
+/// Builds a dialler's configuration: TLS 1.3, our identity as client certificate, and the
+/// server checked by `check`.
+///
+/// # Errors
+/// rustls configuration errors (none expected with the ring provider).
+pub fn client_config(
+    identity: &LoadedIdentity,
+    store: Arc<dyn KeyStore>,
+    check: ServerCheck,
+    floor: UnixTime,
+) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        // "dangerous" is rustls' name for "custom verifier"; ours checks the chain and a pin.
+        .with_custom_certificate_verifier(Arc::new(PinnedServerVerifier { check, floor }))
+        .with_client_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
+    Ok(Arc::new(config))
+}

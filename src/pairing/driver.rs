@@ -1,0 +1,685 @@
+//! The pairing driver: the one task that owns [`Pairing`] and carries out its actions.
+//!
+//! It receives operator commands (from D-Bus) and link events, feeds them to the pure state
+//! machine, and executes what comes back: key-store work on a blocking thread, first-contact
+//! probes and diallers as tasks, atomic persistence, the listener's pin set, and a new
+//! [`Snapshot`] for D-Bus. Nothing else mutates pairing state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use rustls::pki_types::UnixTime;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::state::{
+    Action, ConnState, NameBook, Outgoing, Pairing, PeerId, Persisted, Refusal, Target,
+    parse_request,
+};
+use crate::clock;
+use crate::config::Config;
+use crate::identity::cert::{ChainFiles, IdentityProblem, LoadedIdentity};
+use crate::identity::{Backend, KeyStore};
+use crate::link::LinkEvent;
+use crate::link::client::{self, Retry};
+use crate::link::server::Sessions;
+use crate::link::session::Timing;
+use crate::link::tls::{self, CaptureSlot, PinSet, ServerCheck};
+use crate::persist;
+
+/// A request from the D-Bus layer.
+#[derive(Debug)]
+pub enum Command {
+    /// `ProvisionPeer(bmc_id)`.
+    Provision {
+        /// The argument as given.
+        bmc_id: String,
+        /// Accepted, or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// `Unpair()` on a peer object.
+    Unpair {
+        /// Which peer.
+        id: PeerId,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+}
+
+/// One-off events for D-Bus (signals, not state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// `PeerProvisioned(b)`.
+    PeerProvisioned(bool),
+}
+
+/// What D-Bus shows of a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// Pinned identity, hex.
+    pub fingerprint: String,
+    /// `first-contact` or `anchored`.
+    pub trust_mode: crate::config::TrustMode,
+    /// Sessions it opened to us.
+    pub incoming: ConnState,
+    /// Our session to it.
+    pub outgoing: ConnState,
+    /// The higher of both.
+    pub state: ConnState,
+    /// Unix seconds of the last session opening, 0 if never.
+    pub last_seen: u64,
+}
+
+/// What D-Bus shows of this BMC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `Provisioned`.
+    pub provisioned: bool,
+    /// `PeerConnected`.
+    pub peer_connected: ConnState,
+    /// Paired peers.
+    pub peers: BTreeMap<PeerId, PeerView>,
+}
+
+impl Snapshot {
+    fn of(p: &Pairing) -> Self {
+        Snapshot {
+            provisioned: p.provisioned(),
+            peer_connected: p.aggregate(),
+            peers: p
+                .peers()
+                .iter()
+                .map(|(id, peer)| {
+                    (
+                        id.clone(),
+                        PeerView {
+                            name: peer.record.name.clone(),
+                            address: peer.record.address.to_string(),
+                            port: peer.record.port,
+                            fingerprint: peer.record.fingerprint.to_hex(),
+                            trust_mode: peer.record.trust_mode,
+                            incoming: peer.incoming,
+                            outgoing: peer.outgoing,
+                            state: peer.aggregate(),
+                            last_seen: peer.last_seen.unwrap_or(0),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Handles the D-Bus layer holds: commands in, state and signals out.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    /// Commands to the driver.
+    pub commands: mpsc::Sender<Command>,
+    /// The latest state.
+    pub snapshot: watch::Receiver<Snapshot>,
+}
+
+impl Handle {
+    /// Sends `ProvisionPeer(bmc_id)` and waits for acceptance (not for the pairing outcome).
+    ///
+    /// # Errors
+    /// The [`Refusal`]; `Unavailable` if the driver is gone or does not answer in time.
+    ///
+    /// # Cancel safety
+    /// Cancel safe; the driver may still act on a request whose reply is dropped.
+    pub async fn provision(&self, bmc_id: String) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Command::Provision { bmc_id, reply }, rx).await
+    }
+
+    /// Sends `Unpair()` for `id`.
+    ///
+    /// # Errors
+    /// As [`Handle::provision`].
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn unpair(&self, id: PeerId) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Command::Unpair { id, reply }, rx).await
+    }
+
+    async fn request(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<(), Refusal>>,
+    ) -> Result<(), Refusal> {
+        let gone = || Refusal::Unavailable("the pairing driver is not running".into());
+        self.commands.send(cmd).await.map_err(|_| gone())?;
+        // Identity creation on a TPM takes a few hundred milliseconds; nothing else waits.
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| Refusal::Unavailable("the pairing driver did not answer in time".into()))?
+            .map_err(|_| gone())?
+    }
+}
+
+/// How often the identity key is test-signed, so a TPM reboot, clear or lost blob shows on
+/// D-Bus even while no handshake happens.
+const IDENTITY_CHECK: Duration = Duration::from_secs(30);
+
+enum Internal {
+    ProbeDone(Target, Result<tls::CapturedIdentity, String>),
+}
+
+struct Link {
+    tag: String,
+    cancel: CancellationToken,
+    wake: Arc<Notify>,
+}
+
+/// Everything the driver needs from the outside.
+pub struct Parts {
+    /// Validated configuration.
+    pub config: Arc<Config>,
+    /// The key store (file or TPM).
+    pub store: Arc<dyn KeyStore>,
+    /// The listener's pin set (the driver writes it).
+    pub pins: PinSet,
+    /// The listener's sessions (the driver cuts unpinned ones).
+    pub sessions: Sessions,
+    /// The listener's TLS configuration (the driver publishes it when the identity changes).
+    pub server_tls: watch::Sender<Option<Arc<ServerConfig>>>,
+    /// Link events from listener and diallers.
+    pub link_events: mpsc::UnboundedReceiver<LinkEvent>,
+    /// Where diallers send their events.
+    pub link_events_tx: mpsc::UnboundedSender<LinkEvent>,
+    /// Signals for D-Bus.
+    pub notices: mpsc::UnboundedSender<Notice>,
+    /// Task tracker for everything the driver spawns.
+    pub tracker: TaskTracker,
+    /// Shutdown.
+    pub cancel: CancellationToken,
+}
+
+/// The path of the state file.
+pub fn state_path(config: &Config) -> PathBuf {
+    config.state_dir.join("state.json")
+}
+
+/// Loads `state.json`. A corrupt file is moved aside (kept for inspection) and the daemon
+/// starts unprovisioned rather than crash-looping.
+pub fn load_state(config: &Config) -> Persisted {
+    let path = state_path(config);
+    match persist::load_json::<Persisted>(&path) {
+        Ok(Some(p)) => p,
+        Ok(None) => Persisted::default(),
+        Err(e) => {
+            let aside = path.with_extension(format!(
+                "corrupt-{}",
+                clock::unix_secs(std::time::SystemTime::now())
+            ));
+            tracing::error!(error = %e, moved_to = %aside.display(), "state file unusable; starting unpaired");
+            let _ = std::fs::rename(&path, &aside);
+            Persisted::default()
+        }
+    }
+}
+
+/// The driver.
+pub struct Driver {
+    config: Arc<Config>,
+    store: Arc<dyn KeyStore>,
+    chain: ChainFiles,
+    pairing: Pairing,
+    identity: Option<LoadedIdentity>,
+    pins: PinSet,
+    sessions: Sessions,
+    server_tls: watch::Sender<Option<Arc<ServerConfig>>>,
+    snapshot: watch::Sender<Snapshot>,
+    notices: mpsc::UnboundedSender<Notice>,
+    link_events: mpsc::UnboundedReceiver<LinkEvent>,
+    link_events_tx: mpsc::UnboundedSender<LinkEvent>,
+    links: HashMap<PeerId, Link>,
+    link_generation: u64,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl Driver {
+    /// Restores state, loads the identity (blocking: call from a blocking context or at
+    /// start-up) and returns the driver plus the handle for D-Bus.
+    pub fn new(parts: Parts) -> (Driver, Handle, mpsc::Receiver<Command>) {
+        let chain = ChainFiles::new(parts.config.cert_dir());
+        let persisted = load_state(&parts.config);
+        let identity = match chain.load(parts.store.as_ref()) {
+            Ok(id) => Some(id),
+            Err(IdentityProblem::Absent) => {
+                tracing::info!("no identity yet; ProvisionPeer(\"self\") creates one");
+                None
+            }
+            Err(IdentityProblem::Invalid(why)) => {
+                tracing::error!(reason = %why, "identity is invalid; Provisioned is false until ProvisionPeer(\"self\") re-creates it");
+                None
+            }
+        };
+        let (pairing, actions) = Pairing::restore(
+            persisted,
+            identity.as_ref().map(LoadedIdentity::fingerprint),
+            parts.config.trust_mode,
+        );
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(&pairing));
+        let (commands_tx, commands_rx) = mpsc::channel(16);
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let mut driver = Driver {
+            chain,
+            pairing,
+            identity,
+            store: parts.store,
+            config: parts.config,
+            pins: parts.pins,
+            sessions: parts.sessions,
+            server_tls: parts.server_tls,
+            snapshot,
+            notices: parts.notices,
+            link_events: parts.link_events,
+            link_events_tx: parts.link_events_tx,
+            links: HashMap::new(),
+            link_generation: 0,
+            internal_tx,
+            internal_rx,
+            tracker: parts.tracker,
+            cancel: parts.cancel,
+        };
+        driver.install_server_tls();
+        driver.observe_time();
+        driver.execute(actions);
+        let handle = Handle {
+            commands: commands_tx,
+            snapshot: snapshot_rx,
+        };
+        (driver, handle, commands_rx)
+    }
+
+    fn floor(&self) -> UnixTime {
+        UnixTime::since_unix_epoch(Duration::from_secs(
+            self.pairing.time_floor().max(clock::build_epoch()),
+        ))
+    }
+
+    fn unix_now(&self) -> u64 {
+        clock::unix_secs(clock::floored_now(self.pairing.time_floor()))
+    }
+
+    fn observe_time(&mut self) {
+        let now = clock::unix_secs(std::time::SystemTime::now());
+        // Only a clock past the build time is believed; the floor then follows it.
+        if now >= clock::build_epoch() && self.pairing.observe_time(now) {
+            self.persist();
+        }
+    }
+
+    fn name_book(&self) -> NameBook {
+        NameBook {
+            names: self
+                .config
+                .static_peers
+                .iter()
+                .map(|p| (p.name.clone(), SocketAddr::new(p.address, p.port)))
+                .collect(),
+            neighbours: Vec::new(),
+            interface: self.config.interface_id.clone(),
+        }
+    }
+
+    fn device(&self) -> Option<String> {
+        self.config
+            .bind_to_interface
+            .then(|| self.config.interface_id.clone())
+    }
+
+    fn timing(&self) -> Timing {
+        Timing {
+            open_timeout: self.config.handshake_timeout,
+            heartbeat_interval: self.config.heartbeat_interval,
+            heartbeat_timeout: self.config.heartbeat_timeout,
+        }
+    }
+
+    /// Runs until shutdown.
+    ///
+    /// # Cancel safety
+    /// Runs until the cancellation token fires; every spawned task stops with it.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut check = tokio::time::interval(IDENTITY_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        check.tick().await;
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                Some(cmd) = commands.recv() => self.command(cmd).await,
+                Some(ev) = self.link_events.recv() => self.link_event(ev),
+                Some(done) = self.internal_rx.recv() => self.internal(done),
+                _ = check.tick() => self.check_identity().await,
+            }
+        }
+        for link in self.links.values() {
+            link.cancel.cancel();
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Provision { bmc_id, reply } => {
+                let parsed = parse_request(&bmc_id, self.config.port, &self.name_book());
+                let result = match parsed.and_then(|req| self.pairing.provision(&req)) {
+                    Ok(actions) => {
+                        if actions.contains(&Action::EnsureIdentity) {
+                            self.ensure_identity().await
+                        } else {
+                            tracing::info!(target = %bmc_id, "pairing requested");
+                            self.execute(actions);
+                            Ok(())
+                        }
+                    }
+                    Err(refusal) => {
+                        tracing::info!(target = %bmc_id, reason = %refusal, "ProvisionPeer refused");
+                        Err(refusal)
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Unpair { id, reply } => {
+                let result = self.pairing.unpair(&id).map(|actions| {
+                    tracing::info!(peer = %id, "unpaired");
+                    self.execute(actions);
+                });
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    async fn ensure_identity(&mut self) -> Result<(), Refusal> {
+        let store = self.store.clone();
+        let chain = self.chain.clone();
+        let name = self.config.bmc_name.clone();
+        let now = clock::floored_now(self.pairing.time_floor());
+        let outcome = tokio::task::spawn_blocking(move || match chain.load(store.as_ref()) {
+            Ok(id) => chain.renew_if_due(store.as_ref(), id, &name, now).map(|id| (id, false)),
+            Err(problem) => {
+                if let IdentityProblem::Invalid(why) = &problem {
+                    tracing::warn!(reason = %why, "re-creating the invalid identity; peers must pair again");
+                }
+                chain.create(store.as_ref(), &name, now).map(|id| (id, true))
+            }
+        })
+        .await;
+        match outcome {
+            Ok(Ok((identity, created))) => {
+                if created {
+                    tracing::info!(fingerprint = %identity.fingerprint(), backend = %self.store.backend(), "identity created");
+                }
+                let fp = identity.fingerprint();
+                self.identity = Some(identity);
+                self.install_server_tls();
+                // A new key makes every existing session stale.
+                if created {
+                    self.sessions.cancel_unless(|_| false);
+                }
+                let actions = self.pairing.identity_ready(fp);
+                self.execute(actions);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot create the identity");
+                let actions = self.pairing.identity_failed();
+                self.execute(actions);
+                Err(Refusal::Unavailable(format!(
+                    "cannot create the identity: {e}"
+                )))
+            }
+            Err(e) => Err(Refusal::Unavailable(format!("identity task failed: {e}"))),
+        }
+    }
+
+    async fn check_identity(&mut self) {
+        self.observe_time();
+        if self.identity.is_none() {
+            return;
+        }
+        let store = self.store.clone();
+        let chain = self.chain.clone();
+        let result = tokio::task::spawn_blocking(move || chain.load(store.as_ref())).await;
+        if let Ok(Err(problem)) = result {
+            tracing::error!(reason = %problem, backend = %self.store.backend(), "identity lost; Provisioned is now false");
+            self.identity = None;
+            self.install_server_tls();
+            self.sessions.cancel_unless(|_| false);
+            let actions = self.pairing.identity_lost();
+            self.execute(actions);
+        }
+    }
+
+    fn install_server_tls(&mut self) {
+        let config = self.identity.as_ref().and_then(|id| {
+            tls::server_config(id, self.store.clone(), self.pins.clone(), self.floor())
+                .map_err(
+                    |e| tracing::error!(error = %e, "cannot build the TLS server configuration"),
+                )
+                .ok()
+        });
+        self.server_tls.send_replace(config);
+    }
+
+    fn link_event(&mut self, ev: LinkEvent) {
+        let now = self.unix_now();
+        let actions = match ev {
+            LinkEvent::IncomingUp {
+                fingerprint, name, ..
+            } => {
+                tracing::info!(peer = %fingerprint, name = ?name, "incoming session up");
+                self.pairing.incoming_up(&fingerprint, now)
+            }
+            LinkEvent::IncomingDown { fingerprint, .. } => self.pairing.incoming_down(&fingerprint),
+            LinkEvent::OutgoingAttempt { tag } => self.outgoing(&tag, Outgoing::Attempt, now),
+            LinkEvent::OutgoingUp { tag } => self.outgoing(&tag, Outgoing::Up, now),
+            LinkEvent::OutgoingDown { tag } => self.outgoing(&tag, Outgoing::Down, now),
+        };
+        self.execute(actions);
+    }
+
+    fn outgoing(&mut self, tag: &str, event: Outgoing, now: u64) -> Vec<Action> {
+        // Events from a dialler that was since replaced carry a stale tag and are dropped.
+        let Some(id) = self
+            .links
+            .iter()
+            .find(|(_, l)| l.tag == tag)
+            .map(|(id, _)| id.clone())
+        else {
+            return Vec::new();
+        };
+        if event == Outgoing::Up {
+            tracing::info!(peer = %id, "outgoing session up");
+        }
+        self.pairing.outgoing(&id, event, now)
+    }
+
+    fn internal(&mut self, done: Internal) {
+        match done {
+            Internal::ProbeDone(target, Ok(captured)) => {
+                tracing::info!(target = %target.endpoint, fingerprint = %captured.fingerprint, name = ?captured.common_name,
+                    "first contact: pinning the identity the named peer proved");
+                let now = self.unix_now();
+                let actions = self.pairing.probe_succeeded(
+                    &target,
+                    captured.fingerprint,
+                    captured.common_name.as_deref(),
+                    now,
+                );
+                self.execute(actions);
+            }
+            Internal::ProbeDone(target, Err(why)) => {
+                tracing::warn!(target = %target.endpoint, reason = %why, "pairing failed");
+                let actions = self.pairing.probe_failed(&target);
+                self.execute(actions);
+            }
+        }
+    }
+
+    fn execute(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                // Only produced by `provision`, which the command handler intercepts.
+                Action::EnsureIdentity => {}
+                Action::Probe(target) => self.probe(target),
+                Action::Persist => self.persist(),
+                Action::SyncPins => {
+                    let pins = self.pairing.pins();
+                    self.pins.replace(pins.iter().copied());
+                    self.sessions.cancel_unless(|fp| pins.contains(fp));
+                }
+                Action::StartLink {
+                    id,
+                    endpoint,
+                    fingerprint,
+                } => self.start_link(id, endpoint, fingerprint),
+                Action::StopLink(id) => {
+                    if let Some(link) = self.links.remove(&id) {
+                        link.cancel.cancel();
+                    }
+                }
+                Action::Publish => {
+                    self.snapshot.send_if_modified(|s| {
+                        let new = Snapshot::of(&self.pairing);
+                        let changed = *s != new;
+                        *s = new;
+                        changed
+                    });
+                }
+                Action::PeerProvisioned(ok) => {
+                    let _ = self.notices.send(Notice::PeerProvisioned(ok));
+                }
+            }
+        }
+    }
+
+    fn persist(&mut self) {
+        let path = state_path(&self.config);
+        if let Err(e) = persist::store_json(&path, &self.pairing.persisted()) {
+            tracing::error!(error = %e, "cannot persist pairing state");
+        }
+    }
+
+    fn probe(&mut self, target: Target) {
+        let Some(identity) = self.identity.clone() else {
+            let _ = self
+                .internal_tx
+                .send(Internal::ProbeDone(target, Err("no identity".into())));
+            return;
+        };
+        let slot = CaptureSlot::new();
+        let config = tls::client_config(
+            &identity,
+            self.store.clone(),
+            ServerCheck::Capture(slot.clone()),
+            self.floor(),
+        );
+        let dial = client::Target {
+            addr: target.endpoint,
+            device: self.device(),
+        };
+        let deadline = self.config.handshake_timeout;
+        let tx = self.internal_tx.clone();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let result = match config {
+                Ok(config) => tokio::select! {
+                    () = cancel.cancelled() => return,
+                    r = client::probe(&dial, config, slot, deadline) => r.map_err(|e| error_chain(&e)),
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            let _ = tx.send(Internal::ProbeDone(target, result));
+        });
+    }
+
+    fn start_link(
+        &mut self,
+        id: PeerId,
+        endpoint: SocketAddr,
+        fingerprint: crate::identity::Fingerprint,
+    ) {
+        if let Some(old) = self.links.remove(&id) {
+            old.cancel.cancel();
+        }
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
+        let config = match tls::client_config(
+            identity,
+            self.store.clone(),
+            ServerCheck::Pinned(fingerprint),
+            self.floor(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the TLS client configuration");
+                return;
+            }
+        };
+        self.link_generation = self.link_generation.wrapping_add(1);
+        let tag = format!("{id}#{}", self.link_generation);
+        let cancel = self.cancel.child_token();
+        let wake = Arc::new(Notify::new());
+        self.tracker.spawn(client::run_outgoing(
+            tag.clone(),
+            client::Target {
+                addr: endpoint,
+                device: self.device(),
+            },
+            config,
+            self.config.bmc_name.clone(),
+            self.timing(),
+            Retry {
+                initial: self.config.backoff_initial,
+                max: self.config.backoff_max,
+            },
+            wake.clone(),
+            self.link_events_tx.clone(),
+            cancel.clone(),
+        ));
+        self.links.insert(id, Link { tag, cancel, wake });
+    }
+
+    /// Which backend holds the keys (for start-up logs).
+    pub fn backend(&self) -> Backend {
+        self.store.backend()
+    }
+
+    /// Wakes the dialler of `id` (a discovery hint that the peer is reachable again).
+    pub fn wake(&self, id: &PeerId) {
+        if let Some(link) = self.links.get(id) {
+            link.wake.notify_one();
+        }
+    }
+}
+
+/// `error: cause: cause` for the journal.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
