@@ -426,10 +426,14 @@ pub fn server_config(
     pins: PinSet,
     floor: UnixTime,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(PinnedClientVerifier { pins, floor }))
         .with_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
+    // No resumption: a resumed session skips client certificate verification, so a peer
+    // unpaired since its last handshake would get back in on its ticket.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -444,11 +448,14 @@ pub fn client_config(
     check: ServerCheck,
     floor: UnixTime,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
-    let config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
+        // rustls gates every custom verifier behind `dangerous()`. Ours is stricter than
+        // webpki's default: it checks the chain (against the time floor) and the SPKI pin.
         .dangerous()
-        // "dangerous" is rustls' name for "custom verifier"; ours checks the chain and a pin.
         .with_custom_certificate_verifier(Arc::new(PinnedServerVerifier { check, floor }))
         .with_client_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
+    // Every connection re-verifies the peer against the current pin (see server_config).
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }

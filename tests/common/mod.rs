@@ -1,0 +1,389 @@
+//! Test harness shared by the integration tests, the demo and the benchmarks: BMC
+//! instances on this machine, each with its own private `dbus-daemon`, state directory and
+//! port, driven with `busctl` exactly as an operator would.
+//!
+//! Every process it starts is killed by PID when its owner is dropped, also when a test
+//! panics. Nothing here is a test double: real dbus-daemon, real daemon binary, real busctl.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Seed 000 / PDI names, as the operator types them.
+pub const SEED_BUS: &str = "xyz.openbmc_project.BmcPairingManager";
+pub const SEED_PATH: &str = "/xyz/openbmc_project/BmcPairingManager";
+pub const SEED_IFACE: &str = "xyz.openbmc_project.BmcPairingManager.BmcPairingManager";
+pub const PDI_BUS: &str = "xyz.openbmc_project.Provisioning";
+pub const PDI_PATH: &str = "/xyz/openbmc_project/Provisioning";
+pub const PDI_IFACE: &str = "xyz.openbmc_project.Provisioning.Provisioning";
+pub const PEER_IFACE: &str = "xyz.openbmc_project.BmcPairing.Peer";
+pub const CONNECTED: &str =
+    "xyz.openbmc_project.Provisioning.Provisioning.PeerConnectionStatus.Connected";
+pub const NOT_CONNECTED: &str =
+    "xyz.openbmc_project.Provisioning.Provisioning.PeerConnectionStatus.NotConnected";
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `limit`.
+pub fn wait_for<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fails the test run with a clear message if a system tool is missing; `make test`
+/// installs them all. Nothing is skipped silently.
+pub fn require_tool(tool: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "{tool} is not installed: run `make test`, which installs what the tests need"
+    );
+}
+
+/// A child process killed by PID on drop.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `limit` for exit; returns the exit status code.
+    pub fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill9();
+        None
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private `dbus-daemon` (system-bus type, permissive policy: the test is the only user).
+pub struct Bus {
+    pub address: String,
+    proc: Proc,
+}
+
+impl Bus {
+    pub fn start(dir: &Path) -> Bus {
+        require_tool("dbus-daemon");
+        fs::create_dir_all(dir).expect("bus dir");
+        let socket = dir.join("bus.sock");
+        let conf = dir.join("bus.conf");
+        fs::write(
+            &conf,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path={}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#,
+                socket.display()
+            ),
+        )
+        .expect("bus conf");
+        let child = Command::new("dbus-daemon")
+            .arg(format!("--config-file={}", conf.display()))
+            .arg("--nofork")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dbus-daemon");
+        let proc = Proc {
+            child,
+            name: "dbus-daemon".into(),
+        };
+        let address = format!("unix:path={}", socket.display());
+        wait_for(Duration::from_secs(10), "dbus-daemon socket", || {
+            socket.exists().then_some(())
+        });
+        Bus { address, proc }
+    }
+}
+
+/// Where to find the daemon binary: `$BMC_PAIRING_MANAGER_BIN`, cargo's test binary path,
+/// or the target directory.
+pub fn daemon_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BMC_PAIRING_MANAGER_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_bmc-pairing-manager") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    for profile in ["release", "debug"] {
+        let p = root.join(profile).join("bmc-pairing-manager");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("bmc-pairing-manager binary not found; build it first");
+}
+
+/// One BMC: a bus, a state directory, a config, and (when started) the daemon.
+pub struct Bmc {
+    pub name: String,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub bus: Bus,
+    pub daemon: Option<Proc>,
+    config: serde_json::Value,
+}
+
+impl Bmc {
+    /// A BMC named `name` under `root`, file key backend, loopback, fast timers; `extra`
+    /// keys are merged into its config.
+    pub fn new(root: &Path, name: &str, extra: serde_json::Value) -> Bmc {
+        let dir = root.join(name);
+        fs::create_dir_all(&dir).expect("bmc dir");
+        let bus = Bus::start(&dir.join("bus"));
+        let port = free_port();
+        let mut config = serde_json::json!({
+            "port": port,
+            "interface_id": "lo",
+            "bmc_name": name,
+            "state_dir": dir.join("state"),
+            "cert_root": dir.join("root"),
+            "key_backend": {"type": "file"},
+        });
+        if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
+            base.extend(extra);
+        }
+        let config_path = dir.join("bmc-pairing-manager.conf");
+        let bmc = Bmc {
+            name: name.to_owned(),
+            port,
+            dir,
+            config_path,
+            bus,
+            daemon: None,
+            config,
+        };
+        bmc.write_config();
+        bmc
+    }
+
+    pub fn set_config(&mut self, key: &str, value: serde_json::Value) {
+        if let Some(obj) = self.config.as_object_mut() {
+            obj.insert(key.to_owned(), value);
+        }
+        self.write_config();
+    }
+
+    fn write_config(&self) {
+        fs::write(
+            &self.config_path,
+            serde_json::to_vec_pretty(&self.config).expect("json"),
+        )
+        .expect("write config");
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.join("root/etc/bmc-pairing-manager/certs")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `127.0.0.1:<port>`, what the other BMC passes to ProvisionPeer.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the daemon and waits until it owns both bus names.
+    pub fn start(&mut self) {
+        require_tool("busctl");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(daemon_binary())
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--bus")
+            .arg(&self.bus.address)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start bmc-pairing-manager");
+        self.daemon = Some(Proc {
+            child,
+            name: format!("bmc-pairing-manager {}", self.name),
+        });
+        let name = self.name.clone();
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{name} to own its bus names"),
+            || {
+                if let Some(d) = self.daemon.as_mut() {
+                    assert!(
+                        d.running(),
+                        "{name} exited during start-up:\n{}",
+                        self.log()
+                    );
+                }
+                let out = self.busctl(&["list", "--acquired", "--no-pager"]);
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                (text.contains(SEED_BUS) && text.contains(PDI_BUS)).then_some(())
+            },
+        );
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            d.kill9();
+        }
+    }
+
+    /// `busctl --address=<this BMC's bus> <args>`.
+    pub fn busctl(&self, args: &[&str]) -> Output {
+        Command::new("busctl")
+            .arg(format!("--address={}", self.bus.address))
+            .args(args)
+            .output()
+            .expect("run busctl")
+    }
+
+    /// Runs a whole operator command line (`busctl call ...`, as in the seed READMEs)
+    /// against this BMC's bus.
+    pub fn busctl_line(&self, line: &str) -> Output {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words.first(), Some(&"busctl"), "not a busctl line: {line}");
+        self.busctl(&words[1..])
+    }
+
+    /// `busctl get-property` output, trimmed (`b true`, `s "..."`); panics on failure.
+    pub fn get(&self, service: &str, path: &str, iface: &str, prop: &str) -> String {
+        let out = self.busctl(&["get-property", service, path, iface, prop]);
+        assert!(
+            out.status.success(),
+            "get-property {prop} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    pub fn provisioned(&self) -> bool {
+        self.get(PDI_BUS, PDI_PATH, PDI_IFACE, "Provisioned") == "b true"
+    }
+
+    /// The PDI `PeerConnected` string without quotes.
+    pub fn peer_connected(&self) -> String {
+        let v = self.get(PDI_BUS, PDI_PATH, PDI_IFACE, "PeerConnected");
+        v.trim_start_matches("s ").trim_matches('"').to_owned()
+    }
+
+    /// `ProvisionPeer s <arg>` on the PDI surface; Ok(()) or the busctl error text.
+    pub fn provision(&self, arg: &str) -> Result<(), String> {
+        let out = self.busctl(&[
+            "call",
+            PDI_BUS,
+            PDI_PATH,
+            PDI_IFACE,
+            "ProvisionPeer",
+            "s",
+            arg,
+        ]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    pub fn wait_peer_connected(&self, value: &str, limit: Duration) {
+        let name = self.name.clone();
+        wait_for(limit, &format!("{name} PeerConnected = {value}"), || {
+            (self.peer_connected() == value).then_some(())
+        });
+    }
+
+    /// Paths of the per-peer objects.
+    pub fn peer_paths(&self) -> Vec<String> {
+        let out = self.busctl(&["tree", "--list", SEED_BUS]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("/xyz/openbmc_project/BmcPairingManager/peers/"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// Pairs two started BMCs in first-contact mode (self on both, then each names the other)
+/// and waits until both show Connected.
+pub fn pair(a: &Bmc, b: &Bmc) {
+    a.provision("self").expect("A self");
+    b.provision("self").expect("B self");
+    a.provision(&b.endpoint()).expect("A names B");
+    b.provision(&a.endpoint()).expect("B names A");
+    a.wait_peer_connected(CONNECTED, Duration::from_secs(20));
+    b.wait_peer_connected(CONNECTED, Duration::from_secs(20));
+}
