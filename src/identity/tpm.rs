@@ -1,9 +1,9 @@
 //! TPM2 backend of [`KeyStore`] (tss-esapi 7): the BMC's keys live inside its TPM.
 //!
 //! Owns: the one thread that talks to the TPM (it alone holds the `tss_esapi::Context`), the
-//! key templates ([`device`]), the wrapped-key files `<blob dir>/<role>.tpmkey` ([`blob`]),
-//! and SHA-256 PCR reads. It must not touch certificates (that is [`super::cert`]), any file
-//! outside the blob directory, or the TPM from any other thread.
+//! key templates (submodule `device`), the wrapped-key files `<blob dir>/<role>.tpmkey`
+//! (submodule `blob`), and SHA-256 PCR reads. It must not touch certificates (that is
+//! [`super::cert`]), any file outside the blob directory, or the TPM from any other thread.
 //!
 //! # Keys
 //! Each [`KeyRole`] is an ECC NIST P-256 signing key (ECDSA, SHA-256) made by TPM2_Create
@@ -11,18 +11,35 @@
 //! (encrypted and integrity-protected) under that primary; both are written with
 //! [`persist::write_atomic`] (0600, atomic). The private key never leaves the TPM in clear.
 //! The storage primary is never stored: every operation re-derives it with TPM2_CreatePrimary
-//! from a fixed template (the TCG ECC P-256 SRK template, documented on
-//! `device::primary_template`), which yields the same key for as long as the owner seed is
-//! the same. A TPM reset or reboot keeps the seed, so keys survive it; TPM2_Clear replaces
-//! it, so keys wrapped before a clear are [`Error::KeyUnusable`] and must be re-generated.
-//! The owner hierarchy is assumed to have an empty authorization value, as on a BMC that
-//! nothing else has taken ownership of.
+//! in the owner hierarchy from the fixed template below, which yields the same key for as
+//! long as the owner seed is the same. A TPM reset or reboot keeps the seed, so keys survive
+//! it; TPM2_Clear replaces it, so keys wrapped before a clear are [`Error::KeyUnusable`] and
+//! must be re-generated. The owner hierarchy is assumed to have an empty authorization
+//! value, as on a BMC that nothing else has taken ownership of.
+//!
+//! # Templates
+//! Storage primary: the TCG "Storage Root Key" template for ECC NIST P-256 (TCG TPM v2.0
+//! Provisioning Guidance; the EK Credential Profile's storage template without a policy), so
+//! any TSS tool re-derives the same parent:
+//!
+//! | field | storage primary | each role's key |
+//! |---|---|---|
+//! | type, nameAlg | ECC, SHA-256 | ECC, SHA-256 |
+//! | objectAttributes | fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, restricted, decrypt | fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, sign |
+//! | authPolicy, userAuth | empty, empty | empty, empty |
+//! | symmetric | AES-128-CFB | NULL |
+//! | scheme | NULL | ECDSA with SHA-256 |
+//! | curve, kdf | NIST P-256, NULL | NIST P-256, NULL |
+//! | unique | x = y = 32 zero bytes | empty (the TPM generates the key) |
+//!
+//! fixedTPM makes the TPM refuse to duplicate a key, so its private part exists outside the
+//! chip only wrapped for this TPM's storage primary.
 //!
 //! # Object slots
-//! Each operation loads, uses and flushes (primary, then key), on error paths too. At most two
-//! transient objects exist during an operation and none between operations, so this works on
-//! a TPM without a resource manager (raw swtpm has three object slots) and never starves
-//! other users of `/dev/tpmrm0`.
+//! Each operation derives the primary, loads the key under it, flushes the primary, uses the
+//! key and flushes it, on error paths too. At most two transient objects exist during an
+//! operation and none between operations, so this works on a TPM without a resource manager
+//! (raw swtpm has three object slots) and never starves other users of `/dev/tpmrm0`.
 //!
 //! # Threading
 //! All TPM calls run on one dedicated thread. [`KeyStore`] methods (synchronous on purpose:

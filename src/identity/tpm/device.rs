@@ -208,24 +208,12 @@ impl Device {
     }
 }
 
-/// The storage primary's template: the TCG "Storage Root Key" template for ECC NIST P-256
-/// (TCG TPM v2.0 Provisioning Guidance, the SRK template; identical to the EK Credential
-/// Profile's H-2 storage template without a policy).
-///
-/// | field | value |
-/// |---|---|
-/// | type, nameAlg | ECC, SHA-256 |
-/// | objectAttributes | fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, restricted, decrypt |
-/// | authPolicy | empty; userAuth empty |
-/// | symmetric | AES-128-CFB |
-/// | scheme, kdf | NULL, NULL |
-/// | curve | NIST P-256 |
-/// | unique | x = 32 zero bytes, y = 32 zero bytes |
+/// The storage primary's template: the TCG ECC NIST P-256 SRK template (table in the
+/// `tpm` module docs).
 ///
 /// TPM2_CreatePrimary is deterministic: the same template under the same owner seed yields
-/// the same key, so the primary is re-derived for every operation instead of being stored.
-/// TPM2_Clear replaces the owner seed, and with it the primary: keys wrapped under the old
-/// one can then no longer be loaded.
+/// the same key, which is why the primary is re-derived for every operation instead of
+/// being stored.
 pub(super) fn primary_template() -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
@@ -252,10 +240,8 @@ pub(super) fn primary_template() -> tss_esapi::Result<Public> {
         .build()
 }
 
-/// Each role's key: an ECC NIST P-256 signing key with scheme ECDSA-SHA256, nameAlg
-/// SHA-256, attributes fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA, sign
-/// (not restricted, not decrypt), empty auth and policy. fixedTPM: the TPM refuses to
-/// duplicate it, so the private part never leaves the chip except wrapped for this TPM.
+/// Each role's key: ECC NIST P-256, ECDSA-SHA256, signing only, fixedTPM (table in the
+/// `tpm` module docs).
 pub(super) fn key_template() -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
