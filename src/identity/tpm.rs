@@ -101,6 +101,11 @@ pub enum PcrBank {
 type Job = Box<dyn FnOnce(&mut Owner) + Send>;
 
 /// Keys held by a TPM2, reached through one owner thread. See the module docs.
+///
+/// Per [`KeyStore`] method: `generate` is TPM2_CreatePrimary + TPM2_Create, then an atomic
+/// blob write; `public_key` and `sign_digest` are TPM2_CreatePrimary + TPM2_Load (+
+/// TPM2_Sign), so `public_key` reports only a key the TPM can still use; `delete` removes
+/// the blob. Dropping the store stops its owner thread once queued work is done.
 pub struct TpmKeyStore {
     jobs: mpsc::Sender<Job>,
     tcti: String,

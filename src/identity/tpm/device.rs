@@ -8,6 +8,9 @@
 //! object it loaded before returning, on error paths too. At most two transient objects
 //! (primary + key) are loaded at once, and none between operations, so the backend works on
 //! a TPM with no resource manager (raw swtpm, `/dev/tpm0`) as well as behind `/dev/tpmrm0`.
+//! The one exception is a link that breaks mid-operation: the flush cannot be sent then.
+//! `/dev/tpmrm0` flushes a closed connection's objects itself; a raw TPM keeps them until
+//! its next reset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::TryFrom;
@@ -103,8 +106,9 @@ impl Device {
     /// [`Error::Tpm`].
     pub(super) fn create_key(&mut self) -> Result<(Public, Private), Error> {
         self.run(|ctx| {
-            let primary = create_primary(ctx)?;
+            // Built before anything is loaded, so its failure cannot leave the primary behind.
             let template = key_template().map_err(|e| fatal("key template", e))?;
+            let primary = create_primary(ctx)?;
             let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
                 c.create(primary, template, None, None, None, None)
             });
