@@ -2,13 +2,14 @@
 //!
 //! Owns the [`KeyStore`] trait, through which every signature of this project is made
 //! (TLS CertificateVerify, certificate issuance, SPDM CHALLENGE_AUTH and MEASUREMENTS),
-//! and its backends: [`file`] (development only) and, later, the TPM. [`cert`] issues the
+//! and its backends: [`file`] (development only) and [`tpm`] (production). [`cert`] issues the
 //! identity chain with rcgen on top of the trait.
 //!
 //! It knows nothing of peers, D-Bus, sockets or rustls.
 
 pub mod cert;
 pub mod file;
+pub mod tpm;
 
 use std::fmt;
 use std::path::PathBuf;
