@@ -133,6 +133,9 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Upper bound on TLS handshakes in progress on the listener.
     pub max_pending_handshakes: usize,
+    /// How often the identity key is test-signed, so a lost key (TPM clear, corrupt blob)
+    /// shows on D-Bus even while no handshake happens.
+    pub identity_check_interval: Duration,
     /// Peers known by configuration.
     pub static_peers: Vec<StaticPeer>,
 }
@@ -175,6 +178,8 @@ struct RawConfig {
     backoff_max_ms: u64,
     #[serde(default = "default_max_pending")]
     max_pending_handshakes: usize,
+    #[serde(default = "default_identity_check")]
+    identity_check_interval_ms: u64,
     #[serde(default)]
     static_peers: Vec<RawStaticPeer>,
 }
@@ -233,6 +238,9 @@ fn default_backoff_max() -> u64 {
 }
 fn default_max_pending() -> usize {
     32
+}
+fn default_identity_check() -> u64 {
+    30_000
 }
 fn default_tcti() -> String {
     "device:/dev/tpmrm0".to_owned()
@@ -432,6 +440,12 @@ fn validate(
             format!("{} is out of range 1..=4096", raw.max_pending_handshakes),
         ));
     }
+    let identity_check_interval = ms_in(
+        "identity_check_interval_ms",
+        raw.identity_check_interval_ms,
+        100,
+        3_600_000,
+    )?;
     let mut names = BTreeSet::new();
     let mut static_peers = Vec::with_capacity(raw.static_peers.len());
     for (i, peer) in raw.static_peers.into_iter().enumerate() {
@@ -488,6 +502,7 @@ fn validate(
         backoff_initial,
         backoff_max,
         max_pending_handshakes: raw.max_pending_handshakes,
+        identity_check_interval,
         static_peers,
     })
 }

@@ -13,6 +13,7 @@ use crate::config::{Config, KeyBackend};
 use crate::dbus::{self, Bus};
 use crate::identity::KeyStore;
 use crate::identity::file::FileKeyStore;
+use crate::identity::tpm::TpmKeyStore;
 use crate::link::server::{self, Sessions};
 use crate::link::session::Timing;
 use crate::link::tls::PinSet;
@@ -58,12 +59,17 @@ pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, Error> {
             );
             Ok(Arc::new(FileKeyStore::new(config.state_dir.join("keys"))))
         }
-        KeyBackend::Tpm { tcti } => Err(Error::KeyStore {
-            backend: "tpm",
-            source: crate::identity::Error::Tpm(format!(
-                "TPM backend ({tcti}) is not available in this build"
-            )),
-        }),
+        KeyBackend::Tpm { tcti } => {
+            let store =
+                TpmKeyStore::open(tcti, config.state_dir.join("keys")).map_err(|source| {
+                    Error::KeyStore {
+                        backend: "tpm",
+                        source,
+                    }
+                })?;
+            tracing::info!(tcti = %tcti, "using the TPM key backend: only wrapped blobs on disk");
+            Ok(Arc::new(store))
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Two daemons, each on its own private dbus-daemon, pair over loopback; everything is
 //! asserted through busctl (and zbus for signals and error names), as an operator sees it.
 
+#![cfg(test)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -286,7 +288,16 @@ async fn call_error(bus: &str, path: &str, iface: &str, member: &str, arg: &str)
     }
 }
 
-fn state_fingerprint(bmc: &Bmc) -> (Option<Vec<u8>>, Vec<(String, Vec<u8>)>, bool, Vec<String>) {
+/// Everything a refused call must leave untouched: state file, certificates, Provisioned, peers.
+#[derive(Debug, PartialEq)]
+struct Observable {
+    state: Option<Vec<u8>>,
+    certs: Vec<(String, Vec<u8>)>,
+    provisioned: bool,
+    peers: Vec<String>,
+}
+
+fn state_fingerprint(bmc: &Bmc) -> Observable {
     let state = fs::read(bmc.state_dir().join("state.json")).ok();
     let mut certs: Vec<(String, Vec<u8>)> = fs::read_dir(bmc.cert_dir())
         .map(|d| {
@@ -301,7 +312,12 @@ fn state_fingerprint(bmc: &Bmc) -> (Option<Vec<u8>>, Vec<(String, Vec<u8>)>, boo
         })
         .unwrap_or_default();
     certs.sort();
-    (state, certs, bmc.provisioned(), bmc.peer_paths())
+    Observable {
+        state,
+        certs,
+        provisioned: bmc.provisioned(),
+        peers: bmc.peer_paths(),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

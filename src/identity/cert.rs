@@ -237,6 +237,18 @@ pub enum IdentityProblem {
     /// Certificates or keys are missing or unusable, or do not match each other.
     #[error("identity is invalid: {0}")]
     Invalid(String),
+    /// The key store cannot answer right now (TPM unreachable or hung). Says nothing about
+    /// the identity itself; try again later.
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Sorts a key-store error into lost (invalid) or transient (unavailable).
+fn key_problem(e: Error) -> IdentityProblem {
+    match e {
+        Error::Tpm(why) => IdentityProblem::Unavailable(why),
+        other => IdentityProblem::Invalid(other.to_string()),
+    }
 }
 
 impl ChainFiles {
@@ -276,6 +288,7 @@ impl ChainFiles {
             (None, None) => {
                 return match store.public_key(KeyRole::Identity) {
                     Err(Error::KeyMissing(_)) => Err(IdentityProblem::Absent),
+                    Err(e @ Error::Tpm(_)) => Err(key_problem(e)),
                     _ => Err(IdentityProblem::Invalid("certificates are missing".into())),
                 };
             }
@@ -293,9 +306,7 @@ impl ChainFiles {
             (KeyRole::Ca, &ca.public_key),
             (KeyRole::Identity, &leaf.public_key),
         ] {
-            let key = store
-                .public_key(role)
-                .map_err(|e| IdentityProblem::Invalid(format!("{e}")))?;
+            let key = store.public_key(role).map_err(key_problem)?;
             if &key != cert_key {
                 return Err(IdentityProblem::Invalid(format!(
                     "the {role} certificate does not match the {role} key"
@@ -304,9 +315,7 @@ impl ChainFiles {
             // The public part can survive in a blob whose private part the TPM can no longer
             // load; a test signature proves the key is really usable.
             let digest = [0x5au8; super::SHA256_LEN];
-            let sig = store
-                .sign_digest(role, &digest)
-                .map_err(|e| IdentityProblem::Invalid(format!("{e}")))?;
+            let sig = store.sign_digest(role, &digest).map_err(key_problem)?;
             super::verify_digest(&key, &digest, &sig)
                 .map_err(|_| IdentityProblem::Invalid(format!("the {role} key signs wrongly")))?;
         }

@@ -166,8 +166,18 @@ impl fmt::Debug for StoreSigner {
 
 impl Signer for StoreSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        let raw = sign_message(self.store.as_ref(), self.role, message)
-            .map_err(|e| rustls::Error::General(format!("key store: {e}")))?;
+        let sign = || sign_message(self.store.as_ref(), self.role, message);
+        // rustls signs synchronously inside the handshake, and a TPM signature can take
+        // milliseconds (or, with a hung TPM, until the key store's call timeout). On a
+        // multi-thread runtime, tell tokio this worker blocks so its other tasks (the pairing
+        // driver, D-Bus) move to another worker instead of stalling behind the TPM.
+        let raw = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(sign)
+            }
+            _ => sign(),
+        }
+        .map_err(|e| rustls::Error::General(format!("key store: {e}")))?;
         signature_to_der(self.role, &raw)
             .map_err(|e| rustls::Error::General(format!("key store: {e}")))
     }

@@ -170,12 +170,9 @@ impl Handle {
     }
 }
 
-/// How often the identity key is test-signed, so a TPM reboot, clear or lost blob shows on
-/// D-Bus even while no handshake happens.
-const IDENTITY_CHECK: Duration = Duration::from_secs(30);
-
 enum Internal {
     ProbeDone(Target, Result<tls::CapturedIdentity, String>),
+    IdentityChecked(Result<(), IdentityProblem>),
 }
 
 struct Link {
@@ -248,6 +245,7 @@ pub struct Driver {
     link_events_tx: mpsc::UnboundedSender<LinkEvent>,
     links: HashMap<PeerId, Link>,
     link_generation: u64,
+    identity_check_running: bool,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     tracker: TaskTracker,
@@ -268,6 +266,10 @@ impl Driver {
             }
             Err(IdentityProblem::Invalid(why)) => {
                 tracing::error!(reason = %why, "identity is invalid; Provisioned is false until ProvisionPeer(\"self\") re-creates it");
+                None
+            }
+            Err(IdentityProblem::Unavailable(why)) => {
+                tracing::error!(reason = %why, "key store unavailable at start-up; Provisioned is false until it answers");
                 None
             }
         };
@@ -294,6 +296,7 @@ impl Driver {
             link_events_tx: parts.link_events_tx,
             links: HashMap::new(),
             link_generation: 0,
+            identity_check_running: false,
             internal_tx,
             internal_rx,
             tracker: parts.tracker,
@@ -359,7 +362,7 @@ impl Driver {
     /// # Cancel safety
     /// Runs until the cancellation token fires; every spawned task stops with it.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut check = tokio::time::interval(IDENTITY_CHECK);
+        let mut check = tokio::time::interval(self.config.identity_check_interval);
         check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         check.tick().await;
         loop {
@@ -368,7 +371,7 @@ impl Driver {
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 Some(ev) = self.link_events.recv() => self.link_event(ev),
                 Some(done) = self.internal_rx.recv() => self.internal(done),
-                _ = check.tick() => self.check_identity().await,
+                _ = check.tick() => self.check_identity(),
             }
         }
         for link in self.links.values() {
@@ -414,6 +417,8 @@ impl Driver {
         let now = clock::floored_now(self.pairing.time_floor());
         let outcome = tokio::task::spawn_blocking(move || match chain.load(store.as_ref()) {
             Ok(id) => chain.renew_if_due(store.as_ref(), id, &name, now).map(|id| (id, false)),
+            // Never replace an identity just because the TPM is slow to answer.
+            Err(IdentityProblem::Unavailable(why)) => Err(crate::identity::Error::Tpm(why)),
             Err(problem) => {
                 if let IdentityProblem::Invalid(why) = &problem {
                     tracing::warn!(reason = %why, "re-creating the invalid identity; peers must pair again");
@@ -450,21 +455,44 @@ impl Driver {
         }
     }
 
-    async fn check_identity(&mut self) {
+    /// Starts a test signature with the identity keys on a blocking thread; the verdict comes
+    /// back as an internal event, so a hung TPM never stalls the driver.
+    fn check_identity(&mut self) {
         self.observe_time();
-        if self.identity.is_none() {
+        if self.identity.is_none() || self.identity_check_running {
             return;
         }
+        self.identity_check_running = true;
         let store = self.store.clone();
         let chain = self.chain.clone();
-        let result = tokio::task::spawn_blocking(move || chain.load(store.as_ref())).await;
-        if let Ok(Err(problem)) = result {
-            tracing::error!(reason = %problem, backend = %self.store.backend(), "identity lost; Provisioned is now false");
-            self.identity = None;
-            self.install_server_tls();
-            self.sessions.cancel_unless(|_| false);
-            let actions = self.pairing.identity_lost();
-            self.execute(actions);
+        let tx = self.internal_tx.clone();
+        self.tracker.spawn(async move {
+            let result =
+                tokio::task::spawn_blocking(move || chain.load(store.as_ref()).map(|_| ()))
+                    .await
+                    .unwrap_or_else(|e| Err(IdentityProblem::Unavailable(e.to_string())));
+            let _ = tx.send(Internal::IdentityChecked(result));
+        });
+    }
+
+    fn identity_checked(&mut self, result: Result<(), IdentityProblem>) {
+        self.identity_check_running = false;
+        match result {
+            Ok(()) => {}
+            // A hung or restarting TPM is not a lost key: keep the state, check again later.
+            Err(IdentityProblem::Unavailable(why)) => {
+                tracing::warn!(reason = %why, "key store did not answer the identity check");
+            }
+            // `ensure_identity` may have replaced the identity while this check ran.
+            Err(_) if self.identity.is_none() => {}
+            Err(problem) => {
+                tracing::error!(reason = %problem, backend = %self.store.backend(), "identity lost; Provisioned is now false");
+                self.identity = None;
+                self.install_server_tls();
+                self.sessions.cancel_unless(|_| false);
+                let actions = self.pairing.identity_lost();
+                self.execute(actions);
+            }
         }
     }
 
@@ -526,6 +554,7 @@ impl Driver {
                 );
                 self.execute(actions);
             }
+            Internal::IdentityChecked(result) => self.identity_checked(result),
             Internal::ProbeDone(target, Err(why)) => {
                 tracing::warn!(target = %target.endpoint, reason = %why, "pairing failed");
                 let actions = self.pairing.probe_failed(&target);

@@ -6,6 +6,9 @@
 //! panics. Nothing here is a test double: real dbus-daemon, real daemon binary, real busctl.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod openssl;
+pub mod swtpm;
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,156 @@
+//! The pairing channel against foreign TLS peers (OpenSSL) and hostile connections.
+#![cfg(test)]
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bmc_pairing_manager::link::frame::Frame;
+use common::openssl::{self, Pem};
+use common::*;
+use serde_json::json;
+
+fn hello() -> Vec<u8> {
+    Frame::Hello {
+        seq: 0,
+        name: "intruder".into(),
+    }
+    .to_bytes()
+    .unwrap()
+}
+
+fn alive() -> Vec<u8> {
+    Frame::Alive { seq: 0 }.to_bytes().unwrap()
+}
+
+fn paired(root: &std::path::Path) -> (Bmc, Bmc) {
+    let fast = json!({"heartbeat_interval_ms": 300, "heartbeat_timeout_ms": 1000});
+    let mut a = Bmc::new(root, "bmc-a", fast.clone());
+    let mut b = Bmc::new(root, "bmc-b", fast);
+    a.start();
+    b.start();
+    pair(&a, &b);
+    (a, b)
+}
+
+fn b_identity_as_pem(b: &Bmc, dir: &std::path::Path) -> Pem {
+    openssl::from_der(
+        dir,
+        "bmc-b-real",
+        &b.cert_dir().join("identity.der"),
+        &b.cert_dir().join("ca.der"),
+        &b.state_dir().join("keys/identity.p8"),
+    )
+}
+
+#[test]
+fn openssl_clients_without_the_pinned_identity_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = paired(tmp.path());
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+
+    // Positive control: B's real identity (the file backend keeps it in PKCS#8) is accepted
+    // and A answers our Hello with Alive. Without this, "refused" below could mean "broken".
+    let real = b_identity_as_pem(&b, &certs);
+    let out = openssl::s_client(a.port, Some(&real), &[], &hello(), Duration::from_secs(3));
+    assert!(
+        openssl::contains(&out.stdout, &alive()),
+        "the pinned identity must be accepted; s_client said: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let cases: Vec<(&str, Option<Pem>, Vec<&str>)> = vec![
+        ("no client certificate", None, vec![]),
+        (
+            "self-signed certificate",
+            Some(openssl::self_signed(&certs, "selfie")),
+            vec![],
+        ),
+        (
+            "valid chain, not pinned",
+            Some(openssl::ca_and_leaf(&certs, "stranger")),
+            vec![],
+        ),
+        (
+            "TLS 1.2 with the pinned identity",
+            Some(b_identity_as_pem(&b, &certs)),
+            vec!["-tls1_2"],
+        ),
+    ];
+    for (what, pem, extra) in cases {
+        let out = openssl::s_client(
+            a.port,
+            pem.as_ref(),
+            &extra,
+            &hello(),
+            Duration::from_secs(3),
+        );
+        assert!(
+            !openssl::contains(&out.stdout, &alive()),
+            "{what}: A answered a refused client"
+        );
+        let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(
+            err.contains("alert") || err.contains("error"),
+            "{what}: no TLS failure reported: {err}"
+        );
+    }
+    assert!(a.log().contains("refused"), "A logs the refusals");
+    // None of it changed A's view of its one real peer.
+    assert_eq!(a.peer_paths().len(), 1);
+    a.wait_peer_connected(CONNECTED, Duration::from_secs(10));
+}
+
+#[test]
+fn a_foreign_server_at_a_paired_address_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b) = paired(tmp.path());
+    let pins = std::fs::read(a.state_dir().join("state.json")).unwrap();
+    // B goes away and an impostor takes its address and port.
+    b.kill9();
+    a.wait_peer_connected(NOT_CONNECTED, Duration::from_secs(10));
+    let impostor = openssl::ca_and_leaf(tmp.path(), "impostor");
+    let _server = openssl::s_server(b.port, &impostor);
+    wait_for(Duration::from_secs(20), "A to refuse the impostor", || {
+        a.log()
+            .contains("peer presented a different identity")
+            .then_some(())
+    });
+    assert_eq!(a.peer_connected(), NOT_CONNECTED);
+    assert_eq!(
+        std::fs::read(a.state_dir().join("state.json")).unwrap(),
+        pins,
+        "pins unchanged"
+    );
+}
+
+#[test]
+fn idle_connections_do_not_lock_out_a_real_peer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b) = paired(tmp.path());
+    b.kill9();
+    let peer = a.peer_paths().remove(0);
+    wait_for(Duration::from_secs(10), "A incoming down", || {
+        a.get(SEED_BUS, &peer, PEER_IFACE, "IncomingState")
+            .contains("NotConnected")
+            .then_some(())
+    });
+    // 200 TCP connections that never speak, held open (more than max_pending_handshakes).
+    let idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(("127.0.0.1", a.port)).expect("idle connection"))
+        .collect();
+    b.start();
+    // B's dial into A's listener must get through the crowd.
+    wait_for(
+        Duration::from_secs(30),
+        "B's session into A despite 200 idle sockets",
+        || {
+            a.get(SEED_BUS, &peer, PEER_IFACE, "IncomingState")
+                .contains(".Connected")
+                .then_some(())
+        },
+    );
+    drop(idle);
+}
