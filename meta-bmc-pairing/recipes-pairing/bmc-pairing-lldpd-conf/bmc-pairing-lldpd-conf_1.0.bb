@@ -16,7 +16,7 @@ S = "${UNPACKDIR}"
 inherit allarch
 
 # Interfaces that face the peer BMC; must match "interface_id" in
-# /etc/bmc-pairing-manager/bmc-pairing-manager.conf. Set per machine, e.g.
+# ${sysconfdir}/bmc-pairing-manager/bmc-pairing-manager.conf. Set per machine, e.g.
 #   BMC_PAIRING_LLDP_INTERFACES:pn-bmc-pairing-lldpd-conf = "eth1 eth2"
 BMC_PAIRING_LLDP_INTERFACES ?= "eth1"
 
