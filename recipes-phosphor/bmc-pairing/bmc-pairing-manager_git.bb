@@ -1,0 +1,83 @@
+SUMMARY = "Attested, TPM-backed pairing of OpenBMC BMCs"
+DESCRIPTION = "bmc-pairing-manager pairs BMCs: LLDP discovery, SPDM attestation \
+               of the peer, TPM2-held identity keys and a mutual TLS 1.3 channel \
+               between pinned peers, controlled over D-Bus. bmc-attestation is \
+               its SPDM requester and responder."
+HOMEPAGE = "https://github.com/openbmc-pairing/bmc-pairing-manager"
+BUGTRACKER = "https://github.com/openbmc-pairing/bmc-pairing-manager/issues"
+SECTION = "bmc"
+# Cargo.toml says Apache-2.0; the repository has no LICENSE file of its own yet,
+# so the checksum is taken over the common license text.
+LICENSE = "Apache-2.0"
+LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+
+# tss-esapi links tss2-esys/-sys/-mu/-tctildr (found through pkg-config).
+DEPENDS = "tpm2-tss"
+
+PV = "0.1.0+git"
+
+# The source is the daemon's own repository at a pinned commit. SRCREV below is
+# a placeholder: the integrator pins a real commit, e.g. in local.conf
+#   SRCREV:pn-bmc-pairing-manager = "<40-hex commit>"
+# or in a bbappend. While it is the placeholder the recipe is skipped with a
+# message instead of failing later in do_fetch.
+#
+# For local development build a working tree instead (externalsrc keeps the
+# crate:// and file:// entries, so crates are still fetched and vendored):
+#   INHERIT += "externalsrc"
+#   EXTERNALSRC:pn-bmc-pairing-manager = "/path/to/bmc-pairing-manager"
+# meta-bmc-pairing/kas/externalsrc.yml does exactly that for kas users.
+SRC_URI = "git://github.com/openbmc-pairing/bmc-pairing-manager.git;protocol=https;branch=main \
+           file://install-bmc-pairing.sh \
+           file://systemd/xyz.openbmc_project.BmcPairingManager.service \
+           file://systemd/xyz.openbmc_project.attestation.service \
+           file://dbus/xyz.openbmc_project.BmcPairingManager.conf \
+           file://dbus/xyz.openbmc_project.attestation.conf \
+           file://config/bmc-pairing-manager.conf \
+           file://config/bmc-attestation.conf \
+           "
+SRCREV = "0000000000000000000000000000000000000000"
+
+inherit cargo cargo-update-recipe-crates pkgconfig systemd phosphor-dbus-yaml
+
+# Every crate of Cargo.lock as crate:// + checksum; regenerate with
+#   bitbake -c update_crates bmc-pairing-manager
+# or, without bitbake, from the repository root:
+#   python3 tools/crates-inc.py Cargo.lock recipes-phosphor/bmc-pairing/bmc-pairing-manager-crates.inc
+require ${BPN}-crates.inc
+
+SYSTEMD_SERVICE:${PN} = "xyz.openbmc_project.BmcPairingManager.service \
+                         xyz.openbmc_project.attestation.service"
+
+# One script does the whole install, so tests/packaging/run.sh stages the very
+# same layout without bitbake. It installs both binaries, the units, the D-Bus
+# policies, the default configuration and the PDI YAML.
+do_install() {
+    sh ${UNPACKDIR}/install-bmc-pairing.sh \
+        --destdir "${D}" \
+        --bindir "${bindir}" \
+        --sysconfdir "${sysconfdir}" \
+        --datadir "${datadir}" \
+        --systemd-unitdir "${systemd_system_unitdir}" \
+        --bin-src "${B}/target/${CARGO_TARGET_SUBDIR}" \
+        --files "${UNPACKDIR}" \
+        --yaml-root "${S}/dbus-interfaces-yaml/yaml"
+}
+
+FILES:${PN} += "${datadir}/dbus-1/system.d"
+CONFFILES:${PN} = "${sysconfdir}/bmc-pairing-manager/bmc-pairing-manager.conf \
+                   ${sysconfdir}/bmc-pairing-manager/bmc-attestation.conf"
+
+# lldpd: neighbour discovery (read through lldpcli). libtss2-tcti-device is
+# dlopen()ed by the TSS TCTI loader, so shlibdeps cannot see it.
+RDEPENDS:${PN} += "libtss2-tcti-device lldpd"
+
+# A parse-time guard is worth the anonymous python: with the placeholder the
+# image build stops at once with this message instead of in do_fetch hours later.
+# nooelint: oelint.task.noanonpython
+python () {
+    if d.getVar('SRCREV') == '0' * 40 and not d.getVar('EXTERNALSRC'):
+        raise bb.parse.SkipRecipe("SRCREV is the placeholder: set SRCREV:pn-bmc-pairing-manager to a commit "
+                                  "of the bmc-pairing-manager repository, or use externalsrc "
+                                  "(see meta-bmc-pairing/README.md)")
+}
