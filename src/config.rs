@@ -90,6 +90,19 @@ pub enum KeyBackend {
     File,
 }
 
+/// Where LLDP neighbours are read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LldpSource {
+    /// lldpd directly, through its own client (`lldpcli`), for images where
+    /// phosphor-networkd does not serve LLDP on D-Bus.
+    Lldpd,
+    /// phosphor-networkd's `xyz.openbmc_project.LLDP` objects on D-Bus.
+    Networkd,
+    /// No LLDP: static peers and addresses only.
+    None,
+}
+
 /// A peer given in the config, for racks where LLDP cannot see past a switch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaticPeer {
@@ -138,6 +151,8 @@ pub struct Config {
     pub identity_check_interval: Duration,
     /// Peers known by configuration.
     pub static_peers: Vec<StaticPeer>,
+    /// Where LLDP neighbours come from.
+    pub lldp_source: LldpSource,
 }
 
 impl Config {
@@ -182,6 +197,8 @@ struct RawConfig {
     identity_check_interval_ms: u64,
     #[serde(default)]
     static_peers: Vec<RawStaticPeer>,
+    #[serde(default = "default_lldp_source")]
+    lldp_source: LldpSource,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +255,9 @@ fn default_backoff_max() -> u64 {
 }
 fn default_max_pending() -> usize {
     32
+}
+fn default_lldp_source() -> LldpSource {
+    LldpSource::Lldpd
 }
 fn default_identity_check() -> u64 {
     30_000
@@ -504,6 +524,7 @@ fn validate(
         max_pending_handshakes: raw.max_pending_handshakes,
         identity_check_interval,
         static_peers,
+        lldp_source: raw.lldp_source,
     })
 }
 
@@ -589,6 +610,11 @@ mod tests {
                 format!(r#"{{{fb}, "max_pending_handshakes": 0}}"#),
                 "max_pending_handshakes",
             ),
+            (
+                format!(r#"{{{fb}, "identity_check_interval_ms": 1}}"#),
+                "identity_check_interval_ms",
+            ),
+            (format!(r#"{{{fb}, "lldp_source": "snmp"}}"#), "lldp_source"),
             (
                 format!(
                     r#"{{{fb}, "static_peers": [{{"name": "b", "address": "::1"}}, {{"name": "c", "address": "x"}}]}}"#

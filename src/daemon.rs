@@ -9,8 +9,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, KeyBackend};
+use crate::config::{Config, KeyBackend, LldpSource};
 use crate::dbus::{self, Bus};
+use crate::discovery::static_peers::StaticPeers;
+use crate::discovery::{self, Source};
 use crate::identity::KeyStore;
 use crate::identity::file::FileKeyStore;
 use crate::identity::tpm::TpmKeyStore;
@@ -73,6 +75,34 @@ pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, Error> {
     }
 }
 
+/// Starts the discovery sources the configuration asks for.
+fn start_discovery(
+    config: &Config,
+    events: mpsc::Sender<discovery::Event>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) {
+    let mut sources: Vec<Box<dyn Source>> = Vec::new();
+    if !config.static_peers.is_empty() {
+        sources.push(Box::new(StaticPeers::new(config.static_peers.clone())));
+    }
+    match config.lldp_source {
+        LldpSource::None => {}
+        other => {
+            tracing::warn!(source = ?other, "this build has no LLDP source; use static peers or addresses")
+        }
+    }
+    for source in sources {
+        let name = source.name();
+        let run = source.run(events.clone(), cancel.child_token());
+        tracker.spawn(async move {
+            if let Err(e) = run.await {
+                tracing::error!(source = name, error = %e, "discovery source stopped");
+            }
+        });
+    }
+}
+
 /// Runs the daemon until `shutdown` completes or the bus connection closes.
 ///
 /// # Errors
@@ -114,6 +144,8 @@ pub async fn run(
     let (server_tls, server_tls_rx) = watch::channel(None);
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+    let (discovery_tx, discovery_rx) = mpsc::channel(64);
+    start_discovery(&config, discovery_tx, &tracker, &cancel);
     let parts = Parts {
         config: config.clone(),
         store,
@@ -122,6 +154,7 @@ pub async fn run(
         server_tls,
         link_events: link_rx,
         link_events_tx: link_tx.clone(),
+        discovery: discovery_rx,
         notices: notices_tx,
         tracker: tracker.clone(),
         cancel: cancel.clone(),

@@ -8,12 +8,14 @@
 //! - [`persist`]: crash-safe writes of state files (temp, fsync, rename, fsync dir).
 //! - [`daemon`]: wiring of the `bmc-pairing-manager` daemon.
 //! - [`dbus`]: the D-Bus objects (PDI Provisioning, seed 000 manager, per-peer objects).
+//! - [`discovery`]: where peers can be reached (LLDP, static); a hint, never trust.
 //! - [`identity`]: the `KeyStore` trait, its backends, and the identity certificate chain.
 
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod dbus;
+pub mod discovery;
 pub mod identity;
 pub mod link;
 pub mod pairing;

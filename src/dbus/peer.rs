@@ -81,6 +81,9 @@ pub fn changed_properties(old: &PeerView, new: &PeerView) -> HashMap<&'static st
     if old.last_seen != new.last_seen {
         out.insert("LastSeen", Value::from(new.last_seen));
     }
+    if old.identity_mismatch != new.identity_mismatch {
+        out.insert("IdentityMismatch", Value::from(new.identity_mismatch));
+    }
     out
 }
 
@@ -144,6 +147,13 @@ impl Peer {
     #[zbus(property(emits_changed_signal = "true"), name = "State")]
     async fn state(&self) -> zbus::fdo::Result<String> {
         self.view(|v| state_string(v.state))
+    }
+
+    /// True when something with another identity answered at the peer's address since the
+    /// last session with the pinned identity. Pins are never changed by it.
+    #[zbus(property(emits_changed_signal = "true"), name = "IdentityMismatch")]
+    async fn identity_mismatch(&self) -> zbus::fdo::Result<bool> {
+        self.view(|v| v.identity_mismatch)
     }
 
     /// Unix time (seconds) a session with it last opened; 0 if never.

@@ -117,6 +117,30 @@ pub async fn probe(
     Ok(captured)
 }
 
+/// Completes a TLS handshake with `target` (checked by `config`'s verifier) and closes it:
+/// proves that the identity `config` requires answers at that address.
+///
+/// # Errors
+/// [`DialError`].
+///
+/// # Cancel safety
+/// Cancel safe.
+pub async fn verify(
+    target: &Target,
+    config: Arc<ClientConfig>,
+    deadline: Duration,
+) -> Result<(), DialError> {
+    let mut tls = tokio::time::timeout(deadline, connect_tls(target, config))
+        .await
+        .map_err(|_| DialError::Timeout(target.addr))??;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(200),
+        tokio::io::AsyncWriteExt::shutdown(&mut tls),
+    )
+    .await;
+    Ok(())
+}
+
 /// Dials `target`, then opens a session; both under `deadline`.
 ///
 /// # Errors
@@ -157,7 +181,8 @@ pub struct Retry {
 
 /// Keeps an outgoing session to one peer alive until `cancel`. `tag` identifies the peer in
 /// the events it sends; `wake` cuts a backoff wait short (e.g. the peer was just seen on
-/// the link again).
+/// the link again); `refused` is the slot `config`'s pinned verifier records a wrong
+/// identity in, reported as [`LinkEvent::OutgoingRefused`].
 ///
 /// # Cancel safety
 /// Runs until `cancel`.
@@ -166,6 +191,7 @@ pub async fn run_outgoing(
     tag: String,
     target: Target,
     config: Arc<ClientConfig>,
+    refused: Arc<CaptureSlot>,
     our_name: String,
     timing: Timing,
     retry: Retry,
@@ -193,6 +219,12 @@ pub async fn run_outgoing(
             }
             Err(e) => {
                 tracing::debug!(peer = %tag, error = %e, "dial failed");
+                if let Some(other) = refused.take() {
+                    let _ = events.send(LinkEvent::OutgoingRefused {
+                        tag: tag.clone(),
+                        presented: other.fingerprint,
+                    });
+                }
                 let _ = events.send(LinkEvent::OutgoingDown { tag: tag.clone() });
             }
         }

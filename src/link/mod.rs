@@ -50,4 +50,11 @@ pub enum LinkEvent {
         /// The peer.
         tag: String,
     },
+    /// Something answered at the peer's address with a well-formed chain for another key.
+    OutgoingRefused {
+        /// The peer.
+        tag: String,
+        /// The identity that answered instead.
+        presented: Fingerprint,
+    },
 }

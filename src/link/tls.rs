@@ -71,8 +71,14 @@ impl PinSet {
 /// What the client side requires of the server it dials.
 #[derive(Clone, Debug)]
 pub enum ServerCheck {
-    /// The server's leaf SPKI must have this fingerprint.
-    Pinned(Fingerprint),
+    /// The server's leaf SPKI must have this fingerprint. A well-formed chain with another
+    /// key is refused and recorded in `refused`, so the caller can report who answered.
+    Pinned {
+        /// The pin.
+        expected: Fingerprint,
+        /// Where a refused identity is recorded.
+        refused: Arc<CaptureSlot>,
+    },
     /// First contact, operator-initiated: accept a self-consistent chain and record it.
     Capture(Arc<CaptureSlot>),
 }
@@ -354,14 +360,14 @@ impl ServerCertVerifier for PinnedServerVerifier {
             bad_cert(e)
         })?;
         match &self.check {
-            ServerCheck::Pinned(expected) if *expected == id.fingerprint => {
+            ServerCheck::Pinned { expected, .. } if *expected == id.fingerprint => {
                 Ok(ServerCertVerified::assertion())
             }
-            ServerCheck::Pinned(expected) => {
+            ServerCheck::Pinned { expected, refused } => {
                 tracing::warn!(expected = %expected, presented = %id.fingerprint, "peer presented a different identity");
-                Err(bad_cert(ChainError::NotPinned {
-                    presented: id.fingerprint,
-                }))
+                let presented = id.fingerprint;
+                refused.put(id);
+                Err(bad_cert(ChainError::NotPinned { presented }))
             }
             ServerCheck::Capture(slot) => {
                 slot.put(id);

@@ -23,6 +23,7 @@ use super::state::{
 };
 use crate::clock;
 use crate::config::Config;
+use crate::discovery::{self, Neighbour};
 use crate::identity::cert::{ChainFiles, IdentityProblem, LoadedIdentity};
 use crate::identity::{Backend, KeyStore};
 use crate::link::LinkEvent;
@@ -79,6 +80,8 @@ pub struct PeerView {
     pub state: ConnState,
     /// Unix seconds of the last session opening, 0 if never.
     pub last_seen: u64,
+    /// Another identity answered at its address since the last good session.
+    pub identity_mismatch: bool,
 }
 
 /// What D-Bus shows of this BMC.
@@ -113,6 +116,7 @@ impl Snapshot {
                             outgoing: peer.outgoing,
                             state: peer.aggregate(),
                             last_seen: peer.last_seen.unwrap_or(0),
+                            identity_mismatch: peer.identity_mismatch,
                         },
                     )
                 })
@@ -173,6 +177,13 @@ impl Handle {
 enum Internal {
     ProbeDone(Target, Result<tls::CapturedIdentity, String>),
     IdentityChecked(Result<(), IdentityProblem>),
+    MoveChecked {
+        id: PeerId,
+        endpoint: SocketAddr,
+        fingerprint: crate::identity::Fingerprint,
+        refused: bool,
+        ok: bool,
+    },
 }
 
 struct Link {
@@ -197,6 +208,8 @@ pub struct Parts {
     pub link_events: mpsc::UnboundedReceiver<LinkEvent>,
     /// Where diallers send their events.
     pub link_events_tx: mpsc::UnboundedSender<LinkEvent>,
+    /// Neighbour events from the discovery sources.
+    pub discovery: mpsc::Receiver<discovery::Event>,
     /// Signals for D-Bus.
     pub notices: mpsc::UnboundedSender<Notice>,
     /// Task tracker for everything the driver spawns.
@@ -243,6 +256,8 @@ pub struct Driver {
     notices: mpsc::UnboundedSender<Notice>,
     link_events: mpsc::UnboundedReceiver<LinkEvent>,
     link_events_tx: mpsc::UnboundedSender<LinkEvent>,
+    discovery: mpsc::Receiver<discovery::Event>,
+    neighbours: BTreeMap<(String, String), Neighbour>,
     links: HashMap<PeerId, Link>,
     link_generation: u64,
     identity_check_running: bool,
@@ -294,6 +309,8 @@ impl Driver {
             notices: parts.notices,
             link_events: parts.link_events,
             link_events_tx: parts.link_events_tx,
+            discovery: parts.discovery,
+            neighbours: BTreeMap::new(),
             links: HashMap::new(),
             link_generation: 0,
             identity_check_running: false,
@@ -330,16 +347,49 @@ impl Driver {
         }
     }
 
+    /// Where a neighbour's pairing channel is: its preferred address and its port (LLDP does
+    /// not carry a port; peers are assumed to listen on ours).
+    fn endpoint_of(&self, n: &Neighbour) -> Option<SocketAddr> {
+        n.preferred_address()
+            .map(|ip| SocketAddr::new(ip, n.port.unwrap_or(self.config.port)))
+    }
+
     fn name_book(&self) -> NameBook {
-        NameBook {
-            names: self
-                .config
-                .static_peers
-                .iter()
-                .map(|p| (p.name.clone(), SocketAddr::new(p.address, p.port)))
-                .collect(),
-            neighbours: Vec::new(),
+        let mut book = NameBook {
             interface: self.config.interface_id.clone(),
+            ..NameBook::default()
+        };
+        for n in self.neighbours.values() {
+            let (Some(name), Some(endpoint)) = (n.system_name.as_ref(), self.endpoint_of(n)) else {
+                continue;
+            };
+            book.names.entry(name.clone()).or_insert(endpoint);
+            if n.interface == self.config.interface_id {
+                book.neighbours.push((name.clone(), endpoint));
+            }
+        }
+        book
+    }
+
+    fn discovery_event(&mut self, event: discovery::Event) {
+        match event {
+            discovery::Event::Seen(n) => {
+                let endpoint = self.endpoint_of(&n);
+                tracing::debug!(interface = %n.interface, chassis = %n.chassis_id, name = ?n.system_name, endpoint = ?endpoint, "neighbour seen");
+                let actions = endpoint
+                    .map(|e| self.pairing.neighbour_seen(n.system_name.as_deref(), e))
+                    .unwrap_or_default();
+                self.neighbours
+                    .insert((n.interface.clone(), n.chassis_id.clone()), n);
+                self.execute(actions);
+            }
+            discovery::Event::Lost {
+                interface,
+                chassis_id,
+            } => {
+                tracing::debug!(%interface, chassis = %chassis_id, "neighbour lost");
+                self.neighbours.remove(&(interface, chassis_id));
+            }
         }
     }
 
@@ -371,6 +421,7 @@ impl Driver {
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 Some(ev) = self.link_events.recv() => self.link_event(ev),
                 Some(done) = self.internal_rx.recv() => self.internal(done),
+                Some(event) = self.discovery.recv() => self.discovery_event(event),
                 _ = check.tick() => self.check_identity(),
             }
         }
@@ -520,18 +571,20 @@ impl Driver {
             LinkEvent::OutgoingAttempt { tag } => self.outgoing(&tag, Outgoing::Attempt, now),
             LinkEvent::OutgoingUp { tag } => self.outgoing(&tag, Outgoing::Up, now),
             LinkEvent::OutgoingDown { tag } => self.outgoing(&tag, Outgoing::Down, now),
+            LinkEvent::OutgoingRefused { tag, presented } => match self.link_peer(&tag) {
+                Some(id) => {
+                    tracing::warn!(peer = %id, %presented, "refused another identity at the peer's address; pins unchanged");
+                    self.pairing.outgoing_refused(&id)
+                }
+                None => Vec::new(),
+            },
         };
         self.execute(actions);
     }
 
     fn outgoing(&mut self, tag: &str, event: Outgoing, now: u64) -> Vec<Action> {
         // Events from a dialler that was since replaced carry a stale tag and are dropped.
-        let Some(id) = self
-            .links
-            .iter()
-            .find(|(_, l)| l.tag == tag)
-            .map(|(id, _)| id.clone())
-        else {
+        let Some(id) = self.link_peer(tag) else {
             return Vec::new();
         };
         if event == Outgoing::Up {
@@ -540,8 +593,33 @@ impl Driver {
         self.pairing.outgoing(&id, event, now)
     }
 
+    fn link_peer(&self, tag: &str) -> Option<PeerId> {
+        self.links
+            .iter()
+            .find(|(_, l)| l.tag == tag)
+            .map(|(id, _)| id.clone())
+    }
+
     fn internal(&mut self, done: Internal) {
         match done {
+            Internal::MoveChecked {
+                id,
+                endpoint,
+                fingerprint,
+                refused,
+                ok,
+            } => {
+                let actions = if ok {
+                    tracing::info!(peer = %id, %endpoint, "peer moved; its pinned identity answers at the new address");
+                    self.pairing.peer_moved(&id, endpoint, fingerprint)
+                } else if refused {
+                    tracing::warn!(peer = %id, %endpoint, "another identity answers at the peer's advertised address; not following");
+                    self.pairing.outgoing_refused(&id)
+                } else {
+                    Vec::new()
+                };
+                self.execute(actions);
+            }
             Internal::ProbeDone(target, Ok(captured)) => {
                 tracing::info!(target = %target.endpoint, fingerprint = %captured.fingerprint, name = ?captured.common_name,
                     "first contact: pinning the identity the named peer proved");
@@ -585,6 +663,16 @@ impl Driver {
                         link.cancel.cancel();
                     }
                 }
+                Action::Wake(id) => {
+                    if let Some(link) = self.links.get(&id) {
+                        link.wake.notify_one();
+                    }
+                }
+                Action::VerifyMove {
+                    id,
+                    endpoint,
+                    fingerprint,
+                } => self.verify_move(id, endpoint, fingerprint),
                 Action::Publish => {
                     self.snapshot.send_if_modified(|s| {
                         let new = Snapshot::of(&self.pairing);
@@ -640,6 +728,47 @@ impl Driver {
         });
     }
 
+    fn verify_move(
+        &mut self,
+        id: PeerId,
+        endpoint: SocketAddr,
+        fingerprint: crate::identity::Fingerprint,
+    ) {
+        let Some(identity) = self.identity.as_ref() else {
+            return;
+        };
+        let refused = CaptureSlot::new();
+        let check = ServerCheck::Pinned {
+            expected: fingerprint,
+            refused: refused.clone(),
+        };
+        let Ok(config) = tls::client_config(identity, self.store.clone(), check, self.floor())
+        else {
+            return;
+        };
+        let target = client::Target {
+            addr: endpoint,
+            device: self.device(),
+        };
+        let deadline = self.config.handshake_timeout;
+        let tx = self.internal_tx.clone();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let ok = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = client::verify(&target, config, deadline) => r.is_ok(),
+            };
+            let refused = refused.take().is_some();
+            let _ = tx.send(Internal::MoveChecked {
+                id,
+                endpoint,
+                fingerprint,
+                refused,
+                ok,
+            });
+        });
+    }
+
     fn start_link(
         &mut self,
         id: PeerId,
@@ -652,10 +781,14 @@ impl Driver {
         let Some(identity) = self.identity.as_ref() else {
             return;
         };
+        let refused = CaptureSlot::new();
         let config = match tls::client_config(
             identity,
             self.store.clone(),
-            ServerCheck::Pinned(fingerprint),
+            ServerCheck::Pinned {
+                expected: fingerprint,
+                refused: refused.clone(),
+            },
             self.floor(),
         ) {
             Ok(c) => c,
@@ -675,6 +808,7 @@ impl Driver {
                 device: self.device(),
             },
             config,
+            refused,
             self.config.bmc_name.clone(),
             self.timing(),
             Retry {
@@ -691,13 +825,6 @@ impl Driver {
     /// Which backend holds the keys (for start-up logs).
     pub fn backend(&self) -> Backend {
         self.store.backend()
-    }
-
-    /// Wakes the dialler of `id` (a discovery hint that the peer is reachable again).
-    pub fn wake(&self, id: &PeerId) {
-        if let Some(link) = self.links.get(id) {
-            link.wake.notify_one();
-        }
     }
 }
 

@@ -315,6 +315,18 @@ pub enum Action {
     },
     /// Stop a peer's dialler.
     StopLink(PeerId),
+    /// Cut the backoff wait of a peer's dialler short: it was just seen on the link.
+    Wake(PeerId),
+    /// A paired peer was seen at a new address: check that its pinned identity answers
+    /// there; report back with [`Pairing::peer_moved`] or [`Pairing::outgoing_refused`].
+    VerifyMove {
+        /// The peer.
+        id: PeerId,
+        /// The new address.
+        endpoint: SocketAddr,
+        /// The identity that must answer there.
+        fingerprint: Fingerprint,
+    },
     /// Publish a new snapshot (properties and peer objects).
     Publish,
     /// Emit `PeerProvisioned(b)`.
@@ -334,6 +346,9 @@ pub struct Peer {
     pub incoming_sessions: u32,
     /// Unix seconds of the last session opening in either direction.
     pub last_seen: Option<u64>,
+    /// Something answered at this peer's address with another identity, and no session with
+    /// the pinned identity has opened since.
+    pub identity_mismatch: bool,
 }
 
 impl Peer {
@@ -344,6 +359,7 @@ impl Peer {
             outgoing: ConnState::NotDetermined,
             incoming_sessions: 0,
             last_seen: None,
+            identity_mismatch: false,
         }
     }
 
@@ -668,6 +684,7 @@ impl Pairing {
         peer.incoming_sessions = peer.incoming_sessions.saturating_add(1);
         peer.incoming = ConnState::Connected;
         peer.last_seen = Some(unix_now);
+        peer.identity_mismatch = false;
         let mut actions = self.publish_if(before, Some(snapshot), Some(&id));
         if actions.is_empty() {
             // last_seen changed even if nothing else did.
@@ -705,6 +722,7 @@ impl Pairing {
             (Outgoing::Attempt, s) => s,
             (Outgoing::Up, _) => {
                 peer.last_seen = Some(unix_now);
+                peer.identity_mismatch = false;
                 ConnState::Connected
             }
             (Outgoing::Down, _) => ConnState::NotConnected,
@@ -714,6 +732,74 @@ impl Pairing {
             actions.push(Action::Publish);
         }
         actions
+    }
+}
+
+impl Pairing {
+    /// A neighbour named `name` (LLDP SystemName or static peer name) is reachable at
+    /// `endpoint`. A paired peer seen where we already dial it is woken; one seen at a new
+    /// address is only moved there after its pinned identity answers ([`Action::VerifyMove`]).
+    /// Discovery never changes a pin.
+    pub fn neighbour_seen(&self, name: Option<&str>, endpoint: SocketAddr) -> Vec<Action> {
+        if !self.provisioned {
+            return Vec::new();
+        }
+        let by_name = name.and_then(|n| self.peers.values().find(|p| p.record.name == n));
+        if let Some(peer) = by_name {
+            return if peer.record.endpoint() == endpoint {
+                vec![Action::Wake(peer.record.id.clone())]
+            } else {
+                vec![Action::VerifyMove {
+                    id: peer.record.id.clone(),
+                    endpoint,
+                    fingerprint: peer.record.fingerprint,
+                }]
+            };
+        }
+        self.peers
+            .values()
+            .filter(|p| p.record.endpoint() == endpoint)
+            .map(|p| Action::Wake(p.record.id.clone()))
+            .collect()
+    }
+
+    /// The pinned identity of `id` answered at `endpoint`: dial it there from now on.
+    pub fn peer_moved(
+        &mut self,
+        id: &PeerId,
+        endpoint: SocketAddr,
+        fingerprint: Fingerprint,
+    ) -> Vec<Action> {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return Vec::new();
+        };
+        // Re-paired or moved meanwhile: this verdict is about an older state.
+        if peer.record.fingerprint != fingerprint || peer.record.endpoint() == endpoint {
+            return Vec::new();
+        }
+        peer.record.address = endpoint.ip();
+        peer.record.port = endpoint.port();
+        vec![
+            Action::Persist,
+            Action::StartLink {
+                id: id.clone(),
+                endpoint,
+                fingerprint,
+            },
+            Action::Publish,
+        ]
+    }
+
+    /// Something with another identity answered where `id` was expected. Pins stay; the
+    /// peer object shows the mismatch until the pinned identity is seen again.
+    pub fn outgoing_refused(&mut self, id: &PeerId) -> Vec<Action> {
+        match self.peers.get_mut(id) {
+            Some(peer) if !peer.identity_mismatch => {
+                peer.identity_mismatch = true;
+                vec![Action::Publish]
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -955,6 +1041,47 @@ mod tests {
                 .any(|a| matches!(a, Action::StartLink { .. }))
         );
         assert!(!q.provisioned());
+    }
+
+    #[test]
+    fn discovery_wakes_verifies_moves_and_never_repins() {
+        let mut p = provisioned();
+        p.provision(&Request::Peer(target(1))).unwrap();
+        p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 1);
+        let id = PeerId::from_name("bmc-b");
+        let pins = p.pins();
+        assert_eq!(
+            p.neighbour_seen(Some("bmc-b"), target(1).endpoint),
+            vec![Action::Wake(id.clone())]
+        );
+        let moved_to = target(2).endpoint;
+        assert_eq!(
+            p.neighbour_seen(Some("bmc-b"), moved_to),
+            vec![Action::VerifyMove {
+                id: id.clone(),
+                endpoint: moved_to,
+                fingerprint: fp(7)
+            }]
+        );
+        assert!(
+            p.neighbour_seen(Some("stranger"), target(3).endpoint)
+                .is_empty()
+        );
+        // A stale verdict (the peer was re-paired meanwhile) changes nothing.
+        assert!(p.peer_moved(&id, moved_to, fp(9)).is_empty());
+        let actions = p.peer_moved(&id, moved_to, fp(7));
+        assert!(actions.contains(&Action::Persist));
+        assert_eq!(p.peers()[&id].record.endpoint(), moved_to);
+        assert_eq!(p.pins(), pins, "discovery never changes a pin");
+        assert_eq!(p.outgoing_refused(&id), vec![Action::Publish]);
+        assert!(p.peers()[&id].identity_mismatch);
+        assert!(p.outgoing_refused(&id).is_empty(), "published once");
+        p.outgoing(&id, Outgoing::Up, 5);
+        assert!(
+            !p.peers()[&id].identity_mismatch,
+            "cleared by a good session"
+        );
+        assert_eq!(p.pins(), pins);
     }
 
     #[derive(Clone, Debug)]
