@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+.PHONY: demo test deps lint unit packaging fuzz-build bench crates-inc clean
+
+deps:
+	bash scripts/install-deps.sh
+
+## Two BMCs pair on this machine.
+demo: deps
+	$(CARGO) build --release --locked --bins --examples
+	$(CARGO) run --release --locked --example demo
+
+## Every test: lint, unit and integration tests (real dbus-daemon, swtpm, lldpd, OpenSSL),
+## packaging checks, and the fuzz targets must build.
+test: deps lint unit packaging fuzz-build
+	@echo "make test: all checks passed"
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+	bash scripts/check-pure-cores.sh
+
+unit:
+	$(CARGO) test --locked
+
+packaging:
+	bash tests/packaging/run.sh
+
+fuzz-build:
+	bash scripts/fuzz-build.sh
+
+## Figures for the performance targets (not a test).
+bench: deps
+	$(CARGO) bench --locked --bench pairing
+
+## Regenerate the recipe's crate list exactly as `bitbake -c update_crates` would.
+crates-inc:
+	python3 tools/crates-inc.py Cargo.lock recipes-phosphor/bmc-pairing/bmc-pairing-manager-crates.inc
+
+clean:
+	$(CARGO) clean
