@@ -6,6 +6,15 @@
 //! code and no state corruption), truncated and oversized frames, bad and replayed
 //! signatures, an untrusted root, Busy and ResponseNotReady handling.
 
+// Test code: fixtures and helpers panic on purpose when an expectation fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

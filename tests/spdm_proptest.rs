@@ -3,7 +3,17 @@
 //! 2. arbitrary bytes never panic;
 //! 3. any accepted input re-encodes to exactly the same bytes (checked by `fuzz_message`,
 //!    which panics otherwise, and directly for the deframers).
+//!
 //! Also: the responder and requester state machines never panic on arbitrary input.
+
+// Test code: fixtures and helpers panic on purpose when an expectation fails.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 
 use bmc_pairing_manager::spdm::frame::{self, EmuHeader, Frame};
 use bmc_pairing_manager::spdm::msgs::measurements::SignatureRequest;

@@ -1,7 +1,7 @@
 //! The wire codec: the [`Codec`] trait every SPDM structure implements, the [`Reader`] cursor
 //! decoders use instead of slice indexing, and [`InvalidMessage`], the one decode error.
 //!
-//! Shaped after rustls `msgs/codec.rs`: `encode` appends, `read` consumes, and
+//! Shaped like the TLS stack's `msgs/codec.rs`: `encode` appends, `read` consumes, and
 //! [`Codec::read_bytes`] rejects trailing data. All SPDM integers are little-endian.
 //! This file does no I/O and knows nothing of SPDM semantics.
 

@@ -2,7 +2,7 @@
 //! machines, chain and measurement policy, and a TCP transport (DSP0287).
 //!
 //! The core is sans-IO: it takes bytes (and caller-supplied randomness and time) and returns
-//! bytes and actions. It imports no tokio, sockets, files or clocks:
+//! bytes and actions. It imports no async runtime, sockets, files or clocks:
 //! - [`codec`]: the `Codec` trait, `Reader`, `InvalidMessage`.
 //! - [`msgs`]: one file per request/response pair.
 //! - [`frame`]: DSP0287 and emulator framing, pure (fuzzed).
@@ -14,7 +14,7 @@
 //! - [`responder`]: the attested side; signs through [`crate::identity::KeyStore`].
 //!
 //! Shell files (I/O allowed):
-//! - [`transport`]: async drivers [`transport::attest`] and [`transport::serve`] (tokio).
+//! - [`transport`]: async drivers [`transport::attest`] and [`transport::serve`].
 //! - [`measure`]: builds measurement blocks from files.
 //!
 //! Scope: SPDM 1.2 only; ECDSA P-256 with SHA-256 both ways, P-384/SHA-384 verify-only in

@@ -248,6 +248,7 @@ impl<S: Socket> Conn<'_, S> {
 /// # Cancel safety
 /// Not cancel safe: dropping the future mid-exchange leaves the stream at an unknown frame
 /// boundary; close it.
+#[tracing::instrument(name = "spdm_attest", skip_all, fields(framing = ?framing))]
 pub async fn attest<S: Socket>(
     stream: &mut S,
     framing: Framing,
@@ -283,7 +284,12 @@ pub async fn attest<S: Socket>(
                 ));
             }
         };
-        match requester.handle(&response) {
+        let outcome = {
+            let code = response.get(1).copied().unwrap_or_default();
+            let _exchange = tracing::debug_span!("spdm_exchange", response = code).entered();
+            requester.handle(&response)
+        };
+        match outcome {
             Ok(Action::Send(bytes)) => conn.send_frame(Frame::Spdm(&bytes)).await?,
             Ok(Action::WaitThenSend { delay, message }) => {
                 tokio::time::sleep(delay).await;
@@ -313,6 +319,7 @@ pub async fn attest<S: Socket>(
 ///
 /// # Cancel safety
 /// Not cancel safe (as [`attest`]); drop the stream after cancelling.
+#[tracing::instrument(name = "spdm_serve", skip_all, fields(framing = ?framing))]
 pub async fn serve<S: Socket>(
     stream: &mut S,
     framing: Framing,
@@ -330,6 +337,10 @@ pub async fn serve<S: Socket>(
     loop {
         match conn.recv(timeouts.idle).await? {
             Incoming::Spdm(request) => {
+                tracing::debug!(
+                    request = request.get(1).copied().unwrap_or_default(),
+                    "spdm request"
+                );
                 let mut r = responder.take().ok_or(Error::ApiMisuse("responder lost"))?;
                 let task = tokio::task::spawn_blocking(move || {
                     let response = r.handle(&request, &mut OsRng);
