@@ -10,6 +10,7 @@
 //! - [`dbus`]: the D-Bus objects (PDI Provisioning, seed 000 manager, per-peer objects).
 //! - [`discovery`]: where peers can be reached (LLDP, static); a hint, never trust.
 //! - [`identity`]: the `KeyStore` trait, its backends, and the identity certificate chain.
+//! - [`spdm`]: SPDM 1.2 codec, requester/responder state machines, DSP0287 TCP transport.
 
 pub mod clock;
 pub mod config;
@@ -20,3 +21,4 @@ pub mod identity;
 pub mod link;
 pub mod pairing;
 pub mod persist;
+pub mod spdm;
