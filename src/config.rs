@@ -306,16 +306,23 @@ pub fn load(path: &Path, hostname: &str, tpm_present: bool) -> Result<Config, Er
 /// [`Error`] naming the offending key.
 pub fn parse(path: &Path, text: &str, hostname: &str, tpm_present: bool) -> Result<Config, Error> {
     let syntax = |key: String, err: serde_json::Error| {
-        let message = err.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
-        Error::Syntax {
-            path: path.to_path_buf(),
-            key,
-            message,
+        use serde_json::error::Category;
+        match err.classify() {
+            // Malformed JSON has no meaningful key; its line and column are what help.
+            Category::Syntax | Category::Eof | Category::Io => Error::Syntax {
+                path: path.to_path_buf(),
+                key: ".".to_owned(),
+                message: format!("not valid JSON: {err}"),
+            },
+            Category::Data => {
+                let message = err.to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+                Error::Syntax {
+                    path: path.to_path_buf(),
+                    key,
+                    message,
+                }
+            }
         }
     };
     // serde accepts a JSON array for a struct (fields by position); a config is an object.
