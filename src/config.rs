@@ -316,7 +316,11 @@ pub fn parse(path: &Path, text: &str, hostname: &str, tpm_present: bool) -> Resu
             },
             Category::Data => {
                 let message = err.to_string();
-                let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
                 Error::Syntax {
                     path: path.to_path_buf(),
                     key,

@@ -1,0 +1,298 @@
+//! `cargo bench --bench pairing` (or `make bench`): prints the figures the performance
+//! targets are judged by. It measures; it asserts nothing about time (CI machines are noisy).
+//!
+//! - Pairing (two daemons on loopback, default timing settings, file keys):
+//!   ProvisionPeer -> both Connected (target <= 250 ms), peer SIGKILL -> NotConnected
+//!   (<= 3 s), peer restart -> Connected again (<= 2 s).
+//! - TPM: signatures per full handshake and per reconnect, and the median TLS handshake with
+//!   keys in swtpm next to the file backend.
+// A benchmark harness reports setup failures by panicking, like the tests it shares code with.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs,
+    unreachable_pub
+)]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
+use bmc_pairing_manager::identity::file::FileKeyStore;
+use bmc_pairing_manager::identity::tpm::TpmKeyStore;
+use bmc_pairing_manager::identity::{Backend, Error, KeyRole, KeyStore, PublicKey};
+use bmc_pairing_manager::link::tls::{self, CaptureSlot, PinSet, ServerCheck};
+use common::swtpm::Swtpm;
+use common::*;
+use rustls::pki_types::{ServerName, UnixTime};
+use serde_json::json;
+
+const SAMPLES: usize = 7;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn report(name: &str, target: &str, samples: Vec<Duration>) {
+    let n = samples.len();
+    let min = *samples.iter().min().unwrap();
+    let max = *samples.iter().max().unwrap();
+    let med = median(samples);
+    println!(
+        "{name:<48} median {:>9.1} ms   (min {:.1}, max {:.1}, n={n})   target {target}",
+        ms(med),
+        ms(min),
+        ms(max)
+    );
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn poll_until(limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < limit,
+            "condition not reached within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    start.elapsed()
+}
+
+fn pairing_figures() {
+    let mut provision = Vec::new();
+    let mut kill = Vec::new();
+    let mut restart = Vec::new();
+    for _ in 0..SAMPLES {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut a = Bmc::new(tmp.path(), "bmc-a", json!({}));
+        let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
+        a.start();
+        b.start();
+        a.provision("self").unwrap();
+        b.provision("self").unwrap();
+        // First contact needs the operator's word on both sides; the clock starts when both
+        // have been given (the two calls back to back) and stops when both show Connected.
+        let start = Instant::now();
+        a.provision(&b.endpoint()).unwrap();
+        b.provision(&a.endpoint()).unwrap();
+        poll_until(Duration::from_secs(20), || {
+            a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED
+        });
+        provision.push(start.elapsed());
+
+        let start = Instant::now();
+        b.kill9();
+        poll_until(Duration::from_secs(20), || {
+            a.peer_connected() == NOT_CONNECTED
+        });
+        kill.push(start.elapsed());
+
+        let start = Instant::now();
+        b.start();
+        poll_until(Duration::from_secs(20), || {
+            a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED
+        });
+        restart.push(start.elapsed());
+    }
+    println!("== pairing (two daemons, loopback, default settings, file keys)");
+    report(
+        "ProvisionPeer (both sides) -> both Connected",
+        "<= 250 ms",
+        provision,
+    );
+    report("peer SIGKILL -> NotConnected", "<= 3000 ms", kill);
+    report(
+        "peer restart (exec) -> both Connected again",
+        "<= 2000 ms",
+        restart,
+    );
+}
+
+/// Counts every signature a store makes.
+#[derive(Debug)]
+struct Counting {
+    inner: Arc<dyn KeyStore>,
+    signs: AtomicUsize,
+}
+
+impl KeyStore for Counting {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    fn generate(&self, role: KeyRole) -> Result<PublicKey, Error> {
+        self.inner.generate(role)
+    }
+    fn public_key(&self, role: KeyRole) -> Result<PublicKey, Error> {
+        self.inner.public_key(role)
+    }
+    fn sign_digest(&self, role: KeyRole, digest: &[u8]) -> Result<Vec<u8>, Error> {
+        self.signs.fetch_add(1, Ordering::SeqCst);
+        self.inner.sign_digest(role, digest)
+    }
+    fn delete(&self, role: KeyRole) -> Result<(), Error> {
+        self.inner.delete(role)
+    }
+}
+
+struct Side {
+    store: Arc<Counting>,
+    identity: LoadedIdentity,
+}
+
+fn side(store: Arc<dyn KeyStore>, dir: &Path, name: &str) -> Side {
+    let identity = ChainFiles::new(dir.join(format!("{name}-certs")))
+        .create(store.as_ref(), name, SystemTime::now())
+        .unwrap();
+    Side {
+        store: Arc::new(Counting {
+            inner: store,
+            signs: AtomicUsize::new(0),
+        }),
+        identity,
+    }
+}
+
+/// Full TLS 1.3 handshakes between a pinned client and server over loopback TCP; returns
+/// each handshake's duration and the signatures each side made per handshake.
+fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let floor = UnixTime::since_unix_epoch(Duration::from_secs(0));
+        let pins = PinSet::new();
+        pins.replace([client.identity.fingerprint()]);
+        let server_cfg =
+            tls::server_config(&server.identity, server.store.clone(), pins, floor).unwrap();
+        let check = ServerCheck::Pinned {
+            expected: server.identity.fingerprint(),
+            refused: CaptureSlot::new(),
+        };
+        let client_cfg =
+            tls::client_config(&client.identity, client.store.clone(), check, floor).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
+        let connector = tokio_rustls::TlsConnector::from(client_cfg);
+        let (c0, s0) = (
+            client.store.signs.load(Ordering::SeqCst),
+            server.store.signs.load(Ordering::SeqCst),
+        );
+        let mut times = Vec::new();
+        for _ in 0..n {
+            let start = Instant::now();
+            let accept = async {
+                let (tcp, _) = listener.accept().await.unwrap();
+                // As the daemon does: without it Nagle + delayed ACK add ~40 ms per handshake.
+                tcp.set_nodelay(true).unwrap();
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                // The server has verified the client once it reads application data.
+                let mut byte = [0u8; 1];
+                tokio::io::AsyncReadExt::read_exact(&mut tls, &mut byte)
+                    .await
+                    .unwrap();
+            };
+            let connect = async {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                tcp.set_nodelay(true).unwrap();
+                let mut tls = connector
+                    .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+                    .await
+                    .unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut tls, b"x")
+                    .await
+                    .unwrap();
+                tokio::io::AsyncWriteExt::flush(&mut tls).await.unwrap();
+                tls
+            };
+            let ((), _keep) = tokio::join!(accept, connect);
+            times.push(start.elapsed());
+        }
+        let per = |now: usize, before: usize| (now - before) as f64 / n as f64;
+        let c = per(client.store.signs.load(Ordering::SeqCst), c0);
+        let s = per(server.store.signs.load(Ordering::SeqCst), s0);
+        (times, c, s)
+    })
+}
+
+fn tpm_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm_a = Swtpm::start(&tmp.path().join("tpm-a"));
+    let tpm_b = Swtpm::start(&tmp.path().join("tpm-b"));
+    let a = side(
+        Arc::new(TpmKeyStore::open(&tpm_a.tcti(), tmp.path().join("a-keys")).unwrap()),
+        tmp.path(),
+        "bmc-a",
+    );
+    let b = side(
+        Arc::new(TpmKeyStore::open(&tpm_b.tcti(), tmp.path().join("b-keys")).unwrap()),
+        tmp.path(),
+        "bmc-b",
+    );
+    let fa = side(
+        Arc::new(FileKeyStore::new(tmp.path().join("fa-keys"))),
+        tmp.path(),
+        "file-a",
+    );
+    let fb = side(
+        Arc::new(FileKeyStore::new(tmp.path().join("fb-keys"))),
+        tmp.path(),
+        "file-b",
+    );
+
+    // The first handshake is the full handshake of a new session; the following ones are
+    // reconnects. TLS resumption is disabled on purpose (a resumed session would skip the
+    // client certificate check), so a reconnect costs the same signatures.
+    let (_, first_c, first_s) = handshakes(&a, &b, 1);
+    let (tpm_times, c, s) = handshakes(&a, &b, 30);
+    let (file_times, _, _) = handshakes(&fa, &fb, 30);
+    println!("== TPM (swtpm) and TLS");
+    println!(
+        "{:<48} client {first_c:.0} + server {first_s:.0} (CertificateVerify on each side)",
+        "TPM signs per full handshake"
+    );
+    println!(
+        "{:<48} client {c:.0} + server {s:.0} (no resumption, by design)",
+        "TPM signs per reconnect"
+    );
+    report(
+        "TLS 1.3 mutual handshake, keys in swtpm",
+        "(figure)",
+        tpm_times,
+    );
+    report(
+        "TLS 1.3 mutual handshake, file keys",
+        "(figure)",
+        file_times,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; any other argument filters sections.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let want = |name: &str| args.is_empty() || args.iter().any(|a| name.contains(a.as_str()));
+    require_tool("swtpm");
+    if want("pairing") {
+        pairing_figures();
+    }
+    if want("tpm") {
+        tpm_figures();
+    }
+}
