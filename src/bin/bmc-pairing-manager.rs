@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bmc_pairing_manager::config::{self, EXIT_CONFIG, TPM_DEVICE};
 use bmc_pairing_manager::daemon;
 use bmc_pairing_manager::dbus::Bus;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -24,6 +24,61 @@ struct Args {
     /// Validate the configuration, print the result and exit (0 valid, 2 invalid).
     #[arg(long)]
     check_config: bool,
+    /// Certificate operations for anchored mode; without one, run the daemon.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// Operator commands (the daemon may be running; keys are reached through the same backend).
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a PKCS#10 request (PEM) for this BMC's CA key, for a manufacturing CA to sign.
+    Csr,
+    /// Install the CA certificate a manufacturing CA issued for that request (DER or PEM).
+    /// The identity key and every peer's pin stay as they are.
+    InstallCaCert {
+        /// The signed certificate.
+        file: PathBuf,
+    },
+    /// Add a manufacturing CA certificate (DER or PEM) to this BMC's own trust store; peers
+    /// whose chains verify to it can pair in anchored mode after attestation.
+    InstallAnchor {
+        /// The CA certificate.
+        file: PathBuf,
+    },
+}
+
+/// Runs a certificate subcommand; returns the exit code.
+fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
+    use bmc_pairing_manager::identity::{anchors, cert::ChainFiles};
+    let chain = ChainFiles::new(config.cert_dir());
+    let result = match command {
+        Command::InstallAnchor { file } => std::fs::read(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))
+            .and_then(|b| anchors::install(&config.cert_dir(), &b).map_err(|e| e.to_string()))
+            .map(|path| println!("installed trust anchor {}", path.display())),
+        Command::Csr | Command::InstallCaCert { .. } => match daemon::open_key_store(config) {
+            Err(e) => Err(e.to_string()),
+            Ok(store) => match command {
+                Command::Csr => chain.ca_csr(store.as_ref()).map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
+                Command::InstallCaCert { file } => std::fs::read(&file)
+                    .map_err(|e| format!("{}: {e}", file.display()))
+                    .and_then(|b| {
+                        let now = bmc_pairing_manager::clock::floored_now(0);
+                        chain.install_ca_cert(store.as_ref(), &b, now).map_err(|e| e.to_string())
+                    })
+                    .map(|()| println!("installed the CA certificate; the daemon uses it from its next identity check")),
+                Command::InstallAnchor { .. } => Ok(()),
+            },
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bmc-pairing-manager: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn hostname() -> String {
@@ -45,6 +100,9 @@ fn main() -> ExitCode {
     if args.check_config {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
+    }
+    if let Some(command) = args.command {
+        return certificate_command(&config, command);
     }
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -149,6 +149,25 @@ pub fn issue_leaf(
     Ok(cert.der().to_vec())
 }
 
+/// The subject attributes of an existing certificate, for a CSR that keeps its name.
+fn copy_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName, Error> {
+    let mut dn = DistinguishedName::new();
+    for attr in name.iter_attributes() {
+        let oid: Vec<u64> = attr
+            .attr_type()
+            .iter()
+            .ok_or_else(|| {
+                Error::Certificate("unsupported attribute type in the CA subject".into())
+            })?
+            .collect();
+        let value = attr
+            .as_str()
+            .map_err(|_| Error::Certificate("non-string attribute in the CA subject".into()))?;
+        dn.push(DnType::from_oid(&oid), value);
+    }
+    Ok(dn)
+}
+
 /// What an X.509 certificate says that we act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertSummary {
@@ -384,6 +403,93 @@ impl ChainFiles {
         })
     }
 
+    /// A PKCS#10 request (PEM) for the BMC's CA key, with the subject of the current CA
+    /// certificate: what a manufacturing CA signs to bring this BMC into `anchored` mode.
+    /// The CSR is signed by the CA key, through the key store.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] when there is no CA certificate; key-store errors.
+    pub fn ca_csr(&self, store: &dyn KeyStore) -> Result<String, Error> {
+        let ca_der = persist::read_optional(&self.ca_path())
+            .map_err(|source| Error::Persist {
+                path: self.ca_path(),
+                source,
+            })?
+            .ok_or_else(|| {
+                Error::Certificate("no identity yet: run ProvisionPeer(\"self\") first".into())
+            })?;
+        let (_, ca) = X509Certificate::from_der(&ca_der).map_err(cert_err)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = copy_name(ca.subject())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let signer = StoreSigner::new(store, KeyRole::Ca)?;
+        params
+            .serialize_request(&signer)
+            .and_then(|csr| csr.pem())
+            .map_err(cert_err)
+    }
+
+    /// Installs a CA certificate that a manufacturing CA issued for this BMC's CA key (see
+    /// [`ChainFiles::ca_csr`]). It must be a CA certificate for exactly our CA key, with the
+    /// subject our identity leaf names as issuer, and valid at `now`; the identity key, the
+    /// leaf and therefore every peer's pin stay as they are.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] naming the first check that failed; nothing is written then.
+    pub fn install_ca_cert(
+        &self,
+        store: &dyn KeyStore,
+        bytes: &[u8],
+        now: SystemTime,
+    ) -> Result<(), Error> {
+        let der = super::anchors::parse_certificate(bytes)?;
+        let (_, new_ca) = X509Certificate::from_der(&der).map_err(cert_err)?;
+        if !new_ca.is_ca() {
+            return Err(Error::Certificate("not a CA certificate".into()));
+        }
+        let ours = store.public_key(KeyRole::Ca)?;
+        if new_ca.public_key().raw != ours.spki_der() {
+            return Err(Error::Certificate(
+                "the certificate is not for this BMC's CA key".into(),
+            ));
+        }
+        let leaf_der = persist::read_optional(&self.leaf_path())
+            .map_err(|source| Error::Persist {
+                path: self.leaf_path(),
+                source,
+            })?
+            .ok_or_else(|| {
+                Error::Certificate("no identity yet: run ProvisionPeer(\"self\") first".into())
+            })?;
+        let (_, leaf) = X509Certificate::from_der(&leaf_der).map_err(cert_err)?;
+        if leaf.issuer().as_raw() != new_ca.subject().as_raw() {
+            return Err(Error::Certificate(format!(
+                "subject {} is not the issuer of the identity certificate ({})",
+                new_ca.subject(),
+                leaf.issuer()
+            )));
+        }
+        let at = i64::try_from(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        )
+        .unwrap_or(i64::MAX);
+        if at < new_ca.validity().not_before.timestamp()
+            || at > new_ca.validity().not_after.timestamp()
+        {
+            return Err(Error::Certificate(
+                "the certificate is not valid now".into(),
+            ));
+        }
+        self.write(&self.ca_path(), &der)
+    }
+
     fn write(&self, path: &Path, der: &[u8]) -> Result<(), Error> {
         persist::write_atomic(path, der).map_err(|source| Error::Persist {
             path: path.to_path_buf(),
@@ -464,6 +570,66 @@ mod tests {
             files.load(&store),
             Err(IdentityProblem::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_manufacturing_signed_ca_certificate_replaces_the_self_signed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        let files = ChainFiles::new(dir.path().join("certs"));
+        let id = files.create(&store, "bmc-a", now()).unwrap();
+        let csr_pem = files.ca_csr(&store).unwrap();
+        // The factory: its own CA signs the request.
+        let factory_key = rcgen::KeyPair::generate().unwrap();
+        let mut factory_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        factory_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        factory_params
+            .distinguished_name
+            .push(DnType::CommonName, "factory root");
+        let factory_cert = factory_params.self_signed(&factory_key).unwrap();
+        let factory = Issuer::new(factory_params, &factory_key);
+        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(&csr_pem).unwrap();
+        csr.params.not_before = to_offset(now() - Duration::from_secs(60));
+        csr.params.not_after = to_offset(now() + CA_LIFETIME);
+        let signed = csr.signed_by(&factory).unwrap();
+
+        // Wrong inputs are refused and change nothing.
+        let before = std::fs::read(dir.path().join("certs/ca.der")).unwrap();
+        assert!(
+            files
+                .install_ca_cert(&store, factory_cert.der(), now())
+                .is_err(),
+            "someone else's CA"
+        );
+        assert!(
+            files.install_ca_cert(&store, &id.leaf_der, now()).is_err(),
+            "not a CA"
+        );
+        assert!(
+            files
+                .install_ca_cert(&store, signed.der(), now() + CA_LIFETIME * 2)
+                .is_err(),
+            "expired"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("certs/ca.der")).unwrap(),
+            before
+        );
+
+        files
+            .install_ca_cert(&store, signed.pem().as_bytes(), now())
+            .unwrap();
+        let loaded = files.load(&store).unwrap();
+        assert_eq!(
+            loaded.fingerprint(),
+            id.fingerprint(),
+            "the pin is unchanged"
+        );
+        let (_, ca) = X509Certificate::from_der(&loaded.ca_der).unwrap();
+        let (_, leaf) = X509Certificate::from_der(&loaded.leaf_der).unwrap();
+        let (_, factory) = X509Certificate::from_der(factory_cert.der()).unwrap();
+        ca.verify_signature(Some(factory.public_key())).unwrap();
+        leaf.verify_signature(Some(ca.public_key())).unwrap();
     }
 
     #[test]

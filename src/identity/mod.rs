@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of peers, D-Bus, sockets or rustls.
 
+pub mod anchors;
 pub mod cert;
 pub mod file;
 pub mod tpm;

@@ -176,7 +176,7 @@ impl Handle {
 
 enum Internal {
     ProbeDone(Target, Result<tls::CapturedIdentity, String>),
-    IdentityChecked(Result<(), IdentityProblem>),
+    IdentityChecked(Result<LoadedIdentity, IdentityProblem>),
     MoveChecked {
         id: PeerId,
         endpoint: SocketAddr,
@@ -518,18 +518,42 @@ impl Driver {
         let chain = self.chain.clone();
         let tx = self.internal_tx.clone();
         self.tracker.spawn(async move {
-            let result =
-                tokio::task::spawn_blocking(move || chain.load(store.as_ref()).map(|_| ()))
-                    .await
-                    .unwrap_or_else(|e| Err(IdentityProblem::Unavailable(e.to_string())));
+            let result = tokio::task::spawn_blocking(move || chain.load(store.as_ref()))
+                .await
+                .unwrap_or_else(|e| Err(IdentityProblem::Unavailable(e.to_string())));
             let _ = tx.send(Internal::IdentityChecked(result));
         });
     }
 
-    fn identity_checked(&mut self, result: Result<(), IdentityProblem>) {
+    fn identity_checked(&mut self, result: Result<LoadedIdentity, IdentityProblem>) {
         self.identity_check_running = false;
         match result {
-            Ok(()) => {}
+            // Same key, new certificates (a manufacturing CA certificate was installed, or the
+            // leaf renewed): present them from now on. Pins are unaffected.
+            Ok(loaded) => {
+                let changed = self.identity.as_ref().is_some_and(|current| {
+                    current.fingerprint() == loaded.fingerprint()
+                        && (current.ca_der != loaded.ca_der || current.leaf_der != loaded.leaf_der)
+                });
+                if changed {
+                    tracing::info!("identity certificates changed on disk; using them");
+                    self.identity = Some(loaded);
+                    self.install_server_tls();
+                    if self.pairing.provisioned() {
+                        let restart: Vec<Action> = self
+                            .pairing
+                            .peers()
+                            .values()
+                            .map(|p| Action::StartLink {
+                                id: p.record.id.clone(),
+                                endpoint: p.record.endpoint(),
+                                fingerprint: p.record.fingerprint,
+                            })
+                            .collect();
+                        self.execute(restart);
+                    }
+                }
+            }
             // A hung or restarting TPM is not a lost key: keep the state, check again later.
             Err(IdentityProblem::Unavailable(why)) => {
                 tracing::warn!(reason = %why, "key store did not answer the identity check");
