@@ -9,8 +9,9 @@
 //! has no ObjectManager).
 //!
 //! Signals are matched by the unique name that currently owns `xyz.openbmc_project.LLDP`,
-//! by interface and by object path (`arg0path`), never by member alone: another process on
-//! the bus cannot inject neighbours. Owner changes (`NameOwnerChanged`) are followed: the old
+//! by the path of its ObjectManager (`path_namespace`), by interface, and then by the object
+//! path they carry, never by member alone: another process on the bus cannot inject
+//! neighbours. Owner changes (`NameOwnerChanged`) are followed: the old
 //! owner's neighbours are lost, and everything is read again from the new owner. IPv4 and
 //! IPv6 management addresses are both reported.
 //!
@@ -311,7 +312,10 @@ impl LldpDbus {
         }
     }
 
-    /// ObjectManager signals from `owner` about objects under [`ROOT`].
+    /// ObjectManager signals from `owner`'s manager at (or under) [`ROOT`]; the object path
+    /// they carry is checked with [`receive_interface`]. (`arg0path='{ROOT}/'` would say the
+    /// same to the bus, but zbus matches `arg0path` locally by equality, so it would drop
+    /// every signal.)
     async fn subscribe(
         &self,
         conn: &zbus::Connection,
@@ -320,8 +324,8 @@ impl LldpDbus {
         let rule = MatchRule::builder()
             .msg_type(MessageType::Signal)
             .sender(owner.as_ref())?
+            .path_namespace(ROOT)?
             .interface(OBJECT_MANAGER)?
-            .arg_path(0, format!("{ROOT}/"))?
             .build();
         MessageStream::for_match_rule(rule, conn, Some(QUEUE)).await
     }
