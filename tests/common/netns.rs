@@ -43,6 +43,18 @@ impl Netns {
         ip(&["netns", "add", &name]);
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"]);
+        // `ip link set dev down` flushes IPv6 addresses unless this is set; keep them, so a
+        // link taken down behaves like a pulled cable (the address is still there after).
+        let out = ns
+            .command("sysctl")
+            .args(["-q", "-w", "net.ipv6.conf.all.keep_addr_on_down=1"])
+            .output()
+            .expect("run sysctl");
+        assert!(
+            out.status.success(),
+            "sysctl keep_addr_on_down: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         ns
     }
 

@@ -513,13 +513,16 @@ impl RigBmc {
         })
     }
 
-    /// The `State` of the per-peer object named `peer`, without quotes.
+    /// The `State` of the per-peer object named `peer`: the last segment of the enum string
+    /// (`Connected`, `NotConnected`, ...).
     pub fn peer_state(&self, peer: &str) -> Option<String> {
-        self.peer_prop(peer, "State")
-            .map(|v| v.trim_start_matches("s ").trim_matches('"').to_owned())
+        self.peer_prop(peer, "State").map(|v| {
+            let v = v.trim_start_matches("s ").trim_matches('"');
+            v.rsplit('.').next().unwrap_or(v).to_owned()
+        })
     }
 
-    /// Waits until the per-peer object named `peer` has `State == value`.
+    /// Waits until the per-peer object named `peer` has `State == value` (last segment).
     pub fn wait_peer_state(&self, peer: &str, value: &str, limit: Duration) {
         let me = self.bmc.name.clone();
         wait_for(limit, &format!("{me}: peer {peer} State = {value}"), || {
