@@ -288,7 +288,7 @@ impl Rig {
 
 impl Drop for Rig {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if std::thread::panicking() || std::env::var_os("BPM_RIG_LOGS").is_some() {
             eprintln!("{}", self.logs());
         }
     }
@@ -902,17 +902,22 @@ pub fn pair_by_lldp(a: &RigBmc, b: &RigBmc, limit: Duration) {
 }
 
 /// `ProvisionPeer s <arg>`, retried while the daemon has not yet learnt the neighbour
-/// (ResourceNotFound); any other error fails.
+/// (ResourceNotFound: busctl prints only its message); any other error fails.
 pub fn provision_until_accepted(b: &RigBmc, arg: &str, limit: Duration) {
     wait_for(
         limit,
         &format!("{}: ProvisionPeer {arg} accepted", b.name()),
         || match b.bmc.provision(arg) {
             Ok(()) => Some(()),
-            Err(e) if e.contains("ResourceNotFound") || e.contains("no LLDP neighbour") => None,
+            Err(e) if not_learnt_yet(&e) => None,
             Err(e) => panic!("{}: ProvisionPeer {arg}: {e}", b.name()),
         },
     );
+}
+
+/// The ResourceNotFound texts of `ProvisionPeer` for a neighbour not (yet) discovered.
+pub fn not_learnt_yet(busctl_error: &str) -> bool {
+    busctl_error.contains("no LLDP neighbour") || busctl_error.contains("is known")
 }
 
 /// Medians are the caller's; this returns every sample. Builds a fresh two-BMC rig (lldpd
