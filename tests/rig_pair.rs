@@ -101,3 +101,22 @@ fn two_bmcs_pair_by_lldpd_and_survive_link_loss_and_a_killed_daemon() {
 fn two_bmcs_pair_by_networkd_lldp_and_survive_link_loss_and_a_killed_daemon() {
     pair_then_lose_and_regain(Source::Networkd);
 }
+
+/// The benchmark figures the lead's bench prints come from `bench_rig`; it must keep working.
+#[test]
+fn bench_rig_measures_both_figures() {
+    let samples = common::rig::bench_rig(2);
+    eprintln!("bench_rig samples: {samples:?}");
+    for name in [
+        "link down -> NotConnected",
+        "lldp neighbour appears -> outgoing dial (InProgress)",
+    ] {
+        let got: Vec<Duration> = samples
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, d)| *d)
+            .collect();
+        assert_eq!(got.len(), 2, "{name}: {samples:?}");
+        assert!(got.iter().all(|d| *d < LIMIT), "{name}: {got:?}");
+    }
+}
