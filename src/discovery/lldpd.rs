@@ -262,6 +262,9 @@ impl Framer {
             }
             Some(Ok(_)) => {
                 let end = docs.byte_offset();
+                if end > MAX_MESSAGE {
+                    return Err(InvalidOutput::TooLarge { limit: MAX_MESSAGE });
+                }
                 let rest = self.buf.split_off(end.min(self.buf.len()));
                 let doc = std::mem::replace(&mut self.buf, rest);
                 Ok(Some(doc))
@@ -713,6 +716,14 @@ mod tests {
 
     #[test]
     fn framer_caps_a_document_and_rejects_garbage() {
+        // A whole document over the cap, arriving in one read.
+        let mut framer = Framer::new();
+        let big = format!("{{\"lldp-added\": [\"{}\"]}}", "a".repeat(MAX_MESSAGE));
+        framer.push(big.as_bytes());
+        assert_eq!(
+            framer.next_document(),
+            Err(InvalidOutput::TooLarge { limit: MAX_MESSAGE })
+        );
         let mut framer = Framer::new();
         framer.push(b"{\"lldp-added\": [\"");
         framer.push(&vec![b'a'; MAX_MESSAGE]);

@@ -734,6 +734,16 @@ pub fn standin_binary() -> PathBuf {
             let mut cmd = Command::new(cargo);
             cmd.args(["build", "--quiet", "--example", "networkd-lldp-standin"])
                 .current_dir(env!("CARGO_MANIFEST_DIR"));
+            // The variables cargo sets for a running test (CARGO_MANIFEST_DIR, OUT_DIR, ...)
+            // would leak into build scripts that watch them (ring's) and rebuild everything.
+            for (key, _) in std::env::vars_os() {
+                let k = key.to_string_lossy();
+                if (k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                    || k == "OUT_DIR"
+                {
+                    cmd.env_remove(&key);
+                }
+            }
             if release {
                 cmd.arg("--release");
             }
