@@ -29,6 +29,7 @@ pub fn ip(args: &[&str]) -> Output {
 
 /// One network namespace, deleted on drop.
 pub struct Netns {
+    /// Its name under /run/netns.
     pub name: String,
 }
 

@@ -102,24 +102,31 @@ impl Default for Options {
 pub struct RigBmc {
     /// Bus, config, daemon, and the busctl helpers of the harness.
     pub bmc: Bmc,
+    /// The networkd stand-in, with [`Source::Networkd`].
     pub standin: Option<Proc>,
+    /// Its lldpd.
     pub lldpd: Option<Proc>,
+    /// Its swtpm.
     pub tpm: Option<Proc>,
+    /// Its network namespace.
     pub ns: Netns,
     /// Its ULA on `eth0`.
     pub address: Ipv6Addr,
     /// Its lldpd's control socket.
     pub lldpd_socket: PathBuf,
+    /// Where its daemon reads LLDP from.
     pub source: Source,
 }
 
 /// The whole rig.
 pub struct Rig {
+    /// The BMCs, in the order they were named.
     pub bmcs: Vec<RigBmc>,
     /// The bridge's namespace in [`Topology::Switch`].
     pub switch: Option<Netns>,
     /// Where every BMC keeps its files (removed last).
     pub root: tempfile::TempDir,
+    /// How it was built.
     pub options: Options,
     started: Instant,
 }
@@ -406,6 +413,7 @@ impl RigBmc {
         );
     }
 
+    /// Its name (`bmc_name`, LLDP SystemName).
     pub fn name(&self) -> &str {
         &self.bmc.name
     }
@@ -799,9 +807,13 @@ fn start_standin(ns: &Netns, dir: &Path, bus: &str, lldpd_socket: &Path) -> Proc
 /// One observed property change on a BMC's bus.
 #[derive(Clone, Debug)]
 pub struct Change {
+    /// When it arrived.
     pub at: Instant,
+    /// The object.
     pub path: String,
+    /// The property.
     pub property: String,
+    /// Its new value (an enum string's last segment, `true`/`false`, ...).
     pub value: String,
 }
 
