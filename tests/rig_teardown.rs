@@ -28,7 +28,7 @@ fn namespaces() -> String {
 fn alive(pid: u32) -> bool {
     // A zombie (reaped later by init) has no namespace and runs nothing.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|st| st == "Z"))
+        .is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
 }
 
 #[test]
