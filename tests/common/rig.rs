@@ -16,9 +16,18 @@
 //! joins any number through a Linux bridge in a namespace of its own, with
 //! `group_fwd_mask=0x4000` so it forwards LLDP (a bridge drops it by default).
 //!
+//! Taking a link down ([`Rig::set_link`]) keeps the IPv6 addresses (`keep_addr_on_down`), as
+//! a pulled cable would; LLDP then reports the neighbour lost, and found again when it is up.
+//!
+//! Helpers: [`pair_by_lldp`] (the operator's steps), [`Watcher`] (every `PropertiesChanged`
+//! on a BMC's bus, timestamped; the demo prints them), [`LldpEvents`] (lldpd's own view, for
+//! timing), and [`bench_rig`] (the rig's figures for `benches/`).
+//!
 //! Teardown is by PID and by namespace name on drop, also when a test panics: the daemons,
 //! stand-ins, lldpd, swtpm and buses are killed, then anything left inside a namespace, then
-//! the namespaces are deleted.
+//! the namespaces are deleted. Processes are started with `ip netns exec`, which execs in
+//! place, so the PID held is the program's own (`tests/rig_teardown.rs` checks it). Set
+//! `BPM_RIG_LOGS=1` to print the daemons' logs when a rig is dropped (always on panic).
 #![allow(dead_code, unreachable_pub)]
 
 use std::fs;
