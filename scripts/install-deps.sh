@@ -9,7 +9,7 @@ packages=(
   openssl                               # foreign TLS peers and test certificates
   swtpm swtpm-tools tpm2-tools          # a TPM per test BMC; swtpm_ioctl, tpm2_clear
   libtss2-dev pkg-config                # tss-esapi links tpm2-tss
-  lldpd iproute2                        # LLDP and network namespaces for the rig
+  lldpd iproute2 procps                 # LLDP, network namespaces and sysctl for the rig
   python3-venv                          # packaging checks (sdbus++, oelint-adv, kas)
 )
 

@@ -153,6 +153,9 @@ pub struct Config {
     pub static_peers: Vec<StaticPeer>,
     /// Where LLDP neighbours come from.
     pub lldp_source: LldpSource,
+    /// lldpd's control socket (`lldpcli -u`) for the lldpd source; `None` for lldpcli's
+    /// built-in default (`/run/lldpd.socket` on Debian and OpenBMC).
+    pub lldpd_socket: Option<PathBuf>,
 }
 
 impl Config {
@@ -199,6 +202,8 @@ struct RawConfig {
     static_peers: Vec<RawStaticPeer>,
     #[serde(default = "default_lldp_source")]
     lldp_source: LldpSource,
+    #[serde(default)]
+    lldpd_socket: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -381,7 +386,11 @@ fn validate(
             ),
         ));
     }
-    for (key, p) in [("cert_root", &raw.cert_root), ("state_dir", &raw.state_dir)] {
+    let socket = raw.lldpd_socket.iter().map(|p| ("lldpd_socket", p));
+    for (key, p) in [("cert_root", &raw.cert_root), ("state_dir", &raw.state_dir)]
+        .into_iter()
+        .chain(socket)
+    {
         if !p.is_absolute() {
             return Err(invalid(
                 key,
@@ -536,6 +545,7 @@ fn validate(
         identity_check_interval,
         static_peers,
         lldp_source: raw.lldp_source,
+        lldpd_socket: raw.lldpd_socket,
     })
 }
 
@@ -627,6 +637,11 @@ mod tests {
             ),
             (format!(r#"{{{fb}, "lldp_source": "snmp"}}"#), "lldp_source"),
             (
+                format!(r#"{{{fb}, "lldpd_socket": "run/lldpd.socket"}}"#),
+                "lldpd_socket",
+            ),
+            (format!(r#"{{{fb}, "lldpd_socket": 5}}"#), "lldpd_socket"),
+            (
                 format!(
                     r#"{{{fb}, "static_peers": [{{"name": "b", "address": "::1"}}, {{"name": "c", "address": "x"}}]}}"#
                 ),
@@ -676,6 +691,18 @@ mod tests {
             parse(Path::new("t"), "{} {}", "h", true),
             Err(Error::Syntax { .. })
         ));
+    }
+
+    #[test]
+    fn lldpd_socket_defaults_to_lldpcli_s_own() {
+        assert_eq!(
+            parse_ok(r#"{"key_backend": {"type": "file"}}"#).lldpd_socket,
+            None
+        );
+        let c = parse_ok(
+            r#"{"key_backend": {"type": "file"}, "lldpd_socket": "/run/rig/lldpd.socket"}"#,
+        );
+        assert_eq!(c.lldpd_socket, Some(PathBuf::from("/run/rig/lldpd.socket")));
     }
 
     #[test]

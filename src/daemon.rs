@@ -11,6 +11,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, KeyBackend, LldpSource};
 use crate::dbus::{self, Bus};
+use crate::discovery::lldp_dbus::LldpDbus;
+use crate::discovery::lldpd::LldpdSource;
 use crate::discovery::static_peers::StaticPeers;
 use crate::discovery::{self, Source};
 use crate::identity::KeyStore;
@@ -75,9 +77,11 @@ pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, Error> {
     }
 }
 
-/// Starts the discovery sources the configuration asks for.
+/// Starts the discovery sources the configuration asks for: static peers, and lldpd or
+/// phosphor-networkd's LLDP objects (read on `bus`, the daemon's own bus).
 fn start_discovery(
     config: &Config,
+    bus: &Bus,
     events: mpsc::Sender<discovery::Event>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
@@ -88,8 +92,16 @@ fn start_discovery(
     }
     match config.lldp_source {
         LldpSource::None => {}
-        other => {
-            tracing::warn!(source = ?other, "this build has no LLDP source; use static peers or addresses")
+        LldpSource::Lldpd => sources.push(Box::new(LldpdSource::new(config.lldpd_socket.clone()))),
+        LldpSource::Networkd => {
+            let address = match bus {
+                Bus::System => None,
+                Bus::Address(a) => Some(a.clone()),
+            };
+            sources.push(Box::new(LldpDbus::new(
+                address,
+                config.interface_id.clone(),
+            )));
         }
     }
     for source in sources {
@@ -145,7 +157,7 @@ pub async fn run(
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
     let (discovery_tx, discovery_rx) = mpsc::channel(64);
-    start_discovery(&config, discovery_tx, &tracker, &cancel);
+    start_discovery(&config, &bus, discovery_tx, &tracker, &cancel);
     let parts = Parts {
         config: config.clone(),
         store,

@@ -5,6 +5,8 @@
 //! learnt here only tells the pairing driver where to dial; the pinned identity decides
 //! whether what answers is accepted. This module decides nothing about pairing.
 
+pub mod lldp_dbus;
+pub mod lldpd;
 pub mod static_peers;
 
 use std::future::Future;
