@@ -6,6 +6,10 @@
 //!   (<= 3 s), peer restart -> Connected again (<= 2 s).
 //! - TPM: signatures per full handshake and per reconnect, and the median TLS handshake with
 //!   keys in swtpm next to the file backend.
+//! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
+//!   and link down -> NotConnected.
+//!
+//! Arguments select sections: `cargo bench --bench pairing -- rig`.
 // A benchmark harness reports setup failures by panicking, like the tests it shares code with.
 #![allow(
     clippy::unwrap_used,
@@ -281,6 +285,20 @@ fn tpm_figures() {
     );
 }
 
+fn rig_figures() {
+    use std::collections::BTreeMap;
+    let mut by_name: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    for (name, d) in common::rig::bench_rig(SAMPLES) {
+        by_name.entry(name).or_default().push(d);
+    }
+    println!(
+        "== two-BMC rig (network namespaces, real lldpd, swtpm; heartbeat 300 ms / timeout 1 s)"
+    );
+    for (name, samples) in by_name {
+        report(&name, "(figure)", samples);
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument filters sections.
     let args: Vec<String> = std::env::args()
@@ -294,5 +312,8 @@ fn main() {
     }
     if want("tpm") {
         tpm_figures();
+    }
+    if want("rig") {
+        rig_figures();
     }
 }
