@@ -48,6 +48,14 @@
 //! [`Error::Tpm`] rather than a hung caller; work that was still queued when its caller gave
 //! up is skipped, and a `generate` that finishes late does not replace the stored key.
 //!
+//! # Sharing the TPM
+//! `/dev/tpmrm0` (the kernel resource manager) serves every process at once, so the
+//! connection is opened once and kept. A simulator socket (`swtpm:`, `mssim:` TCTIs) serves
+//! one client at a time; for those the connection is opened for each operation and closed
+//! after it, so two daemons (the pairing manager and bmc-attestation) can share one swtpm
+//! and their operations interleave. Nothing else changes: no object stays loaded between
+//! operations either way.
+//!
 //! # Errors
 //! Missing blob → [`Error::KeyMissing`]; corrupt blob, or one the TPM no longer loads →
 //! [`Error::KeyUnusable`]; TPM unreachable, hung or failing → [`Error::Tpm`]. Nothing here
@@ -75,7 +83,7 @@ use tss_esapi::structures::{Private, Public};
 use tss_esapi::traits::{Marshall, UnMarshall};
 
 use self::blob::Blob;
-use self::device::{Device, describe, p256_point, parse_tcti};
+use self::device::{Device, Link, describe, p256_point, parse_tcti};
 use super::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
 use crate::persist;
 
@@ -285,10 +293,23 @@ fn blob_path(dir: &Path, role: KeyRole) -> PathBuf {
     dir.join(format!("{}.{BLOB_EXTENSION}", role.as_str()))
 }
 
+/// TPMs reached over a simulator socket (`swtpm:`, `mssim:`) serve one client connection at
+/// a time: a store that kept its connection open would lock every other process out (two
+/// daemons sharing one swtpm in tests). Those get a connection per operation; everything
+/// else (`device:/dev/tpmrm0`, the resource manager) keeps one open.
+fn link_for(tcti: &str) -> Link {
+    let name = tcti.split(':').next().unwrap_or_default();
+    if matches!(name, "swtpm" | "mssim") {
+        Link::PerOperation
+    } else {
+        Link::Persistent
+    }
+}
+
 /// The owner thread: runs jobs until the store (the only sender) is dropped.
 fn owner_loop(tcti: TctiNameConf, tcti_text: String, dir: PathBuf, queue: mpsc::Receiver<Job>) {
     let mut owner = Owner {
-        device: Device::new(tcti, tcti_text),
+        device: Device::new(tcti, tcti_text.clone(), link_for(&tcti_text)),
         dir,
     };
     for job in queue {
