@@ -6,7 +6,9 @@
 //! panics. Nothing here is a test double: real dbus-daemon, real daemon binary, real busctl.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attestation;
 pub mod openssl;
+pub mod pdi;
 pub mod swtpm;
 
 use std::fs;
