@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use zbus::object_server::{ObjectServer, SignalEmitter};
 
 use super::super::requester::{PeerOutcome, PolicyChoice};
-use super::{AttestReply, Error, MeasurementEntry, PeerRecord, Service, SharedRecord, lock};
+use zbus::zvariant::OwnedObjectPath;
+
+use super::{Error, MeasurementEntry, PeerRecord, Service, SharedRecord, lock};
 
 /// D-Bus name of the interface.
 pub const INTERFACE: &str = "xyz.openbmc_project.Attestation.Peer";
@@ -62,7 +64,18 @@ impl Peer {
         &self,
         #[zbus(object_server)] server: &ObjectServer,
         #[zbus(connection)] conn: &zbus::Connection,
-    ) -> Result<AttestReply, Error> {
+    ) -> Result<
+        // Spelled out (not `AttestReply`): zbus derives the out arguments from the tuple.
+        (
+            OwnedObjectPath,
+            bool,
+            String,
+            Vec<Vec<u8>>,
+            Vec<MeasurementEntry>,
+            String,
+        ),
+        Error,
+    > {
         let policy = self.read(|r| r.trust_policy.clone());
         let choice = PolicyChoice::parse(&policy)?;
         self.service.attest(server, conn, self.addr, choice).await

@@ -8,7 +8,9 @@
 use zbus::object_server::ObjectServer;
 
 use super::super::requester::{PolicyChoice, parse_address};
-use super::{AttestReply, Error, Service};
+use zbus::zvariant::OwnedObjectPath;
+
+use super::{Error, MeasurementEntry, Service};
 
 /// The manager object's requester interface.
 #[derive(Debug)]
@@ -45,7 +47,18 @@ impl Requester {
         trustPolicy: String,
         #[zbus(object_server)] server: &ObjectServer,
         #[zbus(connection)] conn: &zbus::Connection,
-    ) -> Result<AttestReply, Error> {
+    ) -> Result<
+        // Spelled out (not `AttestReply`): zbus derives the out arguments from the tuple.
+        (
+            OwnedObjectPath,
+            bool,
+            String,
+            Vec<Vec<u8>>,
+            Vec<MeasurementEntry>,
+            String,
+        ),
+        Error,
+    > {
         let addr = parse_address(&address, self.service.default_port())?;
         let choice = PolicyChoice::parse(&trustPolicy)?;
         self.service.attest(server, conn, addr, choice).await
