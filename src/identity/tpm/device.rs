@@ -55,24 +55,12 @@ type Attempt<T> = Result<T, Fault>;
 /// `(index, value)` pairs of SHA-256 PCRs, sorted by index.
 type PcrValues = Vec<(u8, [u8; 32])>;
 
-/// The owner thread's handle on the TPM: a TCTI configuration and, while the link is good
-/// (and, with [`Link::PerOperation`], while an operation runs), an open ESAPI context.
+/// The owner thread's handle on the TPM: a TCTI configuration and, while the link is good,
+/// an open ESAPI context.
 pub(super) struct Device {
     tcti: TctiNameConf,
     tcti_text: String,
-    link: Link,
     context: Option<Context>,
-}
-
-/// How long the connection to the TPM is kept open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Link {
-    /// Opened on first use and kept (`/dev/tpmrm0`: the kernel resource manager serves many
-    /// clients at once).
-    Persistent,
-    /// Opened for each operation and closed after it, so another process can use a TPM that
-    /// serves one client at a time (a raw swtpm or simulator socket).
-    PerOperation,
 }
 
 /// Parses a TCTI string (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, ...).
@@ -86,11 +74,10 @@ pub(super) fn parse_tcti(tcti: &str) -> Result<TctiNameConf, Error> {
 
 impl Device {
     /// A device for `tcti` (connected on first use). `tcti_text` is for messages.
-    pub(super) fn new(tcti: TctiNameConf, tcti_text: String, link: Link) -> Device {
+    pub(super) fn new(tcti: TctiNameConf, tcti_text: String) -> Device {
         Device {
             tcti,
             tcti_text,
-            link,
             context: None,
         }
     }
@@ -188,20 +175,8 @@ impl Device {
         })
     }
 
-    /// Runs `op` on a connected context; after a broken link, once more on a fresh one. With
-    /// [`Link::PerOperation`] the connection is closed again afterwards, whatever the result.
-    fn run<T>(&mut self, op: impl FnMut(&mut Context) -> Attempt<T>) -> Result<T, Error> {
-        let result = self.run_connected(op);
-        if self.link == Link::PerOperation {
-            self.context = None;
-        }
-        result
-    }
-
-    fn run_connected<T>(
-        &mut self,
-        mut op: impl FnMut(&mut Context) -> Attempt<T>,
-    ) -> Result<T, Error> {
+    /// Runs `op` on a connected context; after a broken link, once more on a fresh one.
+    fn run<T>(&mut self, mut op: impl FnMut(&mut Context) -> Attempt<T>) -> Result<T, Error> {
         let mut last = String::new();
         for _ in 0..2 {
             let ctx = self.connect()?;
