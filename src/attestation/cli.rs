@@ -322,7 +322,11 @@ pub async fn respond_command(
         },
         None => {
             let tpm_present = Path::new(TPM_DEVICE).exists();
-            let config = match config::load(config_path, tpm_present) {
+            // The daemon's checks, reference values included, so a file the daemon refuses
+            // is refused here too.
+            let config = match config::load(config_path, tpm_present)
+                .and_then(|c| super::load_measurement_policy(config_path, &c).map(|_| c))
+            {
                 Ok(c) => c,
                 Err(e) => return usage(format_args!("invalid configuration: {e}")),
             };
