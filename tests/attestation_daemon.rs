@@ -551,3 +551,60 @@ async fn bad_input_unreachable_peers_and_missing_identity_change_nothing() {
     assert_eq!(fp, b_fp);
     assert!(b.daemon.as_mut().unwrap().running());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responder_sessions_are_bounded_and_idle_ones_dropped_at_their_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Both daemons bound to the loopback device (SO_BINDTODEVICE), B with one session slot.
+    let bound = json!({"bind_to_interface": true, "interface_id": "lo"});
+    let mut b = Node::new(
+        tmp.path(),
+        "bmc-b",
+        KeyKind::File,
+        json!({
+            "bind_to_interface": true,
+            "interface_id": "lo",
+            "max_sessions": 1,
+            "idle_timeout_ms": 700,
+            "io_timeout_ms": 700,
+        }),
+    );
+    let b_fp = b.provision().fingerprint().to_hex();
+    b.start();
+    let mut a = Node::new(tmp.path(), "bmc-a", KeyKind::File, bound);
+    a.start();
+    let conn = connect(&a).await;
+
+    // An idle client takes B's only slot; A's attestation waits for it, and gets its turn
+    // when B drops the idle client at the idle deadline.
+    let idle = std::net::TcpStream::connect(b.endpoint()).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let (_, trusted, fp, ..) = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
+    let waited = start.elapsed();
+    assert!(trusted);
+    assert_eq!(fp, b_fp);
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the attestation did not wait for the slot: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    // The idle client was closed by B.
+    let mut buf = [0u8; 1];
+    idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    assert_eq!(std::io::Read::read(&mut &idle, &mut buf).unwrap_or(0), 0);
+
+    // A client that sends half a DSP0287 frame and stops is dropped at the I/O deadline too
+    // (A's own per-read deadline, 3 s, outlasts B's 700 ms).
+    let mut half = std::net::TcpStream::connect(b.endpoint()).unwrap();
+    std::io::Write::write_all(&mut half, &[0x04]).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let start = Instant::now();
+    let (_, trusted, ..) = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
+    assert!(trusted);
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -66,7 +66,7 @@ pub struct Args {
 /// Operator subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Attest HOST[:PORT] once and print the report as JSON on stdout.
+    /// Attest the responder at HOST or HOST:PORT once; print the report as JSON on stdout.
     ///
     /// Exit status: 0 trusted (also with audit findings), 1 not trusted or no answer, 2 bad
     /// arguments.
@@ -124,7 +124,8 @@ impl From<PolicyArg> for PolicyMode {
 /// `bmc-attestation attest`.
 #[derive(clap::Args, Debug)]
 pub struct AttestArgs {
-    /// The responder: ip, ip:port, [ipv6]:port (port 4194 when omitted). No host names.
+    /// The responder: ip, ip:port or, for IPv6 with a port, the address in brackets then
+    /// :port (port 4194 when omitted). No host names.
     #[arg(value_name = "HOST[:PORT]")]
     pub target: String,
     /// Framing on the TCP stream.

@@ -14,6 +14,29 @@
 //! A missing file means defaults. Invalid JSON, a wrong type, an unknown key or an
 //! out-of-range value is one [`Error`] that names the key; the binary prints it and exits
 //! with [`EXIT_CONFIG`].
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `port` | 4194 | SPDM responder TCP port (DSP0287); also the port of a peer address given without one |
+//! | `interface_id` | `"eth1"` | inter-BMC interface |
+//! | `bind_to_interface` | true | SO_BINDTODEVICE the listener and outgoing attestations to `interface_id` |
+//! | `cert_root` | `"/"` | identity chain in `<cert_root>/etc/bmc-pairing-manager/certs` (same as the pairing manager) |
+//! | `state_dir` | `"/var/lib/bmc-pairing-manager"` | keys in `<state_dir>/keys` (same as the pairing manager) |
+//! | `key_backend` | TPM if `/dev/tpmrm0` exists, else an error | `{"type":"tpm","tcti":"device:/dev/tpmrm0"}` or `{"type":"file"}` |
+//! | `measured_files` | bmc-pairing-manager, bmc-attestation binaries, `/etc/os-release` | absolute paths, at most 63, measurement indices 1.. |
+//! | `firmware_image` | none | absolute path, measurement index 64 |
+//! | `pcrs` | 0-7 | SHA-256 PCRs reported as indices 128 + n (TPM backend only) |
+//! | `reference_values` | none | JSON reference values for peers ([`crate::spdm::measurement`]) |
+//! | `measurement_policy` | `"audit"` | `off`, `audit` or `enforce` (needs `reference_values`) |
+//! | `trust_anchors_dir` | `<cert_root>/etc/bmc-pairing-manager/certs/anchors` | roots for `anchored`: `*.der`, `*.pem`, `*.crt`, `*.cer` |
+//! | `connect_timeout_ms` | 3000 | TCP connect of an outgoing attestation |
+//! | `io_timeout_ms` | 5000 | each SPDM read or write, both roles |
+//! | `idle_timeout_ms` | 10000 | responder wait for the next request |
+//! | `session_timeout_ms` | 30000 | one whole responder session |
+//! | `attest_timeout_ms` | 20000 | one whole outgoing attestation |
+//! | `max_sessions` | 8 | concurrent responder sessions (1..=256) |
+//! | `max_attestations` | 4 | concurrent outgoing attestations (1..=64) |
+//! | `identity_check_interval_ms` | 30000 | how often the responder re-reads the identity when idle |
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -455,6 +455,9 @@ impl Service {
 ///
 /// # Errors
 /// zbus errors; `NameTaken` when another instance runs.
+///
+/// # Cancel safety
+/// Cancel safe: dropping the future drops the half-built connection.
 pub async fn serve(
     bus: &Bus,
     service: Service,
