@@ -464,3 +464,39 @@ fn help_documents_the_subcommands() {
         assert!(text.contains(word), "respond --help lacks {word}:\n{text}");
     }
 }
+
+#[test]
+fn emulator_framings_work_between_respond_and_attest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = file_identity(&tmp.path().join("b"), "bmc-b");
+    for framing in ["emu-tcp", "emu-none"] {
+        let (mut responder, addr) = respond(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--framing",
+            framing,
+            "--key",
+            b.key.to_str().unwrap(),
+            "--chain",
+            b.ca_pem.to_str().unwrap(),
+            b.leaf_der.to_str().unwrap(),
+        ]);
+        let out = run(&[
+            "attest",
+            &addr,
+            "--framing",
+            framing,
+            "--timeout-ms",
+            "5000",
+        ]);
+        assert_eq!(code(&out), 0, "{framing}: {}", stderr(&out));
+        assert_eq!(
+            stdout_json(&out)["fingerprint"],
+            json!(b.id.fingerprint().to_hex())
+        );
+        // Mismatched framing is not an attestation.
+        let out = run(&["attest", &addr, "--timeout-ms", "1000"]);
+        assert_eq!(code(&out), 1, "{framing} against dsp0287");
+        assert_eq!(responder.terminate(Duration::from_secs(5)), Some(0));
+    }
+}
