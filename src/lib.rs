@@ -1,6 +1,7 @@
 //! bmc-pairing-manager: unattended, attested pairing of OpenBMC BMCs.
 //!
 //! Module map (each module's own docs say what it owns and what it must not touch):
+//! - [`attestation`]: the `bmc-attestation` daemon: SPDM responder, peer attestation on D-Bus.
 //! - [`clock`]: wall-clock time with a persisted floor (BMC clocks start at the epoch).
 //! - [`config`]: the JSON configuration file, validated, with per-key errors.
 //! - [`link`]: the mutual-TLS pairing channel, its framing, heartbeats and backoff.
@@ -12,6 +13,7 @@
 //! - [`identity`]: the `KeyStore` trait, its backends, and the identity certificate chain.
 //! - [`spdm`]: SPDM 1.2 codec, requester/responder state machines, DSP0287 TCP transport.
 
+pub mod attestation;
 pub mod clock;
 pub mod config;
 pub mod daemon;

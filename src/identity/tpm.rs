@@ -48,6 +48,16 @@
 //! [`Error::Tpm`] rather than a hung caller; work that was still queued when its caller gave
 //! up is skipped, and a `generate` that finishes late does not replace the stored key.
 //!
+//! # Sharing a simulator between processes
+//! `/dev/tpmrm0` (the kernel resource manager) gives every process its own view of the
+//! TPM's object slots. A simulator socket (`swtpm:`, `mssim:` TCTIs) has no resource
+//! manager: commands of two processes interleave on one TPM with three object slots, and
+//! two operations at once run out of them (TPM_RC_OBJECT_MEMORY) or worse. So for those
+//! TCTIs every operation holds an exclusive `flock` on a lock file named after the TCTI in
+//! the temporary directory ([`simulator_lock_path`]), and the pairing manager and
+//! bmc-attestation can share one swtpm in tests. A lock file that cannot be created means
+//! no lock (logged once); the device TCTI never takes one.
+//!
 //! # Errors
 //! Missing blob → [`Error::KeyMissing`]; corrupt blob, or one the TPM no longer loads →
 //! [`Error::KeyUnusable`]; TPM unreachable, hung or failing → [`Error::Tpm`]. Nothing here
@@ -285,13 +295,80 @@ fn blob_path(dir: &Path, role: KeyRole) -> PathBuf {
     dir.join(format!("{}.{BLOB_EXTENSION}", role.as_str()))
 }
 
+/// The lock file serialising operations of every process on the simulator at `tcti`, or
+/// `None` for a TCTI that needs none (a device behind the resource manager).
+pub fn simulator_lock_path(tcti: &str) -> Option<PathBuf> {
+    let name = tcti.split(':').next().unwrap_or_default();
+    if !matches!(name, "swtpm" | "mssim") {
+        return None;
+    }
+    let safe: String = tcti
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(std::env::temp_dir().join(format!("bmc-pairing-tpm-{safe}.lock")))
+}
+
+/// An open lock file; [`SimulatorLock::hold`] takes the lock for one operation.
+struct SimulatorLock(std::fs::File);
+
+impl SimulatorLock {
+    fn open(tcti: &str) -> Option<SimulatorLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = simulator_lock_path(tcti)?;
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(file) => Some(SimulatorLock(file)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot open the tpm simulator lock; operations of other processes may interleave");
+                None
+            }
+        }
+    }
+
+    /// Blocks until this process holds the lock; released when the guard drops.
+    fn hold(&self) -> Option<SimulatorGuard<'_>> {
+        use rustix::fs::{FlockOperation, flock};
+        match flock(&self.0, FlockOperation::LockExclusive) {
+            Ok(()) => Some(SimulatorGuard(&self.0)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot take the tpm simulator lock");
+                None
+            }
+        }
+    }
+}
+
+struct SimulatorGuard<'a>(&'a std::fs::File);
+
+impl Drop for SimulatorGuard<'_> {
+    fn drop(&mut self) {
+        // Closing the file would release it too; the file is kept for the next operation.
+        let _ = rustix::fs::flock(self.0, rustix::fs::FlockOperation::Unlock);
+    }
+}
+
 /// The owner thread: runs jobs until the store (the only sender) is dropped.
 fn owner_loop(tcti: TctiNameConf, tcti_text: String, dir: PathBuf, queue: mpsc::Receiver<Job>) {
+    let lock = SimulatorLock::open(&tcti_text);
     let mut owner = Owner {
         device: Device::new(tcti, tcti_text),
         dir,
     };
     for job in queue {
+        let _held = lock.as_ref().and_then(SimulatorLock::hold);
         if panic::catch_unwind(AssertUnwindSafe(|| job(&mut owner))).is_err() {
             // tss-esapi has internal unwraps; after one fired, the ESAPI context is in an
             // unknown state, so start over with a fresh connection.

@@ -6,8 +6,10 @@
 //! panics. Nothing here is a test double: real dbus-daemon, real daemon binary, real busctl.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod attestation;
 pub mod netns;
 pub mod openssl;
+pub mod pdi;
 pub mod rig;
 pub mod swtpm;
 

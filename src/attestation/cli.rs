@@ -1,0 +1,409 @@
+//! The command line of `bmc-attestation`: the daemon (no subcommand) and the operator
+//! subcommands `attest` (run the requester once, print the report as JSON) and `respond`
+//! (serve as an SPDM responder until SIGTERM/SIGINT).
+//!
+//! Exit codes: [`EXIT_OK`] (attest: trusted), [`EXIT_NOT_TRUSTED`] (attest: rejected or
+//! unreachable; respond: runtime failure), [`EXIT_USAGE`] (bad arguments, files or
+//! configuration).
+
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::{self, TPM_DEVICE};
+use super::keys::{self, KeyFile};
+use super::measurements::Measurements;
+use super::requester::{self, PolicyChoice, parse_address};
+use super::responder::{self, IdentitySource};
+use crate::identity::{Fingerprint, KeyStore};
+use crate::spdm::transport::{DEFAULT_PORT, Framing, Timeouts};
+use crate::spdm::{MeasurementPolicy, PolicyMode, ReferenceValues, ResponderConfig, TrustPolicy};
+
+/// Success; for `attest`: the peer is trusted.
+pub const EXIT_OK: u8 = 0;
+/// `attest`: not trusted (rejected, or no answer); `respond`: runtime failure.
+pub const EXIT_NOT_TRUSTED: u8 = 1;
+/// Bad arguments, files or configuration.
+pub const EXIT_USAGE: u8 = 2;
+
+/// `bmc-attestation`: SPDM 1.2 attestation of peer BMCs.
+#[derive(Parser, Debug)]
+#[command(
+    name = "bmc-attestation",
+    version,
+    about = "SPDM 1.2 responder for this BMC and attestation of peer BMCs over D-Bus",
+    long_about = "SPDM 1.2 (DMTF DSP0274) over TCP (DSP0287).\n\n\
+Without a subcommand: the daemon. It owns xyz.openbmc_project.attestation, serves this \
+BMC's identity (the pairing manager's chain and TPM key) as an SPDM responder, and attests \
+peers when asked over D-Bus (xyz.openbmc_project.Attestation.Requester.Attest).\n\n\
+With a subcommand: one-shot operator tools (attest, respond) that need no D-Bus."
+)]
+pub struct Args {
+    /// Configuration file (JSON): the daemon's, and the identity of `respond` without --key.
+    /// A missing file means defaults.
+    #[arg(long, short = 'c', default_value = config::DEFAULT_PATH, global = true)]
+    pub config: PathBuf,
+    /// D-Bus address to use instead of the system bus (daemon only).
+    #[arg(long, value_name = "ADDRESS")]
+    pub bus: Option<String>,
+    /// Validate the configuration and the reference values it names, print the result and
+    /// exit (0 valid, 2 invalid).
+    #[arg(long)]
+    pub check_config: bool,
+    /// Operator subcommand; none runs the daemon.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Operator subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Attest the responder at HOST or HOST:PORT once; print the report as JSON on stdout.
+    ///
+    /// Exit status: 0 trusted (also with audit findings), 1 not trusted or no answer, 2 bad
+    /// arguments.
+    Attest(AttestArgs),
+    /// Serve as an SPDM responder until SIGTERM or SIGINT.
+    ///
+    /// With --key and --chain: that key and chain (file backend, development only).
+    /// Without: the daemon's identity from --config (chain files and key backend, the TPM
+    /// in production). Prints "listening on ADDR:PORT" on stdout once ready.
+    Respond(RespondArgs),
+}
+
+/// Framing on the TCP stream.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FramingArg {
+    /// DSP0287 (BMC peers).
+    Dsp0287,
+    /// The DMTF spdm-emu `--trans TCP` platform header around DSP0287.
+    EmuTcp,
+    /// The DMTF spdm-emu `--trans NONE` platform header around bare messages.
+    EmuNone,
+}
+
+impl From<FramingArg> for Framing {
+    fn from(f: FramingArg) -> Self {
+        match f {
+            FramingArg::Dsp0287 => Framing::Dsp0287,
+            FramingArg::EmuTcp => Framing::EmuTcp,
+            FramingArg::EmuNone => Framing::EmuNone,
+        }
+    }
+}
+
+/// What a measurement mismatch does.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyArg {
+    /// Measurements are not appraised.
+    Off,
+    /// Mismatches are reported; the peer is still trusted.
+    Audit,
+    /// Any mismatch rejects the peer.
+    Enforce,
+}
+
+impl From<PolicyArg> for PolicyMode {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Off => PolicyMode::Off,
+            PolicyArg::Audit => PolicyMode::Audit,
+            PolicyArg::Enforce => PolicyMode::Enforce,
+        }
+    }
+}
+
+/// `bmc-attestation attest`.
+#[derive(clap::Args, Debug)]
+pub struct AttestArgs {
+    /// The responder: ip, ip:port or, for IPv6 with a port, the address in brackets then
+    /// :port (port 4194 when omitted). No host names.
+    #[arg(value_name = "HOST[:PORT]")]
+    pub target: String,
+    /// Framing on the TCP stream.
+    #[arg(long, value_enum, default_value = "dsp0287")]
+    pub framing: FramingArg,
+    /// Trust only chains that lead to this root certificate (DER or PEM); repeatable.
+    /// Without --trust-anchor and --pin the peer is attested in first-contact mode (any
+    /// self-consistent chain), and the report says so: pin its fingerprint.
+    #[arg(long = "trust-anchor", value_name = "FILE")]
+    pub trust_anchors: Vec<PathBuf>,
+    /// Trust only a leaf key with this fingerprint (SHA-256 of its SubjectPublicKeyInfo,
+    /// 64 hex characters).
+    #[arg(long, value_name = "HEX", conflicts_with = "trust_anchors")]
+    pub pin: Option<String>,
+    /// Reference values (JSON, format version 1) to appraise the measurements against.
+    #[arg(long, value_name = "FILE")]
+    pub reference_values: Option<PathBuf>,
+    /// What a measurement mismatch does [default: audit with --reference-values, off
+    /// without].
+    #[arg(long, value_enum)]
+    pub measurement_policy: Option<PolicyArg>,
+    /// Deadline for the whole attestation, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub timeout_ms: u64,
+    /// Bind the connection to this network interface (SO_BINDTODEVICE).
+    #[arg(long, value_name = "IFACE")]
+    pub interface: Option<String>,
+}
+
+/// `bmc-attestation respond`.
+#[derive(clap::Args, Debug)]
+pub struct RespondArgs {
+    /// Address and port to listen on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "[::]:4194")]
+    pub listen: SocketAddr,
+    /// Framing on the TCP stream.
+    #[arg(long, value_enum, default_value = "dsp0287")]
+    pub framing: FramingArg,
+    /// Identity key: a P-256 PKCS#8 private key, DER or PEM (development only). Needs
+    /// --chain. Without it the daemon's identity from --config is served.
+    #[arg(long, value_name = "FILE", requires = "chain")]
+    pub key: Option<PathBuf>,
+    /// Certificate chain for --key: DER or PEM files, root first, leaf (the key's
+    /// certificate) last.
+    #[arg(long, value_name = "FILE", num_args = 1.., requires = "key")]
+    pub chain: Vec<PathBuf>,
+    /// A file to report in MEASUREMENTS, indices 1, 2, ... in order; repeatable. Default:
+    /// the configuration's measured_files, firmware_image and PCRs (without --key), none
+    /// (with --key).
+    #[arg(long = "measure", value_name = "FILE")]
+    pub measure: Vec<PathBuf>,
+    /// Concurrent sessions.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub max_sessions: u16,
+}
+
+fn usage(what: impl std::fmt::Display) -> u8 {
+    eprintln!("bmc-attestation: {what}");
+    EXIT_USAGE
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// `attest`: parses everything first (exit 2 on any bad input, nothing sent), then runs the
+/// requester once and prints the report.
+///
+/// # Cancel safety
+/// Cancel safe.
+pub async fn attest_command(args: AttestArgs) -> u8 {
+    let addr = match parse_address(&args.target, DEFAULT_PORT) {
+        Ok(a) => a,
+        Err(e) => return usage(e),
+    };
+    let (choice, trust) = if let Some(pin) = &args.pin {
+        match Fingerprint::from_hex(pin) {
+            Ok(fp) => (PolicyChoice::Pinned(fp), TrustPolicy::Pinned(fp)),
+            Err(e) => return usage(format_args!("--pin: {e}")),
+        }
+    } else if !args.trust_anchors.is_empty() {
+        let mut anchors = Vec::new();
+        for f in &args.trust_anchors {
+            match keys::read_certificates(f) {
+                Ok(certs) => anchors.extend(certs),
+                Err(e) => return usage(format_args!("--trust-anchor: {e}")),
+            }
+        }
+        (PolicyChoice::Anchored, TrustPolicy::Anchored(anchors))
+    } else {
+        eprintln!(
+            "bmc-attestation: no --trust-anchor or --pin: attesting in first-contact mode; \
+             the fingerprint in the report is the identity to pin"
+        );
+        (PolicyChoice::FirstContact, TrustPolicy::FirstContact)
+    };
+    let reference = match &args.reference_values {
+        None => ReferenceValues::default(),
+        Some(p) => match crate::spdm::measure::load_reference_values(p) {
+            Ok(r) => r,
+            Err(e) => {
+                return usage(format_args!(
+                    "--reference-values: {}",
+                    requester::error_chain(&e)
+                ));
+            }
+        },
+    };
+    let mode = match (args.measurement_policy, &args.reference_values) {
+        (Some(PolicyArg::Enforce), None) => {
+            return usage("--measurement-policy enforce needs --reference-values");
+        }
+        (Some(p), _) => PolicyMode::from(p),
+        (None, Some(_)) => PolicyMode::Audit,
+        (None, None) => PolicyMode::Off,
+    };
+    let limit = Duration::from_millis(args.timeout_ms);
+    let settings = requester::Settings {
+        framing: args.framing.into(),
+        timeouts: Timeouts {
+            io: limit,
+            idle: limit,
+        },
+        connect_timeout: limit,
+        attest_timeout: limit,
+        device: args.interface.clone(),
+        measurements: MeasurementPolicy { mode, reference },
+    };
+    let verify_time = crate::clock::floored_now(0);
+    match requester::attest(addr, choice.text(), trust, &settings, verify_time).await {
+        Ok(report) => {
+            print_json(&report);
+            if report.trusted {
+                EXIT_OK
+            } else {
+                EXIT_NOT_TRUSTED
+            }
+        }
+        Err(failure) => {
+            print_json(&serde_json::json!({
+                "address": addr.ip().to_string(),
+                "port": addr.port(),
+                "trust_policy": choice.text(),
+                "trusted": false,
+                "outcome": "NotAttested",
+                "authenticated": false,
+                "error": requester::error_chain(&failure),
+            }));
+            EXIT_NOT_TRUSTED
+        }
+    }
+}
+
+fn fixed_identity(key: &Path, chain_files: &[PathBuf]) -> Result<IdentitySource, String> {
+    let store: Arc<dyn KeyStore> = Arc::new(KeyFile::load(key).map_err(|e| format!("--key: {e}"))?);
+    let mut chain = Vec::new();
+    for f in chain_files {
+        chain.extend(keys::read_certificates(f).map_err(|e| format!("--chain: {e}"))?);
+    }
+    // The responder refuses a chain whose leaf is not the key's certificate.
+    crate::spdm::Responder::new(
+        ResponderConfig::new(chain.clone(), Vec::new()),
+        store.clone(),
+    )
+    .map_err(|e| format!("--chain/--key: {}", requester::error_chain(&e)))?;
+    IdentitySource::fixed(chain, store).map_err(|e| format!("--key: {e}"))
+}
+
+/// `respond`: serves until `shutdown`.
+///
+/// # Cancel safety
+/// Not cancel safe: drive it to completion (pass the shutdown future instead).
+pub async fn respond_command(
+    args: RespondArgs,
+    config_path: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> u8 {
+    if args.measure.len() > config::MAX_MEASURED_FILES {
+        return usage(format_args!(
+            "at most {} --measure files",
+            config::MAX_MEASURED_FILES
+        ));
+    }
+    let (identity, measurements, timeouts) = match &args.key {
+        Some(key) => match fixed_identity(key, &args.chain) {
+            Ok(id) => (
+                id,
+                Measurements::new(&args.measure, None, &[]),
+                Timeouts::default(),
+            ),
+            Err(e) => return usage(e),
+        },
+        None => {
+            let tpm_present = Path::new(TPM_DEVICE).exists();
+            // The daemon's checks, reference values included, so a file the daemon refuses
+            // is refused here too.
+            let config = match config::load(config_path, tpm_present)
+                .and_then(|c| super::load_measurement_policy(config_path, &c).map(|_| c))
+            {
+                Ok(c) => c,
+                Err(e) => return usage(format_args!("invalid configuration: {e}")),
+            };
+            let store = match keys::open_store(&config.key_backend, &config.key_dir()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %requester::error_chain(&e), "cannot open the key store; will retry");
+                    None
+                }
+            };
+            let measurements = if args.measure.is_empty() {
+                Measurements::new(
+                    &config.measured_files,
+                    config.firmware_image.as_deref(),
+                    &config.pcrs,
+                )
+            } else {
+                Measurements::new(&args.measure, None, &config.pcrs)
+            };
+            let id = IdentitySource::daemon(
+                config.key_backend.clone(),
+                config.key_dir(),
+                config.cert_dir(),
+                store,
+            );
+            let timeouts = Timeouts {
+                io: config.io_timeout,
+                idle: config.idle_timeout,
+            };
+            (id, measurements, timeouts)
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("bmc-attestation: cannot listen on {}: {e}", args.listen);
+            return EXIT_NOT_TRUSTED;
+        }
+    };
+    let (status, _status_rx) = watch::channel(None);
+    let responder = Arc::new(responder::Responder::new(identity, measurements, status));
+    {
+        let r = responder.clone();
+        match tokio::task::spawn_blocking(move || r.refresh()).await {
+            Ok(Some(fp)) => tracing::info!(fingerprint = %fp, "serving identity"),
+            _ => tracing::warn!(
+                "no identity to serve yet; connections are closed until there is one"
+            ),
+        }
+    }
+    match listener.local_addr() {
+        Ok(local) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {local}");
+            let _ = out.flush();
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the listening address"),
+    }
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(responder::serve(
+        listener,
+        responder,
+        responder::Settings {
+            framing: args.framing.into(),
+            timeouts,
+            session_timeout: timeouts.io.saturating_mul(2).max(Duration::from_secs(30)),
+            max_sessions: usize::from(args.max_sessions),
+        },
+        tracker.clone(),
+        cancel.clone(),
+    ));
+    shutdown.await;
+    tracing::info!("shutting down");
+    cancel.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    EXIT_OK
+}

@@ -1,0 +1,645 @@
+//! `bmc-attestation` configuration: `/etc/bmc-pairing-manager/bmc-attestation.conf`, JSON.
+//!
+//! Owns parsing and validation only, in the style of [`crate::config`]: serde types with
+//! `deny_unknown_fields`, then checks that turn raw values into `Duration`s and paths. It
+//! reads nothing but the file it is given (the reference-values file it names is read by the
+//! daemon, see [`super::load_measurement_policy`]), and never touches sockets or the TPM.
+//!
+//! The identity keys (`cert_root`, `state_dir`, `key_backend`) must be the same values as in
+//! the pairing manager's configuration: both daemons serve one identity, the chain in
+//! `<cert_root>/etc/bmc-pairing-manager/certs` and its keys in `<state_dir>/keys`. As there,
+//! a missing `key_backend` means the TPM when `/dev/tpmrm0` exists and is an error otherwise:
+//! never a silent fallback to key files.
+//!
+//! A missing file means defaults. Invalid JSON, a wrong type, an unknown key or an
+//! out-of-range value is one [`Error`] that names the key; the binary prints it and exits
+//! with [`EXIT_CONFIG`].
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `port` | 4194 | SPDM responder TCP port (DSP0287); also the port of a peer address given without one |
+//! | `interface_id` | `"eth1"` | inter-BMC interface |
+//! | `bind_to_interface` | true | SO_BINDTODEVICE the listener and outgoing attestations to `interface_id` |
+//! | `cert_root` | `"/"` | identity chain in `<cert_root>/etc/bmc-pairing-manager/certs` (same as the pairing manager) |
+//! | `state_dir` | `"/var/lib/bmc-pairing-manager"` | keys in `<state_dir>/keys` (same as the pairing manager) |
+//! | `key_backend` | TPM if `/dev/tpmrm0` exists, else an error | `{"type":"tpm","tcti":"device:/dev/tpmrm0"}` or `{"type":"file"}` |
+//! | `measured_files` | bmc-pairing-manager, bmc-attestation binaries, `/etc/os-release` | absolute paths, at most 63, measurement indices 1.. |
+//! | `firmware_image` | none | absolute path, measurement index 64 |
+//! | `pcrs` | 0-7 | SHA-256 PCRs reported as indices 128 + n (TPM backend only) |
+//! | `reference_values` | none | JSON reference values for peers ([`crate::spdm::measurement`]) |
+//! | `measurement_policy` | `"audit"` | `off`, `audit` or `enforce` (needs `reference_values`) |
+//! | `trust_anchors_dir` | `<cert_root>/etc/bmc-pairing-manager/certs/anchors` | roots for `anchored`: `*.der`, `*.pem`, `*.crt`, `*.cer` |
+//! | `connect_timeout_ms` | 3000 | TCP connect of an outgoing attestation |
+//! | `io_timeout_ms` | 5000 | each SPDM read or write, both roles |
+//! | `idle_timeout_ms` | 10000 | responder wait for the next request |
+//! | `session_timeout_ms` | 30000 | one whole responder session |
+//! | `attest_timeout_ms` | 20000 | one whole outgoing attestation |
+//! | `max_sessions` | 8 | concurrent responder sessions (1..=256) |
+//! | `max_attestations` | 4 | concurrent outgoing attestations (1..=64) |
+//! | `identity_check_interval_ms` | 30000 | how often the responder re-reads the identity when idle |
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+pub use crate::config::{EXIT_CONFIG, Error, KeyBackend, TPM_DEVICE};
+use crate::spdm::PolicyMode;
+
+/// Default location of the configuration file.
+pub const DEFAULT_PATH: &str = "/etc/bmc-pairing-manager/bmc-attestation.conf";
+/// Most files `measured_files` may list (they take measurement indices 1..=63).
+pub const MAX_MEASURED_FILES: usize = 63;
+/// Number of PCRs of a TPM 2.0 bank (valid `pcrs` entries are 0..24).
+pub const PCR_COUNT: u8 = crate::identity::tpm::PCR_COUNT;
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// TCP port of the SPDM responder (DSP0287 framing); also the port assumed for a peer
+    /// address given without one.
+    pub port: u16,
+    /// The inter-BMC network interface.
+    pub interface_id: String,
+    /// Bind the responder and outgoing attestations to `interface_id` (SO_BINDTODEVICE).
+    pub bind_to_interface: bool,
+    /// Prefix of the certificate directory, as in the pairing manager's configuration.
+    pub cert_root: PathBuf,
+    /// State directory of the pairing manager; the keys are in `<state_dir>/keys`.
+    pub state_dir: PathBuf,
+    /// Where the private keys live (same as the pairing manager).
+    pub key_backend: KeyBackend,
+    /// Files whose SHA-256 this BMC reports, measurement indices 1, 2, ... in order.
+    pub measured_files: Vec<PathBuf>,
+    /// The firmware image reported as measurement index 64, if configured.
+    pub firmware_image: Option<PathBuf>,
+    /// SHA-256 PCRs reported as indices 128 + n (TPM backend only).
+    pub pcrs: Vec<u8>,
+    /// Reference values peers' measurements are appraised against.
+    pub reference_values: Option<PathBuf>,
+    /// What a measurement mismatch of a peer does.
+    pub measurement_policy: PolicyMode,
+    /// Our own trust store for `anchored` attestations (DER or PEM certificates).
+    pub trust_anchors_dir: PathBuf,
+    /// Deadline for the TCP connect of an outgoing attestation.
+    pub connect_timeout: Duration,
+    /// Deadline for each SPDM read and write, both roles.
+    pub io_timeout: Duration,
+    /// How long the responder waits for a requester's next request.
+    pub idle_timeout: Duration,
+    /// Upper bound on one whole responder session.
+    pub session_timeout: Duration,
+    /// Upper bound on one whole outgoing attestation (connect to signed MEASUREMENTS).
+    pub attest_timeout: Duration,
+    /// Concurrent responder sessions; the listener takes a slot before it accepts.
+    pub max_sessions: usize,
+    /// Concurrent outgoing attestations; further D-Bus requests wait for a slot.
+    pub max_attestations: usize,
+    /// How often the responder re-reads the identity chain when nothing connects.
+    pub identity_check_interval: Duration,
+}
+
+impl Config {
+    /// Directory holding the identity chain (`ca.der`, `identity.der`).
+    pub fn cert_dir(&self) -> PathBuf {
+        cert_dir(&self.cert_root)
+    }
+
+    /// Directory holding the key files or TPM blobs.
+    pub fn key_dir(&self) -> PathBuf {
+        self.state_dir.join("keys")
+    }
+}
+
+fn cert_dir(cert_root: &Path) -> PathBuf {
+    cert_root.join("etc/bmc-pairing-manager/certs")
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_port")]
+    port: u16,
+    #[serde(default = "default_interface")]
+    interface_id: String,
+    #[serde(default = "default_true")]
+    bind_to_interface: bool,
+    #[serde(default = "default_cert_root")]
+    cert_root: PathBuf,
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default)]
+    key_backend: Option<RawKeyBackend>,
+    #[serde(default = "default_measured_files")]
+    measured_files: Vec<PathBuf>,
+    #[serde(default)]
+    firmware_image: Option<PathBuf>,
+    #[serde(default = "default_pcrs")]
+    pcrs: Vec<u8>,
+    #[serde(default)]
+    reference_values: Option<PathBuf>,
+    #[serde(default = "default_policy")]
+    measurement_policy: PolicyMode,
+    #[serde(default)]
+    trust_anchors_dir: Option<PathBuf>,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout_ms: u64,
+    #[serde(default = "default_io_timeout")]
+    io_timeout_ms: u64,
+    #[serde(default = "default_idle_timeout")]
+    idle_timeout_ms: u64,
+    #[serde(default = "default_session_timeout")]
+    session_timeout_ms: u64,
+    #[serde(default = "default_attest_timeout")]
+    attest_timeout_ms: u64,
+    #[serde(default = "default_max_sessions")]
+    max_sessions: usize,
+    #[serde(default = "default_max_attestations")]
+    max_attestations: usize,
+    #[serde(default = "default_identity_check")]
+    identity_check_interval_ms: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+enum RawKeyBackend {
+    Tpm {
+        #[serde(default = "default_tcti")]
+        tcti: String,
+    },
+    File {},
+}
+
+fn default_port() -> u16 {
+    crate::spdm::transport::DEFAULT_PORT
+}
+fn default_interface() -> String {
+    "eth1".to_owned()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_cert_root() -> PathBuf {
+    PathBuf::from("/")
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/bmc-pairing-manager")
+}
+fn default_measured_files() -> Vec<PathBuf> {
+    [
+        "/usr/bin/bmc-pairing-manager",
+        "/usr/bin/bmc-attestation",
+        "/etc/os-release",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .collect()
+}
+fn default_pcrs() -> Vec<u8> {
+    (0..8).collect()
+}
+fn default_policy() -> PolicyMode {
+    PolicyMode::Audit
+}
+fn default_connect_timeout() -> u64 {
+    3000
+}
+fn default_io_timeout() -> u64 {
+    5000
+}
+fn default_idle_timeout() -> u64 {
+    10_000
+}
+fn default_session_timeout() -> u64 {
+    30_000
+}
+fn default_attest_timeout() -> u64 {
+    20_000
+}
+fn default_max_sessions() -> usize {
+    8
+}
+fn default_max_attestations() -> usize {
+    4
+}
+fn default_identity_check() -> u64 {
+    30_000
+}
+fn default_tcti() -> String {
+    "device:/dev/tpmrm0".to_owned()
+}
+
+/// Reads and validates the config at `path`; a missing file gives the defaults.
+/// `tpm_present` says whether [`TPM_DEVICE`] exists (the default key backend depends on it).
+///
+/// # Errors
+/// [`Error`] naming the offending key.
+pub fn load(path: &Path, tpm_present: bool) -> Result<Config, Error> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".to_owned(),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    parse(path, &text, tpm_present)
+}
+
+/// Parses and validates config text; `path` is only used in messages.
+///
+/// # Errors
+/// [`Error`] naming the offending key.
+pub fn parse(path: &Path, text: &str, tpm_present: bool) -> Result<Config, Error> {
+    let syntax = |key: String, err: serde_json::Error| {
+        use serde_json::error::Category;
+        match err.classify() {
+            // Malformed JSON has no meaningful key; its line and column are what help.
+            Category::Syntax | Category::Eof | Category::Io => Error::Syntax {
+                path: path.to_path_buf(),
+                key: ".".to_owned(),
+                message: format!("not valid JSON: {err}"),
+            },
+            Category::Data => {
+                let message = err.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                Error::Syntax {
+                    path: path.to_path_buf(),
+                    key,
+                    message,
+                }
+            }
+        }
+    };
+    // serde accepts a JSON array for a struct (fields by position); a config is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::Syntax {
+            path: path.to_path_buf(),
+            key: ".".to_owned(),
+            message: "the configuration must be a JSON object".to_owned(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let key = e.path().to_string();
+        syntax(key, e.into_inner())
+    })?;
+    de.end().map_err(|e| syntax(".".to_owned(), e))?;
+    validate(path, raw, tpm_present)
+}
+
+fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Error> {
+    let invalid = |key: &str, message: String| Error::Invalid {
+        path: path.to_path_buf(),
+        key: key.to_owned(),
+        message,
+    };
+    let ms_in = |key: &str, value: u64, lo: u64, hi: u64| -> Result<Duration, Error> {
+        if (lo..=hi).contains(&value) {
+            Ok(Duration::from_millis(value))
+        } else {
+            Err(invalid(key, format!("{value} is out of range {lo}..={hi}")))
+        }
+    };
+    let absolute = |key: &str, p: &Path| -> Result<(), Error> {
+        if p.is_absolute() {
+            Ok(())
+        } else {
+            Err(invalid(
+                key,
+                format!("{} must be an absolute path", p.display()),
+            ))
+        }
+    };
+
+    if raw.port == 0 {
+        return Err(invalid("port", "0 is not a usable port (1..=65535)".into()));
+    }
+    let iface = &raw.interface_id;
+    if iface.is_empty()
+        || iface.len() > 15
+        || iface.contains('/')
+        || iface.chars().any(char::is_whitespace)
+    {
+        return Err(invalid(
+            "interface_id",
+            format!(
+                "{iface:?} is not a network interface name (1-15 characters, no '/' or spaces)"
+            ),
+        ));
+    }
+    absolute("cert_root", &raw.cert_root)?;
+    absolute("state_dir", &raw.state_dir)?;
+    let key_backend = match raw.key_backend {
+        Some(RawKeyBackend::File {}) => KeyBackend::File,
+        Some(RawKeyBackend::Tpm { tcti }) => {
+            if tcti.trim().is_empty() {
+                return Err(invalid("key_backend.tcti", "must not be empty".into()));
+            }
+            KeyBackend::Tpm { tcti }
+        }
+        None if tpm_present => KeyBackend::Tpm {
+            tcti: default_tcti(),
+        },
+        None => {
+            return Err(invalid(
+                "key_backend",
+                format!(
+                    "not set and {TPM_DEVICE} does not exist; configure {{\"type\": \"tpm\", \"tcti\": ...}} \
+                     or, for development only, {{\"type\": \"file\"}}"
+                ),
+            ));
+        }
+    };
+    if raw.measured_files.len() > MAX_MEASURED_FILES {
+        return Err(invalid(
+            "measured_files",
+            format!(
+                "{} files listed, at most {MAX_MEASURED_FILES}",
+                raw.measured_files.len()
+            ),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, f) in raw.measured_files.iter().enumerate() {
+        let key = format!("measured_files[{i}]");
+        absolute(&key, f)?;
+        if !seen.insert(f.clone()) {
+            return Err(invalid(&key, format!("{} is listed twice", f.display())));
+        }
+    }
+    if let Some(f) = &raw.firmware_image {
+        absolute("firmware_image", f)?;
+    }
+    let mut pcr_set = BTreeSet::new();
+    for (i, &pcr) in raw.pcrs.iter().enumerate() {
+        let key = format!("pcrs[{i}]");
+        if pcr >= PCR_COUNT {
+            return Err(invalid(
+                &key,
+                format!("{pcr} is not a PCR index (0..{PCR_COUNT})"),
+            ));
+        }
+        if !pcr_set.insert(pcr) {
+            return Err(invalid(&key, format!("PCR {pcr} is listed twice")));
+        }
+    }
+    if let Some(f) = &raw.reference_values {
+        absolute("reference_values", f)?;
+    }
+    if raw.measurement_policy == PolicyMode::Enforce && raw.reference_values.is_none() {
+        return Err(invalid(
+            "measurement_policy",
+            "\"enforce\" needs reference_values to enforce".into(),
+        ));
+    }
+    let trust_anchors_dir = match raw.trust_anchors_dir {
+        Some(dir) => {
+            absolute("trust_anchors_dir", &dir)?;
+            dir
+        }
+        None => cert_dir(&raw.cert_root).join("anchors"),
+    };
+    let connect_timeout = ms_in("connect_timeout_ms", raw.connect_timeout_ms, 50, 60_000)?;
+    let io_timeout = ms_in("io_timeout_ms", raw.io_timeout_ms, 50, 60_000)?;
+    let idle_timeout = ms_in("idle_timeout_ms", raw.idle_timeout_ms, 100, 600_000)?;
+    let session_timeout = ms_in("session_timeout_ms", raw.session_timeout_ms, 100, 600_000)?;
+    let attest_timeout = ms_in("attest_timeout_ms", raw.attest_timeout_ms, 100, 600_000)?;
+    if attest_timeout < io_timeout {
+        return Err(invalid(
+            "attest_timeout_ms",
+            format!(
+                "{} must not be less than io_timeout_ms ({})",
+                raw.attest_timeout_ms, raw.io_timeout_ms
+            ),
+        ));
+    }
+    if session_timeout < io_timeout {
+        return Err(invalid(
+            "session_timeout_ms",
+            format!(
+                "{} must not be less than io_timeout_ms ({})",
+                raw.session_timeout_ms, raw.io_timeout_ms
+            ),
+        ));
+    }
+    if !(1..=256).contains(&raw.max_sessions) {
+        return Err(invalid(
+            "max_sessions",
+            format!("{} is out of range 1..=256", raw.max_sessions),
+        ));
+    }
+    if !(1..=64).contains(&raw.max_attestations) {
+        return Err(invalid(
+            "max_attestations",
+            format!("{} is out of range 1..=64", raw.max_attestations),
+        ));
+    }
+    let identity_check_interval = ms_in(
+        "identity_check_interval_ms",
+        raw.identity_check_interval_ms,
+        100,
+        3_600_000,
+    )?;
+    Ok(Config {
+        port: raw.port,
+        interface_id: raw.interface_id,
+        bind_to_interface: raw.bind_to_interface,
+        cert_root: raw.cert_root,
+        state_dir: raw.state_dir,
+        key_backend,
+        measured_files: raw.measured_files,
+        firmware_image: raw.firmware_image,
+        pcrs: raw.pcrs,
+        reference_values: raw.reference_values,
+        measurement_policy: raw.measurement_policy,
+        trust_anchors_dir,
+        connect_timeout,
+        io_timeout,
+        idle_timeout,
+        session_timeout,
+        attest_timeout,
+        max_sessions: raw.max_sessions,
+        max_attestations: raw.max_attestations,
+        identity_check_interval,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Config {
+        parse(Path::new("t.conf"), text, false).unwrap()
+    }
+
+    fn key_of(text: &str) -> String {
+        match parse(Path::new("t.conf"), text, false).unwrap_err() {
+            Error::Syntax { key, .. } | Error::Invalid { key, .. } => key,
+            Error::Read { .. } => String::from("<read>"),
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_pairing_manager_and_the_design() {
+        let c = parse_ok(r#"{"key_backend": {"type": "file"}}"#);
+        assert_eq!(c.port, 4194);
+        assert_eq!(c.interface_id, "eth1");
+        assert!(c.bind_to_interface);
+        assert_eq!(
+            c.cert_dir(),
+            PathBuf::from("/etc/bmc-pairing-manager/certs")
+        );
+        assert_eq!(
+            c.key_dir(),
+            PathBuf::from("/var/lib/bmc-pairing-manager/keys")
+        );
+        assert_eq!(
+            c.trust_anchors_dir,
+            PathBuf::from("/etc/bmc-pairing-manager/certs/anchors")
+        );
+        assert_eq!(c.measured_files.len(), 3);
+        assert_eq!(c.pcrs, (0..8).collect::<Vec<u8>>());
+        assert_eq!(c.measurement_policy, PolicyMode::Audit);
+        assert_eq!(c.firmware_image, None);
+    }
+
+    #[test]
+    fn anchors_follow_cert_root_unless_set() {
+        let c = parse_ok(r#"{"key_backend": {"type": "file"}, "cert_root": "/tmp/r"}"#);
+        assert_eq!(
+            c.trust_anchors_dir,
+            PathBuf::from("/tmp/r/etc/bmc-pairing-manager/certs/anchors")
+        );
+        let c = parse_ok(r#"{"key_backend": {"type": "file"}, "trust_anchors_dir": "/a"}"#);
+        assert_eq!(c.trust_anchors_dir, PathBuf::from("/a"));
+    }
+
+    #[test]
+    fn tpm_is_the_default_only_when_present() {
+        let c = parse(Path::new("t"), "{}", true).unwrap();
+        assert_eq!(
+            c.key_backend,
+            KeyBackend::Tpm {
+                tcti: "device:/dev/tpmrm0".into()
+            }
+        );
+        assert_eq!(key_of("{}"), "key_backend");
+    }
+
+    #[test]
+    fn each_bad_value_names_its_key() {
+        let fb = r#""key_backend": {"type": "file"}"#;
+        let cases = [
+            (format!(r#"{{{fb}, "port": "4194"}}"#), "port"),
+            (format!(r#"{{{fb}, "port": 0}}"#), "port"),
+            (format!(r#"{{{fb}, "bogus": 1}}"#), "bogus"),
+            (format!(r#"{{{fb}, "interface_id": ""}}"#), "interface_id"),
+            (format!(r#"{{{fb}, "cert_root": "rel"}}"#), "cert_root"),
+            (format!(r#"{{{fb}, "state_dir": "rel"}}"#), "state_dir"),
+            (
+                format!(r#"{{{fb}, "measured_files": ["/a", "b"]}}"#),
+                "measured_files[1]",
+            ),
+            (
+                format!(r#"{{{fb}, "measured_files": ["/a", "/a"]}}"#),
+                "measured_files[1]",
+            ),
+            (
+                format!(r#"{{{fb}, "measured_files": "/a"}}"#),
+                "measured_files",
+            ),
+            (
+                format!(r#"{{{fb}, "firmware_image": "x"}}"#),
+                "firmware_image",
+            ),
+            (format!(r#"{{{fb}, "pcrs": [0, 24]}}"#), "pcrs[1]"),
+            (format!(r#"{{{fb}, "pcrs": [3, 3]}}"#), "pcrs[1]"),
+            (format!(r#"{{{fb}, "pcrs": [-1]}}"#), "pcrs[0]"),
+            (
+                format!(r#"{{{fb}, "reference_values": "r.json"}}"#),
+                "reference_values",
+            ),
+            (
+                format!(r#"{{{fb}, "measurement_policy": "strict"}}"#),
+                "measurement_policy",
+            ),
+            (
+                format!(r#"{{{fb}, "measurement_policy": "enforce"}}"#),
+                "measurement_policy",
+            ),
+            (
+                format!(r#"{{{fb}, "trust_anchors_dir": "anchors"}}"#),
+                "trust_anchors_dir",
+            ),
+            (
+                format!(r#"{{{fb}, "connect_timeout_ms": 1}}"#),
+                "connect_timeout_ms",
+            ),
+            (format!(r#"{{{fb}, "io_timeout_ms": 0}}"#), "io_timeout_ms"),
+            (
+                format!(r#"{{{fb}, "idle_timeout_ms": 99999999}}"#),
+                "idle_timeout_ms",
+            ),
+            (
+                format!(r#"{{{fb}, "attest_timeout_ms": 1000, "io_timeout_ms": 2000}}"#),
+                "attest_timeout_ms",
+            ),
+            (
+                format!(r#"{{{fb}, "session_timeout_ms": 1000, "io_timeout_ms": 2000}}"#),
+                "session_timeout_ms",
+            ),
+            (format!(r#"{{{fb}, "max_sessions": 0}}"#), "max_sessions"),
+            (
+                format!(r#"{{{fb}, "max_attestations": 65}}"#),
+                "max_attestations",
+            ),
+            (
+                format!(r#"{{{fb}, "identity_check_interval_ms": 5}}"#),
+                "identity_check_interval_ms",
+            ),
+            (
+                r#"{"key_backend": {"type": "hsm"}}"#.to_owned(),
+                "key_backend.type",
+            ),
+            (
+                r#"{"key_backend": {"type": "tpm", "tcti": ""}}"#.to_owned(),
+                "key_backend.tcti",
+            ),
+            (
+                // Internally tagged: serde reports the enclosing key (message: unknown field).
+                r#"{"key_backend": {"type": "file", "path": "/k"}}"#.to_owned(),
+                "key_backend",
+            ),
+            ("[]".to_owned(), "."),
+            ("{".to_owned(), "."),
+            (format!(r#"{{{fb}}} {{}}"#), "."),
+        ];
+        for (text, key) in cases {
+            let r = parse(Path::new("t.conf"), &text, false);
+            assert!(r.is_err(), "accepted: {text}");
+            assert_eq!(key_of(&text), key, "for {text}");
+        }
+    }
+
+    #[test]
+    fn too_many_measured_files_is_an_error() {
+        let files: Vec<String> = (0..=MAX_MEASURED_FILES).map(|i| format!("/f{i}")).collect();
+        let text = serde_json::json!({"key_backend": {"type": "file"}, "measured_files": files})
+            .to_string();
+        assert_eq!(key_of(&text), "measured_files");
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let c = load(Path::new("/nonexistent/bmc-attestation.conf"), true).unwrap();
+        assert_eq!(c.port, 4194);
+    }
+}

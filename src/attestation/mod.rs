@@ -1,0 +1,225 @@
+//! `bmc-attestation`: this BMC's SPDM 1.2 responder and, on request over D-Bus, an SPDM
+//! requester that attests peer BMCs (DESIGN.md §1.3, §2).
+//!
+//! - [`config`]: the JSON configuration, validated, with per-key errors.
+//! - [`keys`]: the key store (the pairing manager's identity), key and certificate files.
+//! - [`measurements`]: files, firmware image and TPM PCRs as MEASUREMENTS blocks.
+//! - [`responder`]: the TCP listener serving SPDM, and the identity it serves.
+//! - [`requester`]: attesting one peer; the [`requester::Report`] everyone gets back.
+//! - [`dbus`]: the objects on `xyz.openbmc_project.attestation`.
+//! - [`cli`]: the command line, including the operator subcommands `attest` and `respond`.
+//!
+//! [`run`] wires the daemon: key store, listener, identity watch and D-Bus, under one
+//! cancellation token and task tracker. It never touches pairing state: it holds no pins
+//! and writes no file; the pairing manager decides what an attestation means.
+
+pub mod cli;
+pub mod config;
+pub mod dbus;
+pub mod keys;
+pub mod measurements;
+pub mod requester;
+pub mod responder;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::config::Config;
+use crate::dbus::Bus;
+use crate::spdm::transport::{Framing, Timeouts};
+use crate::spdm::{MeasurementPolicy, ReferenceValues};
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SPDM port could not be bound.
+    #[error("cannot listen on port {port}{}", device.as_ref().map(|d| format!(" on {d}")).unwrap_or_default())]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The interface it was bound to.
+        device: Option<String>,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// D-Bus setup failed (NameTaken when another instance runs).
+    #[error("cannot set up D-Bus")]
+    Dbus(#[source] zbus::Error),
+}
+
+/// Reads the configured reference values into the measurement policy.
+///
+/// # Errors
+/// [`config::Error::Invalid`] naming `reference_values` when the file cannot be read or
+/// is not in the documented format ([`crate::spdm::measurement`]).
+pub fn load_measurement_policy(
+    config_path: &std::path::Path,
+    config: &Config,
+) -> Result<MeasurementPolicy, config::Error> {
+    let reference = match &config.reference_values {
+        None => ReferenceValues::default(),
+        Some(path) => crate::spdm::measure::load_reference_values(path).map_err(|e| {
+            config::Error::Invalid {
+                path: config_path.to_path_buf(),
+                key: "reference_values".to_owned(),
+                message: requester::error_chain(&e),
+            }
+        })?,
+    };
+    Ok(MeasurementPolicy {
+        mode: config.measurement_policy,
+        reference,
+    })
+}
+
+/// The requester settings of the daemon.
+pub fn requester_settings(config: &Config, measurements: MeasurementPolicy) -> requester::Settings {
+    requester::Settings {
+        framing: Framing::Dsp0287,
+        timeouts: Timeouts {
+            io: config.io_timeout,
+            idle: config.idle_timeout,
+        },
+        connect_timeout: config.connect_timeout,
+        attest_timeout: config.attest_timeout,
+        device: config
+            .bind_to_interface
+            .then(|| config.interface_id.clone()),
+        measurements,
+    }
+}
+
+/// Runs the daemon until `shutdown` completes or the bus connection closes.
+///
+/// A key store that cannot be opened at start (TPM unreachable) is not fatal: the requester
+/// works without it and the responder keeps trying (see [`responder`]).
+///
+/// # Errors
+/// [`Error`] for start-up failures; runtime failures are logged and handled.
+///
+/// # Cancel safety
+/// Not cancel safe: drive it to completion (pass the shutdown future instead).
+pub async fn run(
+    config: Config,
+    measurements: MeasurementPolicy,
+    bus: Bus,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let device = config
+        .bind_to_interface
+        .then(|| config.interface_id.clone());
+    let opened = {
+        let backend = config.key_backend.clone();
+        let key_dir = config.key_dir();
+        tokio::task::spawn_blocking(move || keys::open_store(&backend, &key_dir)).await
+    };
+    let store = match opened {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::error!(error = %requester::error_chain(&e), "cannot open the key store; will retry");
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the key store; will retry");
+            None
+        }
+    };
+    let (status_tx, status_rx) = watch::channel(None);
+    let responder = Arc::new(responder::Responder::new(
+        responder::IdentitySource::daemon(
+            config.key_backend.clone(),
+            config.key_dir(),
+            config.cert_dir(),
+            store,
+        ),
+        measurements::Measurements::new(
+            &config.measured_files,
+            config.firmware_image.as_deref(),
+            &config.pcrs,
+        ),
+        status_tx,
+    ));
+    let listener = crate::link::server::bind(config.port, device.as_deref()).map_err(|source| {
+        Error::Listen {
+            port: config.port,
+            device: device.clone(),
+            source,
+        }
+    })?;
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tracker.spawn(responder::serve(
+        listener,
+        responder.clone(),
+        responder::Settings {
+            framing: Framing::Dsp0287,
+            timeouts: Timeouts {
+                io: config.io_timeout,
+                idle: config.idle_timeout,
+            },
+            session_timeout: config.session_timeout,
+            max_sessions: config.max_sessions,
+        },
+        tracker.clone(),
+        cancel.clone(),
+    ));
+    tracker.spawn(responder::watch_identity(
+        responder,
+        config.identity_check_interval,
+        cancel.clone(),
+    ));
+
+    let service = dbus::Service::new(
+        requester_settings(&config, measurements),
+        config.port,
+        config.trust_anchors_dir.clone(),
+        config.max_attestations,
+    );
+    let conn = match dbus::serve(&bus, service, config.port, status_rx.clone()).await {
+        Ok(c) => c,
+        Err(e) => {
+            cancel.cancel();
+            tracker.close();
+            tracker.wait().await;
+            return Err(Error::Dbus(e));
+        }
+    };
+    tracing::info!(port = config.port, "bmc-attestation ready");
+    {
+        let conn = conn.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = dbus::publish_responder(conn, status_rx) => {}
+            }
+        });
+    }
+
+    let closed = async {
+        // zbus ends its message stream when the bus goes away.
+        use futures_util::StreamExt;
+        let mut stream = zbus::MessageStream::from(&conn);
+        while stream.next().await.is_some() {}
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = closed => tracing::warn!("D-Bus connection closed; shutting down"),
+    }
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5 s");
+    }
+    Ok(())
+}

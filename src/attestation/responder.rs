@@ -1,0 +1,408 @@
+//! This BMC's SPDM responder on TCP (DSP0287): the listener, one task per session, and the
+//! identity it serves.
+//!
+//! # Identity
+//! In the daemon the identity is the pairing manager's: the chain `ca.der`, `identity.der`
+//! in the certificate directory, checked against the key store by
+//! [`ChainFiles::load`] (which test-signs with both keys), served as slot 0 root first.
+//! The loaded chain is cached and re-loaded when either certificate file changes (device,
+//! inode, size, mtime, ctime), so re-provisioning is picked up without a restart.
+//!
+//! **No identity yet** (the pairing manager has not run `ProvisionPeer("self")`), an invalid
+//! one, or a key store that cannot be opened: the responder accepts each connection and
+//! closes it at once (a requester sees the connection closed before VERSION, the D-Bus
+//! service reports that as `Unavailable`). The chain files are re-checked on every
+//! connection and every `identity_check_interval`, so the responder starts answering as soon
+//! as the identity exists. It never exits for this, so there is no crash loop.
+//!
+//! # Bounds
+//! At most `max_sessions` sessions at once: the listener takes a slot before it accepts, so
+//! further connections wait in the kernel backlog. Each read and write has the I/O deadline,
+//! each wait for a request the idle deadline, and the whole session `session_timeout`.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+use super::keys::{self, OpenedStore};
+use super::measurements::Measurements;
+use crate::config::KeyBackend;
+use crate::identity::cert::ChainFiles;
+use crate::identity::{Fingerprint, KeyRole, KeyStore};
+use crate::spdm::ResponderConfig;
+use crate::spdm::transport::{self, Framing, Timeouts};
+
+/// Listener settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Framing on the stream.
+    pub framing: Framing,
+    /// Per read/write and idle deadlines.
+    pub timeouts: Timeouts,
+    /// Upper bound on one session.
+    pub session_timeout: Duration,
+    /// Concurrent sessions.
+    pub max_sessions: usize,
+}
+
+/// Version of a file, to notice that the chain changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: meta.dev(),
+        ino: meta.ino(),
+        size: meta.size(),
+        mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+    })
+}
+
+/// An identity ready to serve.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// DER certificates, root first, leaf last.
+    pub chain: Vec<Vec<u8>>,
+    /// SHA-256 of the leaf SubjectPublicKeyInfo.
+    pub fingerprint: Fingerprint,
+    /// The store that signs for it.
+    pub store: Arc<dyn KeyStore>,
+    /// The TPM, when the store is one (for PCR reads).
+    pub tpm: Option<Arc<crate::identity::tpm::TpmKeyStore>>,
+}
+
+/// Versions of `ca.der` and `identity.der` (None: absent).
+type ChainStamps = (Option<Stamp>, Option<Stamp>);
+
+#[derive(Debug, Default)]
+struct DaemonState {
+    store: Option<OpenedStore>,
+    cached: Option<(ChainStamps, Served)>,
+    problem: Option<String>,
+}
+
+/// Where the served identity comes from: the daemon's chain files and key store, or a
+/// fixed chain and key.
+#[derive(Debug)]
+pub struct IdentitySource {
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    /// The pairing manager's identity: chain files plus the configured key store, re-checked
+    /// as described in the module docs.
+    Daemon {
+        backend: KeyBackend,
+        key_dir: PathBuf,
+        cert_dir: PathBuf,
+        state: Box<Mutex<DaemonState>>,
+    },
+    /// A fixed chain and key (`respond --key --chain`).
+    Fixed(Served),
+}
+
+impl IdentitySource {
+    /// The daemon's source; `store` is the store opened at start-up, if that worked.
+    pub fn daemon(
+        backend: KeyBackend,
+        key_dir: PathBuf,
+        cert_dir: PathBuf,
+        store: Option<OpenedStore>,
+    ) -> Self {
+        IdentitySource {
+            kind: Kind::Daemon {
+                backend,
+                key_dir,
+                cert_dir,
+                state: Box::new(Mutex::new(DaemonState {
+                    store,
+                    ..DaemonState::default()
+                })),
+            },
+        }
+    }
+
+    /// A fixed identity: `chain` root first, its leaf's key in `store`.
+    ///
+    /// # Errors
+    /// [`crate::identity::Error`] when the store has no identity key.
+    pub fn fixed(
+        chain: Vec<Vec<u8>>,
+        store: Arc<dyn KeyStore>,
+    ) -> Result<Self, crate::identity::Error> {
+        let fingerprint = store.public_key(KeyRole::Identity)?.fingerprint();
+        Ok(IdentitySource {
+            kind: Kind::Fixed(Served {
+                chain,
+                fingerprint,
+                store,
+                tpm: None,
+            }),
+        })
+    }
+
+    /// The identity to serve now, or why there is none. Blocking (files, TPM).
+    ///
+    /// # Errors
+    /// A description of why nothing can be served.
+    pub fn current(&self) -> Result<Served, String> {
+        match &self.kind {
+            Kind::Fixed(served) => Ok(served.clone()),
+            Kind::Daemon {
+                backend,
+                key_dir,
+                cert_dir,
+                state,
+            } => {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                let result = load_daemon_identity(&mut st, backend, key_dir, cert_dir);
+                let problem = result.as_ref().err().cloned();
+                if problem != st.problem {
+                    match (&problem, &result) {
+                        (Some(why), _) => {
+                            tracing::warn!(reason = %why, "no identity to serve; closing spdm connections until there is one")
+                        }
+                        (None, Ok(s)) => {
+                            tracing::info!(fingerprint = %s.fingerprint, "serving the identity over spdm")
+                        }
+                        (None, Err(_)) => {}
+                    }
+                    st.problem = problem;
+                }
+                result
+            }
+        }
+    }
+}
+
+fn load_daemon_identity(
+    st: &mut DaemonState,
+    backend: &KeyBackend,
+    key_dir: &Path,
+    cert_dir: &Path,
+) -> Result<Served, String> {
+    let opened = match &st.store {
+        Some(s) => s.clone(),
+        None => {
+            let s = keys::open_store(backend, key_dir)
+                .map_err(|e| format!("key store: {}", super::requester::error_chain(&e)))?;
+            st.store = Some(s.clone());
+            s
+        }
+    };
+    let stamps = (
+        stamp(&cert_dir.join("ca.der")),
+        stamp(&cert_dir.join("identity.der")),
+    );
+    if let Some((cached_stamps, served)) = &st.cached
+        && *cached_stamps == stamps
+    {
+        return Ok(served.clone());
+    }
+    st.cached = None;
+    let loaded = ChainFiles::new(cert_dir)
+        .load(opened.store.as_ref())
+        .map_err(|e| e.to_string())?;
+    let served = Served {
+        fingerprint: loaded.fingerprint(),
+        chain: vec![loaded.ca_der, loaded.leaf_der],
+        store: opened.store,
+        tpm: opened.tpm,
+    };
+    st.cached = Some((stamps, served.clone()));
+    Ok(served)
+}
+
+/// What the responder serves: an identity and measurements.
+#[derive(Debug)]
+pub struct Responder {
+    identity: IdentitySource,
+    measurements: Measurements,
+    status: watch::Sender<Option<Fingerprint>>,
+}
+
+impl Responder {
+    /// A responder; `status` receives the fingerprint served (None while there is none).
+    pub fn new(
+        identity: IdentitySource,
+        measurements: Measurements,
+        status: watch::Sender<Option<Fingerprint>>,
+    ) -> Self {
+        Responder {
+            identity,
+            measurements,
+            status,
+        }
+    }
+
+    fn publish(&self, fp: Option<Fingerprint>) {
+        self.status.send_if_modified(|old| {
+            let changed = *old != fp;
+            *old = fp;
+            changed
+        });
+    }
+
+    /// Re-checks the identity and publishes it. Blocking.
+    pub fn refresh(&self) -> Option<Fingerprint> {
+        let fp = self.identity.current().ok().map(|s| s.fingerprint);
+        self.publish(fp);
+        fp
+    }
+
+    /// Builds the configuration for one session. Blocking.
+    ///
+    /// # Errors
+    /// Why nothing can be served (no identity, unreadable PCRs).
+    pub fn prepare(&self) -> Result<(ResponderConfig, Arc<dyn KeyStore>), String> {
+        let served = self.identity.current();
+        self.publish(served.as_ref().ok().map(|s| s.fingerprint));
+        let served = served?;
+        let blocks = self
+            .measurements
+            .blocks(served.tpm.as_deref())
+            .map_err(|e| super::requester::error_chain(&e))?;
+        Ok((ResponderConfig::new(served.chain, blocks), served.store))
+    }
+}
+
+/// Serves SPDM on `listener` until `cancel`; each session runs on `tracker`.
+///
+/// # Cancel safety
+/// Runs until `cancel`; sessions stop on `cancel` too.
+pub async fn serve(
+    listener: TcpListener,
+    responder: Arc<Responder>,
+    settings: Settings,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(settings.max_sessions));
+    let mut accept_errors = 0u32;
+    loop {
+        let permit = tokio::select! {
+            () = cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(pair) => {
+                accept_errors = 0;
+                pair
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                accept_errors = accept_errors.saturating_add(1);
+                tracing::warn!(error = %e, "spdm accept failed");
+                let pause =
+                    Duration::from_millis(10u64.saturating_mul(u64::from(accept_errors.min(100))));
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
+        let span = tracing::info_span!("spdm_session", %addr);
+        let session = session(tcp, addr, responder.clone(), settings.clone());
+        let cancel = cancel.clone();
+        tracker.spawn(
+            async move {
+                let _slot = permit;
+                tokio::select! {
+                    () = cancel.cancelled() => {}
+                    () = session => {}
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn session(
+    mut tcp: TcpStream,
+    addr: SocketAddr,
+    responder: Arc<Responder>,
+    settings: Settings,
+) {
+    let run = async {
+        let prepared = tokio::task::spawn_blocking(move || responder.prepare())
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
+        let (config, store) = match prepared {
+            Ok(p) => p,
+            Err(why) => {
+                tracing::debug!(reason = %why, "no identity; closing");
+                return;
+            }
+        };
+        match transport::serve(
+            &mut tcp,
+            settings.framing,
+            config,
+            store,
+            &settings.timeouts,
+        )
+        .await
+        {
+            Ok(()) => tracing::debug!("spdm session ended"),
+            Err(e) => tracing::info!(
+                error = %super::requester::error_chain(&e),
+                "spdm session ended with an error"
+            ),
+        }
+    };
+    if tokio::time::timeout(settings.session_timeout, run)
+        .await
+        .is_err()
+    {
+        tracing::info!(%addr, "spdm session exceeded its deadline; closed");
+    }
+}
+
+/// Re-checks the identity every `interval` until `cancel`, so the D-Bus status follows the
+/// chain files even when no requester connects.
+///
+/// # Cancel safety
+/// Runs until `cancel`.
+pub async fn watch_identity(
+    responder: Arc<Responder>,
+    interval: Duration,
+    cancel: CancellationToken,
+) {
+    loop {
+        let r = responder.clone();
+        let check = tokio::task::spawn_blocking(move || r.refresh());
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = check => {}
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `bmc-attestation` instances for tests, demos and benches: each [`Node`] is one BMC's
+//! attestation side with its own private `dbus-daemon`, state and certificate directories,
+//! SPDM port, and (for [`KeyKind::Tpm`]) its own swtpm. Identities are created with the
+//! library's `ChainFiles::create`, exactly as the pairing manager's `ProvisionPeer("self")`
+//! does, so the daemon serves what the pairing manager would have made.
+//!
+//! Also [`bench_attestation`], the benchmark figure for the full attestation time.
+//! Every process started here is killed by PID when its owner is dropped.
+#![allow(dead_code, unreachable_pub)]
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bmc_pairing_manager::attestation::measurements::Measurements;
+use bmc_pairing_manager::attestation::requester::{self, Settings};
+use bmc_pairing_manager::attestation::responder::{self, IdentitySource, Responder};
+use bmc_pairing_manager::config::KeyBackend;
+use bmc_pairing_manager::identity::KeyStore;
+use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
+use bmc_pairing_manager::identity::file::FileKeyStore;
+use bmc_pairing_manager::identity::tpm::TpmKeyStore;
+use bmc_pairing_manager::spdm::transport::{Framing, Timeouts};
+use bmc_pairing_manager::spdm::{MeasurementPolicy, TrustPolicy};
+
+use super::swtpm::Swtpm;
+use super::{Bus, Proc, free_port, require_tool, wait_for};
+
+pub const ATT_BUS: &str = "xyz.openbmc_project.attestation";
+pub const ATT_ROOT: &str = "/xyz/openbmc_project/attestation";
+pub const ATT_PEERS: &str = "/xyz/openbmc_project/attestation/peers";
+pub const REQUESTER_IFACE: &str = "xyz.openbmc_project.Attestation.Requester";
+pub const RESPONDER_IFACE: &str = "xyz.openbmc_project.Attestation.Responder";
+pub const ATT_PEER_IFACE: &str = "xyz.openbmc_project.Attestation.Peer";
+
+/// Where to find `bmc-attestation`: `$BMC_ATTESTATION_BIN`, cargo's test binary path, or
+/// the target directory.
+pub fn attestation_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BMC_ATTESTATION_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_bmc-attestation") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    for profile in ["release", "debug"] {
+        let p = root.join(profile).join("bmc-attestation");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("bmc-attestation binary not found; build it first");
+}
+
+/// Where a node's private keys live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// PKCS#8 files (`"key_backend": {"type": "file"}`).
+    File,
+    /// Its own swtpm (`"key_backend": {"type": "tpm", "tcti": "swtpm:..."}`).
+    Tpm,
+}
+
+/// One BMC's attestation side.
+pub struct Node {
+    pub name: String,
+    pub dir: PathBuf,
+    pub bus: Bus,
+    /// SPDM responder port.
+    pub port: u16,
+    pub config_path: PathBuf,
+    pub tpm: Option<Swtpm>,
+    pub daemon: Option<Proc>,
+    /// The files it measures (indices 1, 2).
+    pub measured: Vec<PathBuf>,
+    config: serde_json::Value,
+}
+
+impl Node {
+    /// A node named `name` under `root`; `extra` keys are merged into its config. Loopback,
+    /// short deadlines, identity re-checked every 200 ms.
+    pub fn new(root: &Path, name: &str, keys: KeyKind, extra: serde_json::Value) -> Node {
+        let dir = root.join(name);
+        fs::create_dir_all(dir.join("measured")).expect("node dir");
+        let bus = Bus::start(&dir.join("bus"));
+        let port = free_port();
+        let measured = vec![
+            dir.join("measured/bmc-image.bin"),
+            dir.join("measured/os-release"),
+        ];
+        fs::write(&measured[0], format!("firmware of {name}")).expect("measured file");
+        fs::write(&measured[1], "ID=openbmc\nVERSION_ID=2.18\n").expect("measured file");
+        let tpm = (keys == KeyKind::Tpm).then(|| Swtpm::start(&dir.join("swtpm")));
+        let key_backend = match &tpm {
+            Some(t) => serde_json::json!({"type": "tpm", "tcti": t.tcti()}),
+            None => serde_json::json!({"type": "file"}),
+        };
+        let mut config = serde_json::json!({
+            "port": port,
+            "interface_id": "lo",
+            "bind_to_interface": false,
+            "cert_root": dir.join("root"),
+            "state_dir": dir.join("state"),
+            "key_backend": key_backend,
+            "measured_files": measured,
+            "trust_anchors_dir": dir.join("anchors"),
+            "connect_timeout_ms": 2000,
+            "io_timeout_ms": 3000,
+            "attest_timeout_ms": 10000,
+            "identity_check_interval_ms": 200,
+        });
+        if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
+            base.extend(extra);
+        }
+        let node = Node {
+            name: name.to_owned(),
+            config_path: dir.join("bmc-attestation.conf"),
+            dir,
+            bus,
+            port,
+            tpm,
+            daemon: None,
+            measured,
+            config,
+        };
+        node.write_config();
+        node
+    }
+
+    pub fn set_config(&mut self, key: &str, value: serde_json::Value) {
+        if let Some(obj) = self.config.as_object_mut() {
+            obj.insert(key.to_owned(), value);
+        }
+        self.write_config();
+    }
+
+    fn write_config(&self) {
+        fs::write(
+            &self.config_path,
+            serde_json::to_vec_pretty(&self.config).expect("json"),
+        )
+        .expect("write config");
+    }
+
+    pub fn cert_dir(&self) -> PathBuf {
+        self.dir.join("root/etc/bmc-pairing-manager/certs")
+    }
+
+    pub fn key_dir(&self) -> PathBuf {
+        self.dir.join("state/keys")
+    }
+
+    pub fn anchors_dir(&self) -> PathBuf {
+        self.dir.join("anchors")
+    }
+
+    /// The key backend of its config.
+    pub fn key_backend(&self) -> KeyBackend {
+        match &self.tpm {
+            Some(t) => KeyBackend::Tpm { tcti: t.tcti() },
+            None => KeyBackend::File,
+        }
+    }
+
+    /// Opens its key store (a TPM store shares the swtpm with a running daemon).
+    pub fn key_store(&self) -> Arc<dyn KeyStore> {
+        match &self.tpm {
+            Some(t) => Arc::new(TpmKeyStore::open(&t.tcti(), self.key_dir()).expect("tpm store")),
+            None => Arc::new(FileKeyStore::new(self.key_dir())),
+        }
+    }
+
+    /// Creates its identity as `ProvisionPeer("self")` does.
+    pub fn provision(&self) -> LoadedIdentity {
+        let store = self.key_store();
+        ChainFiles::new(self.cert_dir())
+            .create(store.as_ref(), &self.name, SystemTime::now())
+            .expect("create identity")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts `bmc-attestation` and waits until it owns its bus name.
+    pub fn start(&mut self) {
+        require_tool("busctl");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(attestation_binary())
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("--bus")
+            .arg(&self.bus.address)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start bmc-attestation");
+        self.daemon = Some(Proc {
+            child,
+            name: format!("bmc-attestation {}", self.name),
+        });
+        let name = self.name.clone();
+        wait_for(
+            Duration::from_secs(20),
+            &format!("{name} to own {ATT_BUS}"),
+            || {
+                if let Some(d) = self.daemon.as_mut() {
+                    assert!(
+                        d.running(),
+                        "{name} exited during start-up:\n{}",
+                        self.log()
+                    );
+                }
+                let out = self.busctl(&["list", "--acquired", "--no-pager"]);
+                String::from_utf8_lossy(&out.stdout)
+                    .contains(ATT_BUS)
+                    .then_some(())
+            },
+        );
+    }
+
+    /// `busctl --address=<its bus> <args>`.
+    pub fn busctl(&self, args: &[&str]) -> Output {
+        Command::new("busctl")
+            .arg(format!("--address={}", self.bus.address))
+            .args(args)
+            .output()
+            .expect("run busctl")
+    }
+
+    /// `busctl --json=short <args>`, parsed; Err(stderr) when busctl fails.
+    pub fn busctl_json(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        let mut all = vec!["--json=short"];
+        all.extend_from_slice(args);
+        let out = self.busctl(&all);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("busctl json: {e}"))
+    }
+
+    /// A property of one of its objects, as JSON `data`.
+    pub fn property(&self, path: &str, iface: &str, name: &str) -> serde_json::Value {
+        let v = self
+            .busctl_json(&["get-property", ATT_BUS, path, iface, name])
+            .unwrap_or_else(|e| panic!("get-property {path} {name}: {e}"));
+        v["data"].clone()
+    }
+
+    /// Object paths of the peers it holds.
+    pub fn peer_paths(&self) -> Vec<String> {
+        let out = self.busctl(&["tree", "--list", ATT_BUS]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(&format!("{ATT_PEERS}/")))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// Full attestation time (TCP connect, VCA, DIGESTS, CERTIFICATE, CHALLENGE, signed
+/// MEASUREMENTS, every signature verified) on loopback, requester and responder in this
+/// process through the daemon's own code paths: the responder reads its identity from chain
+/// files and signs through the key store, and with swtpm also reads PCRs 0-7 for every
+/// session. Returns `(label, median)` for the file backend and for swtpm, and prints them.
+///
+/// # Panics
+/// When swtpm is missing or an attestation is not trusted.
+pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let samples = samples.max(1);
+    let mut figures = Vec::new();
+    for (label, kind) in [
+        ("spdm attestation, file key (median)", KeyKind::File),
+        ("spdm attestation, swtpm key + PCRs (median)", KeyKind::Tpm),
+    ] {
+        let dir = tmp.path().join(format!("{kind:?}"));
+        fs::create_dir_all(&dir).expect("dir");
+        let tpm = (kind == KeyKind::Tpm).then(|| Swtpm::start(&dir.join("swtpm")));
+        let (backend, store): (KeyBackend, Arc<dyn KeyStore>) = match &tpm {
+            Some(t) => (
+                KeyBackend::Tpm { tcti: t.tcti() },
+                Arc::new(TpmKeyStore::open(&t.tcti(), dir.join("keys")).expect("tpm store")),
+            ),
+            None => (
+                KeyBackend::File,
+                Arc::new(FileKeyStore::new(dir.join("keys"))),
+            ),
+        };
+        ChainFiles::new(dir.join("certs"))
+            .create(store.as_ref(), "bench", SystemTime::now())
+            .expect("identity");
+        drop(store);
+        let measured = dir.join("image.bin");
+        fs::write(&measured, vec![0x5a; 1 << 20]).expect("measured file");
+        let (status, _rx) = tokio::sync::watch::channel(None);
+        let responder = Arc::new(Responder::new(
+            IdentitySource::daemon(backend, dir.join("keys"), dir.join("certs"), None),
+            Measurements::new(&[measured], None, &(0..8).collect::<Vec<u8>>()),
+            status,
+        ));
+        let durations = rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr: SocketAddr = listener.local_addr().expect("addr");
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let tracker = tokio_util::task::TaskTracker::new();
+            let timeouts = Timeouts {
+                io: Duration::from_secs(10),
+                idle: Duration::from_secs(10),
+            };
+            tracker.spawn(responder::serve(
+                listener,
+                responder,
+                responder::Settings {
+                    framing: Framing::Dsp0287,
+                    timeouts,
+                    session_timeout: Duration::from_secs(30),
+                    max_sessions: 4,
+                },
+                tracker.clone(),
+                cancel.clone(),
+            ));
+            let settings = Settings {
+                framing: Framing::Dsp0287,
+                timeouts,
+                connect_timeout: Duration::from_secs(5),
+                attest_timeout: Duration::from_secs(30),
+                device: None,
+                measurements: MeasurementPolicy::default(),
+            };
+            let mut durations = Vec::with_capacity(samples);
+            // One warm-up run (identity load, file digest cache), not counted.
+            for i in 0..=samples {
+                let start = std::time::Instant::now();
+                let report = requester::attest(
+                    addr,
+                    "first-contact".into(),
+                    TrustPolicy::FirstContact,
+                    &settings,
+                    SystemTime::now(),
+                )
+                .await
+                .expect("attestation ran");
+                let took = start.elapsed();
+                assert!(report.trusted, "bench attestation not trusted: {report:?}");
+                if i > 0 {
+                    durations.push(took);
+                }
+            }
+            cancel.cancel();
+            tracker.close();
+            tracker.wait().await;
+            durations
+        });
+        let m = median(durations);
+        println!("{label}: {m:?} over {samples} samples");
+        figures.push((label.to_owned(), m));
+        drop(tpm);
+    }
+    figures
+}
