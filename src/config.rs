@@ -213,7 +213,9 @@ enum RawKeyBackend {
         #[serde(default = "default_tcti")]
         tcti: String,
     },
-    File,
+    // A struct variant, not a unit one: serde ignores extra keys next to the tag of a unit
+    // variant, so {"type": "file", "path": "/k"} would be accepted silently.
+    File {},
 }
 
 #[derive(Deserialize)]
@@ -416,7 +418,7 @@ fn validate(
         }
     };
     let key_backend = match raw.key_backend {
-        Some(RawKeyBackend::File) => KeyBackend::File,
+        Some(RawKeyBackend::File {}) => KeyBackend::File,
         Some(RawKeyBackend::Tpm { tcti }) => {
             if tcti.trim().is_empty() {
                 return Err(invalid("key_backend.tcti", "must not be empty".into()));
@@ -636,6 +638,10 @@ mod tests {
                 "identity_check_interval_ms",
             ),
             (format!(r#"{{{fb}, "lldp_source": "snmp"}}"#), "lldp_source"),
+            (
+                r#"{"key_backend": {"type": "file", "path": "/k"}}"#.to_owned(),
+                "key_backend",
+            ),
             (
                 format!(r#"{{{fb}, "lldpd_socket": "run/lldpd.socket"}}"#),
                 "lldpd_socket",
