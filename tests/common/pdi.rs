@@ -38,6 +38,16 @@ pub struct Interface {
     pub signals: BTreeMap<String, Vec<Arg>>,
 }
 
+/// True if `served` arguments are those of `spec`: same types in order, and the same names
+/// where the YAML names them.
+fn args_match(served: &[Arg], spec: &[Arg]) -> bool {
+    served.len() == spec.len()
+        && served
+            .iter()
+            .zip(spec)
+            .all(|((sn, st), (n, t))| st == t && (n.is_empty() || sn == n))
+}
+
 /// Differences between `spec` (the YAML) and `served`, one line each, prefixed with `what`.
 pub fn diff(what: &str, spec: &Interface, served: &Interface) -> Vec<String> {
     fn args(list: &[Arg]) -> String {
@@ -49,14 +59,14 @@ pub fn diff(what: &str, spec: &Interface, served: &Interface) -> Vec<String> {
         match served.methods.get(name) {
             None => out.push(format!("{what}: method {name} is not served")),
             Some((si, so)) => {
-                if si != i {
+                if !args_match(si, i) {
                     out.push(format!(
                         "{what}: method {name} takes {} but the YAML says {}",
                         args(si),
                         args(i)
                     ));
                 }
-                if so != o {
+                if !args_match(so, o) {
                     out.push(format!(
                         "{what}: method {name} returns {} but the YAML says {}",
                         args(so),
@@ -104,7 +114,7 @@ pub fn diff(what: &str, spec: &Interface, served: &Interface) -> Vec<String> {
     for (name, a) in &spec.signals {
         match served.signals.get(name) {
             None => out.push(format!("{what}: signal {name} is not declared")),
-            Some(sa) if sa != a => out.push(format!(
+            Some(sa) if !args_match(sa, a) => out.push(format!(
                 "{what}: signal {name} carries {} but the YAML says {}",
                 args(sa),
                 args(a)
@@ -235,7 +245,13 @@ fn yaml_args(items: Vec<&serde_norway::Value>, what: &str) -> Result<Vec<Arg>, S
     items
         .into_iter()
         .map(|a| {
-            let name = text(a, "name", what)?.to_owned();
+            // PDI makes argument names optional for returns and signal properties (upstream
+            // PeerProvisioned has none); an unnamed argument matches any served name.
+            let name = a
+                .get("name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_owned();
             let sig = pdi_signature(text(a, "type", what)?)?;
             Ok((name, sig))
         })
