@@ -181,7 +181,7 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
         let pins = PinSet::new();
         pins.replace([client.identity.fingerprint()]);
         let server_cfg =
-            tls::server_config(&server.identity, server.store.clone(), pins, floor).unwrap();
+            tls::server_config(&server.identity, server.store.clone(), pins, floor, Vec::new()).unwrap();
         let check = ServerCheck::Pinned {
             expected: server.identity.fingerprint(),
             refused: CaptureSlot::new(),

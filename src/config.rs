@@ -90,6 +90,19 @@ pub enum KeyBackend {
     File,
 }
 
+/// Whether pairing requires SPDM attestation of the peer (DESIGN.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attestation {
+    /// A peer is pinned only after `bmc-attestation` attested it (SPDM 1.2) and the TLS
+    /// identity it presents equals the attested one. The default.
+    Required,
+    /// No attestation: the identity the operator-named peer presents in a completed TLS
+    /// handshake is pinned (first-contact only). For laboratories without the attestation
+    /// service; never silent: the daemon logs it at start-up.
+    Off,
+}
+
 /// Where LLDP neighbours are read from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -124,6 +137,14 @@ pub struct Config {
     pub interface_id: String,
     /// Bind the pairing channel to `interface_id` (SO_BINDTODEVICE) instead of every interface.
     pub bind_to_interface: bool,
+    /// Listen on (and dial from) this address only, instead of every address.
+    pub listen_address: Option<IpAddr>,
+    /// Whether pairing requires attestation.
+    pub attestation: Attestation,
+    /// TCP port of the peers' SPDM responders (`bmc-attestation`).
+    pub attestation_port: u16,
+    /// Deadline for one attestation through `bmc-attestation`.
+    pub attestation_timeout: Duration,
     /// Prefix under which certificates live: `<cert_root>/etc/bmc-pairing-manager/certs`.
     pub cert_root: PathBuf,
     /// This BMC's name: certificate CN and SAN, and what it tells peers in `Hello`.
@@ -174,6 +195,14 @@ struct RawConfig {
     interface_id: String,
     #[serde(default = "default_true")]
     bind_to_interface: bool,
+    #[serde(default)]
+    listen_address: Option<String>,
+    #[serde(default = "default_attestation")]
+    attestation: Attestation,
+    #[serde(default = "default_attestation_port")]
+    attestation_port: u16,
+    #[serde(default = "default_attestation_timeout")]
+    attestation_timeout_ms: u64,
     #[serde(default = "default_cert_root")]
     cert_root: PathBuf,
     #[serde(default)]
@@ -262,6 +291,15 @@ fn default_backoff_max() -> u64 {
 }
 fn default_max_pending() -> usize {
     32
+}
+fn default_attestation() -> Attestation {
+    Attestation::Required
+}
+fn default_attestation_port() -> u16 {
+    4194
+}
+fn default_attestation_timeout() -> u64 {
+    25_000
 }
 fn default_lldp_source() -> LldpSource {
     LldpSource::Lldpd
@@ -482,6 +520,36 @@ fn validate(
             format!("{} is out of range 1..=4096", raw.max_pending_handshakes),
         ));
     }
+    let listen_address = match raw.listen_address {
+        None => None,
+        Some(text) => {
+            let ip: IpAddr = text.parse().map_err(|_| {
+                invalid(
+                    "listen_address",
+                    format!("{text:?} is not an IPv4 or IPv6 address"),
+                )
+            })?;
+            if ip.is_multicast() || ip.is_unspecified() {
+                return Err(invalid(
+                    "listen_address",
+                    format!("{ip} is not a unicast address; omit the key to listen on all"),
+                ));
+            }
+            Some(ip)
+        }
+    };
+    if raw.attestation_port == 0 {
+        return Err(invalid(
+            "attestation_port",
+            "0 is not a usable port (1..=65535)".into(),
+        ));
+    }
+    let attestation_timeout = ms_in(
+        "attestation_timeout_ms",
+        raw.attestation_timeout_ms,
+        1000,
+        300_000,
+    )?;
     let identity_check_interval = ms_in(
         "identity_check_interval_ms",
         raw.identity_check_interval_ms,
@@ -533,6 +601,10 @@ fn validate(
         port: raw.port,
         interface_id: raw.interface_id,
         bind_to_interface: raw.bind_to_interface,
+        listen_address,
+        attestation: raw.attestation,
+        attestation_port: raw.attestation_port,
+        attestation_timeout,
         cert_root: raw.cert_root,
         bmc_name,
         state_dir: raw.state_dir,
@@ -638,6 +710,26 @@ mod tests {
                 "identity_check_interval_ms",
             ),
             (format!(r#"{{{fb}, "lldp_source": "snmp"}}"#), "lldp_source"),
+            (
+                format!(r#"{{{fb}, "listen_address": "example"}}"#),
+                "listen_address",
+            ),
+            (
+                format!(r#"{{{fb}, "listen_address": "::"}}"#),
+                "listen_address",
+            ),
+            (
+                format!(r#"{{{fb}, "attestation": "maybe"}}"#),
+                "attestation",
+            ),
+            (
+                format!(r#"{{{fb}, "attestation_port": 0}}"#),
+                "attestation_port",
+            ),
+            (
+                format!(r#"{{{fb}, "attestation_timeout_ms": 5}}"#),
+                "attestation_timeout_ms",
+            ),
             (
                 r#"{"key_backend": {"type": "file", "path": "/k"}}"#.to_owned(),
                 "key_backend",

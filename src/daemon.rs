@@ -9,7 +9,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, KeyBackend, LldpSource};
+use crate::config::{Attestation, Config, KeyBackend, LldpSource, TrustMode};
+use crate::dbus::attestation_client::Attestor;
 use crate::dbus::{self, Bus};
 use crate::discovery::lldp_dbus::LldpDbus;
 use crate::discovery::lldpd::LldpdSource;
@@ -145,10 +146,12 @@ pub async fn run(
         .bind_to_interface
         .then(|| config.interface_id.clone());
     let listener =
-        server::bind(config.port, device.as_deref()).map_err(|source| Error::Listen {
-            port: config.port,
-            device: device.clone(),
-            source,
+        server::bind(config.listen_address, config.port, device.as_deref()).map_err(|source| {
+            Error::Listen {
+                port: config.port,
+                device: device.clone(),
+                source,
+            }
         })?;
 
     let pins = PinSet::new();
@@ -158,15 +161,40 @@ pub async fn run(
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
     let (discovery_tx, discovery_rx) = mpsc::channel(64);
     start_discovery(&config, &bus, discovery_tx, &tracker, &cancel);
+    let attestor = match config.attestation {
+        Attestation::Required => {
+            // A connection of its own: replies to our calls come back on it, from the service
+            // we called, whatever else happens on the main connection.
+            let conn = dbus::connect(&bus).await.map_err(Error::Dbus)?;
+            Some(
+                Attestor::new(&conn, config.attestation_timeout)
+                    .await
+                    .map_err(Error::Dbus)?,
+            )
+        }
+        Attestation::Off => {
+            tracing::warn!(
+                "attestation is off: peers are pinned on the identity they present to the operator's \
+                 ProvisionPeer, without SPDM attestation"
+            );
+            None
+        }
+    };
+    // Only anchored mode admits unpinned peers, and only after attesting them.
+    let (admission_tx, admission_rx) = mpsc::channel(16);
+    let admission =
+        (config.trust_mode == TrustMode::Anchored && attestor.is_some()).then_some(admission_tx);
     let parts = Parts {
         config: config.clone(),
         store,
-        pins,
+        pins: pins.clone(),
         sessions: sessions.clone(),
         server_tls,
         link_events: link_rx,
         link_events_tx: link_tx.clone(),
         discovery: discovery_rx,
+        attestor,
+        admissions: admission_rx,
         notices: notices_tx,
         tracker: tracker.clone(),
         cancel: cancel.clone(),
@@ -194,6 +222,8 @@ pub async fn run(
                 heartbeat_timeout: config.heartbeat_timeout,
             },
             max_pending: config.max_pending_handshakes,
+            pins,
+            admission,
         },
         sessions,
         link_tx,

@@ -54,7 +54,14 @@ fn openssl_clients_without_the_pinned_identity_are_refused() {
     // Positive control: B's real identity (the file backend keeps it in PKCS#8) is accepted
     // and A answers our Hello with Alive. Without this, "refused" below could mean "broken".
     let real = b_identity_as_pem(&b, &certs);
-    let out = openssl::s_client(a.port, Some(&real), &[], &hello(), Duration::from_secs(3));
+    let out = openssl::s_client(
+        a.ip,
+        a.port,
+        Some(&real),
+        &[],
+        &hello(),
+        Duration::from_secs(3),
+    );
     assert!(
         openssl::contains(&out.stdout, &alive()),
         "the pinned identity must be accepted; s_client said: {}",
@@ -81,6 +88,7 @@ fn openssl_clients_without_the_pinned_identity_are_refused() {
     ];
     for (what, pem, extra) in cases {
         let out = openssl::s_client(
+            a.ip,
             a.port,
             pem.as_ref(),
             &extra,
@@ -112,7 +120,7 @@ fn a_foreign_server_at_a_paired_address_is_refused() {
     b.kill9();
     a.wait_peer_connected(NOT_CONNECTED, Duration::from_secs(10));
     let impostor = openssl::ca_and_leaf(tmp.path(), "impostor");
-    let _server = openssl::s_server(b.port, &impostor);
+    let _server = openssl::s_server(b.ip, b.port, &impostor);
     wait_for(Duration::from_secs(20), "A to refuse the impostor", || {
         a.log()
             .contains("peer presented a different identity")
@@ -139,7 +147,7 @@ fn idle_connections_do_not_lock_out_a_real_peer() {
     });
     // 200 TCP connections that never speak, held open (more than max_pending_handshakes).
     let idle: Vec<TcpStream> = (0..200)
-        .map(|_| TcpStream::connect(("127.0.0.1", a.port)).expect("idle connection"))
+        .map(|_| TcpStream::connect((a.ip, a.port)).expect("idle connection"))
         .collect();
     b.start();
     // B's dial into A's listener must get through the crowd.

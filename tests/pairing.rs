@@ -47,11 +47,11 @@ fn two_bmcs(root: &Path) -> (Bmc, Bmc) {
     // Each knows the other as "skiboards", the README's example peer name.
     a.set_config(
         "static_peers",
-        json!([{"name": "skiboards", "address": "127.0.0.1", "port": b.port}]),
+        json!([{"name": "skiboards", "address": b.ip.to_string(), "port": b.port}]),
     );
     b.set_config(
         "static_peers",
-        json!([{"name": "skiboards", "address": "127.0.0.1", "port": a.port}]),
+        json!([{"name": "skiboards", "address": a.ip.to_string(), "port": a.port}]),
     );
     a.start();
     b.start();

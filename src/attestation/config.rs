@@ -20,6 +20,7 @@
 //! | `port` | 4194 | SPDM responder TCP port (DSP0287); also the port of a peer address given without one |
 //! | `interface_id` | `"eth1"` | inter-BMC interface |
 //! | `bind_to_interface` | true | SO_BINDTODEVICE the listener and outgoing attestations to `interface_id` |
+//! | `listen_address` | all addresses | listen on this address only |
 //! | `cert_root` | `"/"` | identity chain in `<cert_root>/etc/bmc-pairing-manager/certs` (same as the pairing manager) |
 //! | `state_dir` | `"/var/lib/bmc-pairing-manager"` | keys in `<state_dir>/keys` (same as the pairing manager) |
 //! | `key_backend` | TPM if `/dev/tpmrm0` exists, else an error | `{"type":"tpm","tcti":"device:/dev/tpmrm0"}` or `{"type":"file"}` |
@@ -64,6 +65,8 @@ pub struct Config {
     pub interface_id: String,
     /// Bind the responder and outgoing attestations to `interface_id` (SO_BINDTODEVICE).
     pub bind_to_interface: bool,
+    /// Listen on this address only, instead of every address.
+    pub listen_address: Option<std::net::IpAddr>,
     /// Prefix of the certificate directory, as in the pairing manager's configuration.
     pub cert_root: PathBuf,
     /// State directory of the pairing manager; the keys are in `<state_dir>/keys`.
@@ -125,6 +128,8 @@ struct RawConfig {
     interface_id: String,
     #[serde(default = "default_true")]
     bind_to_interface: bool,
+    #[serde(default)]
+    listen_address: Option<String>,
     #[serde(default = "default_cert_root")]
     cert_root: PathBuf,
     #[serde(default = "default_state_dir")]
@@ -335,6 +340,24 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
             ),
         ));
     }
+    let listen_address = match &raw.listen_address {
+        None => None,
+        Some(text) => {
+            let ip: std::net::IpAddr = text.parse().map_err(|_| {
+                invalid(
+                    "listen_address",
+                    format!("{text:?} is not an IPv4 or IPv6 address"),
+                )
+            })?;
+            if ip.is_multicast() || ip.is_unspecified() {
+                return Err(invalid(
+                    "listen_address",
+                    format!("{ip} is not a unicast address; omit the key to listen on all"),
+                ));
+            }
+            Some(ip)
+        }
+    };
     absolute("cert_root", &raw.cert_root)?;
     absolute("state_dir", &raw.state_dir)?;
     let key_backend = match raw.key_backend {
@@ -452,6 +475,7 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         port: raw.port,
         interface_id: raw.interface_id,
         bind_to_interface: raw.bind_to_interface,
+        listen_address,
         cert_root: raw.cert_root,
         state_dir: raw.state_dir,
         key_backend,
@@ -542,6 +566,10 @@ mod tests {
             (format!(r#"{{{fb}, "port": 0}}"#), "port"),
             (format!(r#"{{{fb}, "bogus": 1}}"#), "bogus"),
             (format!(r#"{{{fb}, "interface_id": ""}}"#), "interface_id"),
+            (
+                format!(r#"{{{fb}, "listen_address": "nowhere"}}"#),
+                "listen_address",
+            ),
             (format!(r#"{{{fb}, "cert_root": "rel"}}"#), "cert_root"),
             (format!(r#"{{{fb}, "state_dir": "rel"}}"#), "state_dir"),
             (

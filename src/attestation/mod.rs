@@ -145,13 +145,12 @@ pub async fn run(
         ),
         status_tx,
     ));
-    let listener = crate::link::server::bind(config.port, device.as_deref()).map_err(|source| {
-        Error::Listen {
+    let listener = crate::link::server::bind(config.listen_address, config.port, device.as_deref())
+        .map_err(|source| Error::Listen {
             port: config.port,
             device: device.clone(),
             source,
-        }
-    })?;
+        })?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

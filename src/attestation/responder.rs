@@ -88,7 +88,7 @@ pub struct Served {
 }
 
 /// Versions of `ca.der` and `identity.der` (None: absent).
-type ChainStamps = (Option<Stamp>, Option<Stamp>);
+type ChainStamps = (Option<Stamp>, Option<Stamp>, Option<Stamp>);
 
 #[derive(Debug, Default)]
 struct DaemonState {
@@ -207,9 +207,12 @@ fn load_daemon_identity(
             s
         }
     };
+    // The anchors directory is part of the key: a manufacturing root installed after the
+    // CA certificate changes the chain served.
     let stamps = (
         stamp(&cert_dir.join("ca.der")),
         stamp(&cert_dir.join("identity.der")),
+        stamp(&crate::identity::anchors::dir(cert_dir)),
     );
     if let Some((cached_stamps, served)) = &st.cached
         && *cached_stamps == stamps
@@ -222,7 +225,7 @@ fn load_daemon_identity(
         .map_err(|e| e.to_string())?;
     let served = Served {
         fingerprint: loaded.fingerprint(),
-        chain: vec![loaded.ca_der, loaded.leaf_der],
+        chain: loaded.spdm_chain(&crate::identity::anchors::load(cert_dir)),
         store: opened.store,
         tpm: opened.tpm,
     };

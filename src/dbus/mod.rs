@@ -5,6 +5,7 @@
 //! turns driver snapshots into PropertiesChanged, InterfacesAdded/Removed and
 //! `PeerProvisioned`. Interface methods only forward to the driver; they hold no state.
 
+pub mod attestation_client;
 pub mod error;
 pub mod manager;
 pub mod peer;
@@ -45,6 +46,21 @@ pub enum Bus {
     System,
     /// An explicit address (`--bus unix:path=...`), e.g. a test's private dbus-daemon.
     Address(String),
+}
+
+/// A plain client connection to `bus`.
+///
+/// # Errors
+/// zbus errors.
+pub async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
+    match bus {
+        Bus::System => zbus::Connection::system().await,
+        Bus::Address(addr) => {
+            zbus::connection::Builder::address(addr.as_str())?
+                .build()
+                .await
+        }
+    }
 }
 
 /// Connects, serves every object, then owns both bus names.

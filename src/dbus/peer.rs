@@ -27,6 +27,11 @@ pub fn trust_string(mode: TrustMode) -> String {
     format!("{INTERFACE}.TrustMode.{value}")
 }
 
+/// `xyz.openbmc_project.BmcPairing.Peer.AttestationOutcome.<Outcome>`.
+pub fn attestation_string(outcome: crate::pairing::state::AttestationOutcome) -> String {
+    format!("{INTERFACE}.AttestationOutcome.{}", outcome.as_str())
+}
+
 /// One paired peer.
 #[derive(Debug)]
 pub struct Peer {
@@ -81,6 +86,15 @@ pub fn changed_properties(old: &PeerView, new: &PeerView) -> HashMap<&'static st
     if old.last_seen != new.last_seen {
         out.insert("LastSeen", Value::from(new.last_seen));
     }
+    if old.attestation != new.attestation {
+        out.insert(
+            "AttestationOutcome",
+            Value::from(attestation_string(new.attestation)),
+        );
+    }
+    if old.attested_at != new.attested_at {
+        out.insert("LastAttested", Value::from(new.attested_at));
+    }
     if old.identity_mismatch != new.identity_mismatch {
         out.insert("IdentityMismatch", Value::from(new.identity_mismatch));
     }
@@ -99,6 +113,29 @@ impl Peer {
             .unpair(self.id.clone())
             .await
             .map_err(Error::from)
+    }
+
+    /// Attests the peer again, against its pin. An authenticated rejection (its measurements
+    /// fail an Enforce policy) quarantines it until a later Reattest passes; a peer that does
+    /// not answer, or answers with another identity, changes nothing (error `Unavailable`).
+    #[zbus(name = "Reattest")]
+    async fn reattest(&self) -> Result<(), Error> {
+        self.handle
+            .reattest(self.id.clone())
+            .await
+            .map_err(Error::from)
+    }
+
+    /// The last attestation result.
+    #[zbus(property(emits_changed_signal = "true"), name = "AttestationOutcome")]
+    async fn attestation_outcome(&self) -> zbus::fdo::Result<String> {
+        self.view(|v| attestation_string(v.attestation))
+    }
+
+    /// Unix time (seconds) of the last attestation; 0 if never.
+    #[zbus(property(emits_changed_signal = "true"), name = "LastAttested")]
+    async fn last_attested(&self) -> zbus::fdo::Result<u64> {
+        self.view(|v| v.attested_at)
     }
 
     /// The peer's BMC name.

@@ -245,6 +245,32 @@ impl LoadedIdentity {
     pub fn chain_leaf_first(&self) -> Vec<Vec<u8>> {
         vec![self.leaf_der.clone(), self.ca_der.clone()]
     }
+
+    /// The chain as SPDM serves it: root first. A self-signed CA is the root. A CA issued by
+    /// a manufacturing CA is preceded by that issuer, taken from `anchors` (our trust store),
+    /// so the SPDM RootHash names the root a peer can anchor to; without it the chain starts
+    /// at our CA and only first-contact or pinned peers accept it.
+    pub fn spdm_chain(&self, anchors: &[Vec<u8>]) -> Vec<Vec<u8>> {
+        let mut chain = vec![self.ca_der.clone(), self.leaf_der.clone()];
+        let Ok((_, ca)) = X509Certificate::from_der(&self.ca_der) else {
+            return chain;
+        };
+        if ca.issuer() == ca.subject() {
+            return chain;
+        }
+        let issuer = anchors.iter().find(|a| {
+            X509Certificate::from_der(a)
+                .map(|(_, root)| {
+                    root.subject() == ca.issuer()
+                        && ca.verify_signature(Some(root.public_key())).is_ok()
+                })
+                .unwrap_or(false)
+        });
+        if let Some(root) = issuer {
+            chain.insert(0, root.clone());
+        }
+        chain
+    }
 }
 
 /// Why a stored identity cannot be used.
@@ -630,6 +656,21 @@ mod tests {
         let (_, factory) = X509Certificate::from_der(factory_cert.der()).unwrap();
         ca.verify_signature(Some(factory.public_key())).unwrap();
         leaf.verify_signature(Some(ca.public_key())).unwrap();
+        // SPDM serves it root first, with the factory root from the trust store.
+        let root = factory_cert.der().to_vec();
+        assert_eq!(
+            loaded.spdm_chain(&[id.ca_der.clone(), root.clone()]),
+            vec![root, loaded.ca_der.clone(), loaded.leaf_der.clone()]
+        );
+        assert_eq!(
+            loaded.spdm_chain(&[]),
+            vec![loaded.ca_der.clone(), loaded.leaf_der.clone()]
+        );
+        assert_eq!(
+            id.spdm_chain(&[factory_cert.der().to_vec()]),
+            vec![id.ca_der.clone(), id.leaf_der.clone()],
+            "a self-signed CA is the root"
+        );
     }
 
     #[test]

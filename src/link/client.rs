@@ -59,6 +59,34 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Interface to bind the socket to (SO_BINDTODEVICE), if configured.
     pub device: Option<String>,
+    /// Local address to dial from (the configured listen address), if any.
+    pub source: Option<std::net::IpAddr>,
+}
+
+/// The interface index of `device`, for IPv6 link-local scope ids.
+pub fn interface_index(device: &str) -> Option<u32> {
+    if device.is_empty() || device.contains('/') || device.contains("..") {
+        return None;
+    }
+    std::fs::read_to_string(format!("/sys/class/net/{device}/ifindex"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// `addr` with the scope of `device` added when it is an IPv6 link-local address without
+/// one (an LLDP management address or an operator's `fe80::...` cannot carry it).
+pub fn scoped(addr: SocketAddr, device: Option<&str>) -> SocketAddr {
+    match (addr, device) {
+        (SocketAddr::V6(mut v6), Some(dev))
+            if v6.ip().is_unicast_link_local() && v6.scope_id() == 0 =>
+        {
+            if let Some(index) = interface_index(dev) {
+                v6.set_scope_id(index);
+            }
+            SocketAddr::V6(v6)
+        }
+        _ => addr,
+    }
 }
 
 async fn connect_tls(
@@ -69,7 +97,8 @@ async fn connect_tls(
         addr: target.addr,
         source,
     };
-    let socket = if target.addr.is_ipv4() {
+    let addr = scoped(target.addr, target.device.as_deref());
+    let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
@@ -78,15 +107,41 @@ async fn connect_tls(
     if let Some(dev) = &target.device {
         socket.bind_device(Some(dev.as_bytes())).map_err(io_err)?;
     }
-    let tcp = socket.connect(target.addr).await.map_err(io_err)?;
+    // Same family only: an IPv4 listen address cannot source an IPv6 connection.
+    if let Some(src) = target.source.filter(|s| s.is_ipv4() == addr.is_ipv4()) {
+        socket.bind(SocketAddr::new(src, 0)).map_err(io_err)?;
+    }
+    let tcp = socket.connect(addr).await.map_err(io_err)?;
     tcp.set_nodelay(true).map_err(io_err)?;
     // Peers are identified by pinned keys, not names; the address is only used because
     // rustls needs some ServerName (no SNI is sent for IP addresses).
-    let name = ServerName::IpAddress(target.addr.ip().into());
+    let name = ServerName::IpAddress(addr.ip().into());
     TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(io_err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_local_addresses_get_the_interface_scope() {
+        let ll: SocketAddr = "[fe80::1]:8090".parse().unwrap();
+        let SocketAddr::V6(v6) = scoped(ll, Some("lo")) else {
+            panic!("v6")
+        };
+        assert_eq!(Some(v6.scope_id()), interface_index("lo"));
+        let ula: SocketAddr = "[fd00::1]:8090".parse().unwrap();
+        assert_eq!(
+            scoped(ula, Some("lo")),
+            ula,
+            "only link-local addresses are scoped"
+        );
+        assert_eq!(scoped(ll, None), ll);
+        assert_eq!(interface_index("../etc"), None);
+    }
 }
 
 /// First contact: completes a TLS handshake with `target` using a capture configuration

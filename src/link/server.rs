@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use rustls::ServerConfig;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -26,6 +26,7 @@ use tracing::Instrument;
 use super::LinkEvent;
 use super::connection::Connection;
 use super::session::{self, Side, Timing};
+use super::tls::PinSet;
 use crate::identity::Fingerprint;
 
 /// Listener settings.
@@ -35,17 +36,35 @@ pub struct Settings {
     pub timing: Timing,
     /// Bound on handshakes in progress.
     pub max_pending: usize,
+    /// The pins; a client that is not pinned (anchored mode) needs admission.
+    pub pins: PinSet,
+    /// Where to ask for admission of an authenticated but unpinned client; without it such a
+    /// client is closed.
+    pub admission: Option<mpsc::Sender<Admission>>,
 }
 
-/// Binds the listening socket on `port`, dual-stack, restricted to `device` when given
-/// (SO_BINDTODEVICE: only the inter-BMC link, whatever addresses it has or gains later).
+/// A request to admit a client that authenticated with a chain to a trust anchor but is not
+/// pinned. The answer must come before the handshake deadline.
+#[derive(Debug)]
+pub struct Admission {
+    /// The identity it proved in the TLS handshake.
+    pub fingerprint: Fingerprint,
+    /// Where it connected from.
+    pub peer: SocketAddr,
+    /// `true` to open its session.
+    pub reply: oneshot::Sender<bool>,
+}
+
+/// Binds the listening socket on `port`: on `address` when one is configured, otherwise
+/// dual-stack on every address; restricted to `device` when given (SO_BINDTODEVICE: only the
+/// inter-BMC link, whatever addresses it has or gains later).
 ///
 /// # Errors
 /// The socket errors of the OS.
-pub fn bind(port: u16, device: Option<&str>) -> io::Result<TcpListener> {
+pub fn bind(address: Option<IpAddr>, port: u16, device: Option<&str>) -> io::Result<TcpListener> {
     let make = |domain: Domain, addr: SocketAddr| -> io::Result<Socket> {
         let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-        if domain == Domain::IPV6 {
+        if domain == Domain::IPV6 && addr.ip().is_unspecified() {
             socket.set_only_v6(false)?;
         }
         socket.set_reuse_address(true)?;
@@ -57,17 +76,27 @@ pub fn bind(port: u16, device: Option<&str>) -> io::Result<TcpListener> {
         socket.listen(1024)?;
         Ok(socket)
     };
-    let socket = match make(
-        Domain::IPV6,
-        SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
-    ) {
-        Ok(s) => s,
-        // Kernels booted without IPv6 still get a listener.
-        Err(e) if e.raw_os_error() == Some(97) => make(
-            Domain::IPV4,
-            SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+    let socket = match address {
+        Some(ip) => make(
+            if ip.is_ipv4() {
+                Domain::IPV4
+            } else {
+                Domain::IPV6
+            },
+            SocketAddr::new(ip, port),
         )?,
-        Err(e) => return Err(e),
+        None => match make(
+            Domain::IPV6,
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)),
+        ) {
+            Ok(s) => s,
+            // Kernels booted without IPv6 still get a listener.
+            Err(e) if e.raw_os_error() == Some(97) => make(
+                Domain::IPV4,
+                SocketAddr::from((Ipv4Addr::UNSPECIFIED, port)),
+            )?,
+            Err(e) => return Err(e),
+        },
     };
     TcpListener::from_std(socket.into())
 }
@@ -196,8 +225,9 @@ pub async fn serve(
         tracker.spawn(
             handle(
                 tcp,
+                addr,
                 config,
-                settings.timing,
+                settings.clone(),
                 id,
                 token,
                 sessions.clone(),
@@ -208,16 +238,19 @@ pub async fn serve(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn handle(
     tcp: TcpStream,
+    addr: SocketAddr,
     config: Arc<ServerConfig>,
-    timing: Timing,
+    settings: Settings,
     id: SessionId,
     token: CancellationToken,
     sessions: Sessions,
     events: mpsc::UnboundedSender<LinkEvent>,
 ) {
     let _ = tcp.set_nodelay(true);
+    let timing = settings.timing;
     let handshake = async {
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
         let fp = tls
@@ -228,6 +261,27 @@ async fn handle(
             .and_then(|leaf| crate::identity::cert::summarize(leaf.as_ref()).ok())
             .map(|s| s.public_key.fingerprint())
             .ok_or_else(|| io::Error::other("no client certificate after handshake"))?;
+        if !settings.pins.contains(&fp) {
+            // Only anchored mode lets an unpinned chain through the verifier; attestation
+            // (through the pairing driver) decides before the session opens.
+            let Some(admission) = &settings.admission else {
+                return Err(io::Error::other("unpinned client and no admission"));
+            };
+            let (reply, answer) = oneshot::channel();
+            admission
+                .send(Admission {
+                    fingerprint: fp,
+                    peer: addr,
+                    reply,
+                })
+                .await
+                .map_err(|_| io::Error::other("admission is not running"))?;
+            if !answer.await.unwrap_or(false) {
+                return Err(io::Error::other(
+                    "not admitted: attestation did not vouch for this identity",
+                ));
+            }
+        }
         let mut conn = Connection::new(tls);
         let name = session::open(&mut conn, Side::Acceptor, "-", timing.open_timeout)
             .await

@@ -273,6 +273,41 @@ fn floored(now: UnixTime, floor: UnixTime) -> UnixTime {
 struct PinnedClientVerifier {
     pins: PinSet,
     floor: UnixTime,
+    /// Manufacturing CA certificates (anchored mode only; empty otherwise).
+    anchors: Vec<Vec<u8>>,
+}
+
+/// True if `end_entity` (with the CA certificates it sent) verifies to one of `anchors` for
+/// TLS client use at `now`.
+fn chains_to_anchor(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &[Vec<u8>],
+    now: UnixTime,
+) -> bool {
+    let roots: Vec<CertificateDer<'_>> = anchors
+        .iter()
+        .map(|a| CertificateDer::from(a.as_slice()))
+        .collect();
+    let trust: Vec<_> = roots
+        .iter()
+        .filter_map(|r| webpki::anchor_from_trusted_cert(r).ok())
+        .collect();
+    let Ok(leaf) = webpki::EndEntityCert::try_from(end_entity) else {
+        return false;
+    };
+    !trust.is_empty()
+        && leaf
+            .verify_for_usage(
+                VERIFY_ALGS.all,
+                &trust,
+                intermediates,
+                now,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None,
+            )
+            .is_ok()
 }
 
 impl ClientCertVerifier for PinnedClientVerifier {
@@ -297,6 +332,19 @@ impl ClientCertVerifier for PinnedClientVerifier {
             bad_cert(e)
         })?;
         if self.pins.contains(&id.fingerprint) {
+            Ok(ClientCertVerified::assertion())
+        } else if !self.anchors.is_empty()
+            && chains_to_anchor(
+                end_entity,
+                intermediates,
+                &self.anchors,
+                floored(now, self.floor),
+            )
+        {
+            // Anchored mode: a manufacturing CA vouches for the chain. The listener still
+            // attests the peer before its session opens, and pins it only if the attested
+            // identity is this one.
+            tracing::info!(fingerprint = %id.fingerprint, "unpinned client chains to a trust anchor; attestation decides");
             Ok(ClientCertVerified::assertion())
         } else {
             tracing::info!(fingerprint = %id.fingerprint, "refused unpinned client");
@@ -433,6 +481,8 @@ fn certified_key(identity: &LoadedIdentity, store: Arc<dyn KeyStore>) -> Arc<Cer
 }
 
 /// Builds the listener's configuration: TLS 1.3, client certificate mandatory and pinned.
+/// With `anchors` (anchored mode), a client whose chain verifies to one of them is accepted
+/// too, for the listener to attest before anything else happens.
 ///
 /// # Errors
 /// rustls configuration errors (none expected with the ring provider).
@@ -441,10 +491,15 @@ pub fn server_config(
     store: Arc<dyn KeyStore>,
     pins: PinSet,
     floor: UnixTime,
+    anchors: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(PinnedClientVerifier { pins, floor }))
+        .with_client_cert_verifier(Arc::new(PinnedClientVerifier {
+            pins,
+            floor,
+            anchors,
+        }))
         .with_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
     // No resumption: a resumed session skips client certificate verification, so a peer
     // unpaired since its last handshake would get back in on its ticket.

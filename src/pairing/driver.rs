@@ -18,16 +18,19 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::state::{
-    Action, ConnState, NameBook, Outgoing, Pairing, PeerId, Persisted, Refusal, Target,
-    parse_request,
+    Action, AttestationOutcome, ConnState, NameBook, Outgoing, Pairing, PeerId, Persisted, Proof,
+    Reattestation, Refusal, Target, parse_request,
 };
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Config, TrustMode};
+use crate::dbus::attestation_client::{Attested, Attestor, Policy};
 use crate::discovery::{self, Neighbour};
 use crate::identity::cert::{ChainFiles, IdentityProblem, LoadedIdentity};
 use crate::identity::{Backend, KeyStore};
+use crate::identity::{Fingerprint, anchors};
 use crate::link::LinkEvent;
 use crate::link::client::{self, Retry};
+use crate::link::server::Admission;
 use crate::link::server::Sessions;
 use crate::link::session::Timing;
 use crate::link::tls::{self, CaptureSlot, PinSet, ServerCheck};
@@ -48,6 +51,13 @@ pub enum Command {
         /// Which peer.
         id: PeerId,
         /// Done, or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// `Reattest()` on a peer object.
+    Reattest {
+        /// Which peer.
+        id: PeerId,
+        /// Done (the result is on the peer object), or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
 }
@@ -82,6 +92,10 @@ pub struct PeerView {
     pub last_seen: u64,
     /// Another identity answered at its address since the last good session.
     pub identity_mismatch: bool,
+    /// Its last attestation result.
+    pub attestation: AttestationOutcome,
+    /// Unix seconds of that attestation, 0 if never.
+    pub attested_at: u64,
 }
 
 /// What D-Bus shows of this BMC.
@@ -117,6 +131,8 @@ impl Snapshot {
                             state: peer.aggregate(),
                             last_seen: peer.last_seen.unwrap_or(0),
                             identity_mismatch: peer.identity_mismatch,
+                            attestation: peer.record.attestation,
+                            attested_at: peer.record.attested_at,
                         },
                     )
                 })
@@ -147,6 +163,18 @@ impl Handle {
         self.request(Command::Provision { bmc_id, reply }, rx).await
     }
 
+    /// Sends `Reattest()` for `id` and waits for the result to be recorded.
+    ///
+    /// # Errors
+    /// As [`Handle::provision`].
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn reattest(&self, id: PeerId) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Command::Reattest { id, reply }, rx).await
+    }
+
     /// Sends `Unpair()` for `id`.
     ///
     /// # Errors
@@ -174,8 +202,27 @@ impl Handle {
     }
 }
 
+/// What a successful pairing probe proved.
+#[derive(Debug)]
+struct ProbeOk {
+    fingerprint: Fingerprint,
+    common_name: Option<String>,
+    attestation: AttestationOutcome,
+}
+
 enum Internal {
-    ProbeDone(Target, Result<tls::CapturedIdentity, String>),
+    ProbeDone(Target, Result<ProbeOk, String>),
+    AdmissionChecked {
+        fingerprint: Fingerprint,
+        peer: SocketAddr,
+        result: Result<Attested, String>,
+    },
+    Reattested {
+        id: PeerId,
+        fingerprint: Fingerprint,
+        result: Result<Attested, String>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
     IdentityChecked(Result<LoadedIdentity, IdentityProblem>),
     MoveChecked {
         id: PeerId,
@@ -210,6 +257,10 @@ pub struct Parts {
     pub link_events_tx: mpsc::UnboundedSender<LinkEvent>,
     /// Neighbour events from the discovery sources.
     pub discovery: mpsc::Receiver<discovery::Event>,
+    /// The attestation service (`None` with `"attestation": "off"`).
+    pub attestor: Option<Attestor>,
+    /// Admission requests from the listener (anchored mode).
+    pub admissions: mpsc::Receiver<Admission>,
     /// Signals for D-Bus.
     pub notices: mpsc::UnboundedSender<Notice>,
     /// Task tracker for everything the driver spawns.
@@ -257,6 +308,10 @@ pub struct Driver {
     link_events: mpsc::UnboundedReceiver<LinkEvent>,
     link_events_tx: mpsc::UnboundedSender<LinkEvent>,
     discovery: mpsc::Receiver<discovery::Event>,
+    attestor: Option<Attestor>,
+    admissions: mpsc::Receiver<Admission>,
+    admitting: HashMap<Fingerprint, Vec<oneshot::Sender<bool>>>,
+    anchors: Vec<Vec<u8>>,
     neighbours: BTreeMap<(String, String), Neighbour>,
     links: HashMap<PeerId, Link>,
     link_generation: u64,
@@ -310,6 +365,10 @@ impl Driver {
             link_events: parts.link_events,
             link_events_tx: parts.link_events_tx,
             discovery: parts.discovery,
+            attestor: parts.attestor,
+            admissions: parts.admissions,
+            admitting: HashMap::new(),
+            anchors: Vec::new(),
             neighbours: BTreeMap::new(),
             links: HashMap::new(),
             link_generation: 0,
@@ -319,6 +378,7 @@ impl Driver {
             tracker: parts.tracker,
             cancel: parts.cancel,
         };
+        driver.anchors = driver.load_anchors();
         driver.install_server_tls();
         driver.observe_time();
         driver.execute(actions);
@@ -393,6 +453,14 @@ impl Driver {
         }
     }
 
+    fn target(&self, addr: SocketAddr) -> client::Target {
+        client::Target {
+            addr,
+            device: self.device(),
+            source: self.config.listen_address,
+        }
+    }
+
     fn device(&self) -> Option<String> {
         self.config
             .bind_to_interface
@@ -422,6 +490,7 @@ impl Driver {
                 Some(ev) = self.link_events.recv() => self.link_event(ev),
                 Some(done) = self.internal_rx.recv() => self.internal(done),
                 Some(event) = self.discovery.recv() => self.discovery_event(event),
+                Some(admission) = self.admissions.recv() => self.admission(admission),
                 _ = check.tick() => self.check_identity(),
             }
         }
@@ -451,6 +520,7 @@ impl Driver {
                 };
                 let _ = reply.send(result);
             }
+            Command::Reattest { id, reply } => self.reattest(id, reply),
             Command::Unpair { id, reply } => {
                 let result = self.pairing.unpair(&id).map(|actions| {
                     tracing::info!(peer = %id, "unpaired");
@@ -527,6 +597,12 @@ impl Driver {
 
     fn identity_checked(&mut self, result: Result<LoadedIdentity, IdentityProblem>) {
         self.identity_check_running = false;
+        let anchors = self.load_anchors();
+        if anchors != self.anchors {
+            tracing::info!(count = anchors.len(), "trust store changed");
+            self.anchors = anchors;
+            self.install_server_tls();
+        }
         match result {
             // Same key, new certificates (a manufacturing CA certificate was installed, or the
             // leaf renewed): present them from now on. Pins are unaffected.
@@ -571,13 +647,25 @@ impl Driver {
         }
     }
 
+    /// The trust store, in anchored mode (in first-contact mode no anchor admits anyone).
+    fn load_anchors(&self) -> Vec<Vec<u8>> {
+        match self.config.trust_mode {
+            TrustMode::Anchored => anchors::load(&self.config.cert_dir()),
+            TrustMode::FirstContact => Vec::new(),
+        }
+    }
+
     fn install_server_tls(&mut self) {
         let config = self.identity.as_ref().and_then(|id| {
-            tls::server_config(id, self.store.clone(), self.pins.clone(), self.floor())
-                .map_err(
-                    |e| tracing::error!(error = %e, "cannot build the TLS server configuration"),
-                )
-                .ok()
+            tls::server_config(
+                id,
+                self.store.clone(),
+                self.pins.clone(),
+                self.floor(),
+                self.anchors.clone(),
+            )
+            .map_err(|e| tracing::error!(error = %e, "cannot build the TLS server configuration"))
+            .ok()
         });
         self.server_tls.send_replace(config);
     }
@@ -644,17 +732,31 @@ impl Driver {
                 };
                 self.execute(actions);
             }
-            Internal::ProbeDone(target, Ok(captured)) => {
-                tracing::info!(target = %target.endpoint, fingerprint = %captured.fingerprint, name = ?captured.common_name,
-                    "first contact: pinning the identity the named peer proved");
+            Internal::ProbeDone(target, Ok(ok)) => {
+                tracing::info!(target = %target.endpoint, fingerprint = %ok.fingerprint, name = ?ok.common_name,
+                    attestation = ok.attestation.as_str(), "pinning the identity the named peer proved");
                 let now = self.unix_now();
-                let actions = self.pairing.probe_succeeded(
-                    &target,
-                    captured.fingerprint,
-                    captured.common_name.as_deref(),
-                    now,
-                );
+                let proof = Proof {
+                    fingerprint: ok.fingerprint,
+                    common_name: ok.common_name.as_deref(),
+                    attestation: ok.attestation,
+                };
+                let actions = self.pairing.probe_succeeded(&target, proof, now);
                 self.execute(actions);
+            }
+            Internal::AdmissionChecked {
+                fingerprint,
+                peer,
+                result,
+            } => self.admission_checked(fingerprint, peer, result),
+            Internal::Reattested {
+                id,
+                fingerprint,
+                result,
+                reply,
+            } => {
+                let outcome = self.reattested(&id, fingerprint, result);
+                let _ = reply.send(outcome);
             }
             Internal::IdentityChecked(result) => self.identity_checked(result),
             Internal::ProbeDone(target, Err(why)) => {
@@ -719,6 +821,20 @@ impl Driver {
         }
     }
 
+    fn policy(&self) -> Policy {
+        match self.config.trust_mode {
+            TrustMode::FirstContact => Policy::FirstContact,
+            TrustMode::Anchored => Policy::Anchored,
+        }
+    }
+
+    /// The SPDM responder of the peer at `ip`.
+    fn spdm_endpoint(&self, ip: std::net::IpAddr) -> SocketAddr {
+        SocketAddr::new(ip, self.config.attestation_port)
+    }
+
+    /// Pairing with an operator-named peer: attest it (unless attestation is off), then
+    /// check that the TLS identity at its pairing port is the attested one.
     fn probe(&mut self, target: Target) {
         let Some(identity) = self.identity.clone() else {
             let _ = self
@@ -726,30 +842,205 @@ impl Driver {
                 .send(Internal::ProbeDone(target, Err("no identity".into())));
             return;
         };
-        let slot = CaptureSlot::new();
-        let config = tls::client_config(
-            &identity,
-            self.store.clone(),
-            ServerCheck::Capture(slot.clone()),
-            self.floor(),
-        );
-        let dial = client::Target {
-            addr: target.endpoint,
-            device: self.device(),
-        };
+        let store = self.store.clone();
+        let floor = self.floor();
+        let dial = self.target(target.endpoint);
         let deadline = self.config.handshake_timeout;
+        let attestor = self.attestor.clone();
+        let spdm = self.spdm_endpoint(target.endpoint.ip());
+        let policy = self.policy();
         let tx = self.internal_tx.clone();
         let cancel = self.cancel.clone();
         self.tracker.spawn(async move {
-            let result = match config {
-                Ok(config) => tokio::select! {
-                    () = cancel.cancelled() => return,
-                    r = client::probe(&dial, config, slot, deadline) => r.map_err(|e| error_chain(&e)),
-                },
-                Err(e) => Err(e.to_string()),
+            let work = async {
+                let Some(attestor) = attestor else {
+                    // "attestation": "off": the identity proven in a completed handshake.
+                    let slot = CaptureSlot::new();
+                    let config = tls::client_config(&identity, store, ServerCheck::Capture(slot.clone()), floor)
+                        .map_err(|e| e.to_string())?;
+                    let captured = client::probe(&dial, config, slot, deadline).await.map_err(|e| error_chain(&e))?;
+                    return Ok(ProbeOk {
+                        fingerprint: captured.fingerprint,
+                        common_name: captured.common_name,
+                        attestation: AttestationOutcome::NotAttested,
+                    });
+                };
+                let attested = attestor.attest(spdm, policy).await.map_err(|e| format!("attestation of {spdm} failed: {e}"))?;
+                let fingerprint = match attested.fingerprint {
+                    Some(fp) if attested.trusted() => fp,
+                    _ => {
+                        return Err(format!(
+                            "attestation of {spdm} refused the peer ({}): {}",
+                            attested.outcome.as_str(),
+                            attested.reason.as_deref().unwrap_or("no reason given")
+                        ));
+                    }
+                };
+                tracing::info!(%spdm, %fingerprint, outcome = attested.outcome.as_str(), "peer attested");
+                // The binding: the pairing channel must present the very key SPDM attested.
+                let refused = CaptureSlot::new();
+                let check = ServerCheck::Pinned { expected: fingerprint, refused: refused.clone() };
+                let config = tls::client_config(&identity, store, check, floor).map_err(|e| e.to_string())?;
+                if let Err(e) = client::verify(&dial, config, deadline).await {
+                    return Err(match refused.take() {
+                        Some(other) => format!(
+                            "the TLS identity at {} ({}) is not the attested identity ({fingerprint})",
+                            dial.addr, other.fingerprint
+                        ),
+                        None => error_chain(&e),
+                    });
+                }
+                Ok(ProbeOk {
+                    fingerprint,
+                    common_name: attested.common_name,
+                    attestation: attested.outcome,
+                })
+            };
+            let result = tokio::select! {
+                () = cancel.cancelled() => return,
+                r = work => r,
             };
             let _ = tx.send(Internal::ProbeDone(target, result));
         });
+    }
+
+    /// The listener asks to admit an unpinned client whose chain verified to a trust anchor
+    /// (anchored mode): attest it first; concurrent connections of one identity share one
+    /// attestation.
+    fn admission(&mut self, request: Admission) {
+        let Admission {
+            fingerprint,
+            peer,
+            reply,
+        } = request;
+        if let Some(waiting) = self.admitting.get_mut(&fingerprint) {
+            waiting.push(reply);
+            return;
+        }
+        if self.pairing.pins().contains(&fingerprint) {
+            let _ = reply.send(true);
+            return;
+        }
+        let (Some(attestor), TrustMode::Anchored) = (self.attestor.clone(), self.config.trust_mode)
+        else {
+            let _ = reply.send(false);
+            return;
+        };
+        tracing::info!(%peer, %fingerprint, "attesting an anchored peer before admitting it");
+        self.admitting.insert(fingerprint, vec![reply]);
+        let spdm = self.spdm_endpoint(peer.ip());
+        let tx = self.internal_tx.clone();
+        self.tracker.spawn(async move {
+            let result = attestor
+                .attest(spdm, Policy::Anchored)
+                .await
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Internal::AdmissionChecked {
+                fingerprint,
+                peer,
+                result,
+            });
+        });
+    }
+
+    fn admission_checked(
+        &mut self,
+        fingerprint: Fingerprint,
+        peer: SocketAddr,
+        result: Result<Attested, String>,
+    ) {
+        let admitted = match result {
+            Ok(att) if att.trusted() && att.fingerprint == Some(fingerprint) => {
+                let now = self.unix_now();
+                let proof = Proof {
+                    fingerprint,
+                    common_name: att.common_name.as_deref(),
+                    attestation: att.outcome,
+                };
+                // Its pairing port is assumed to be ours (the connection came from an
+                // ephemeral port); discovery corrects the address if it differs.
+                let endpoint = SocketAddr::new(peer.ip(), self.config.port);
+                match self.pairing.admit_incoming(endpoint, proof, now) {
+                    Some(actions) => {
+                        tracing::info!(%peer, %fingerprint, "anchored peer attested and pinned");
+                        self.execute(actions);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Ok(att) => {
+                tracing::warn!(%peer, %fingerprint, proven = ?att.fingerprint, outcome = att.outcome.as_str(),
+                    "not admitting: attestation did not vouch for the identity presented in TLS");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(%peer, %fingerprint, error = %e, "not admitting: attestation failed");
+                false
+            }
+        };
+        for waiter in self.admitting.remove(&fingerprint).unwrap_or_default() {
+            let _ = waiter.send(admitted);
+        }
+    }
+
+    /// `Reattest()`: attest a paired peer again against its pin.
+    fn reattest(&mut self, id: PeerId, reply: oneshot::Sender<Result<(), Refusal>>) {
+        let Some(peer) = self.pairing.peers().get(&id) else {
+            let _ = reply.send(Err(Refusal::ResourceNotFound(format!(
+                "no paired peer {id}"
+            ))));
+            return;
+        };
+        let Some(attestor) = self.attestor.clone() else {
+            let _ = reply.send(Err(Refusal::NotAllowed(
+                "attestation is off in the configuration".into(),
+            )));
+            return;
+        };
+        let fingerprint = peer.record.fingerprint;
+        let spdm = self.spdm_endpoint(peer.record.address);
+        let tx = self.internal_tx.clone();
+        self.tracker.spawn(async move {
+            let result = attestor
+                .attest(spdm, Policy::Pinned(fingerprint))
+                .await
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Internal::Reattested {
+                id,
+                fingerprint,
+                result,
+                reply,
+            });
+        });
+    }
+
+    fn reattested(
+        &mut self,
+        id: &PeerId,
+        fingerprint: Fingerprint,
+        result: Result<Attested, String>,
+    ) -> Result<(), Refusal> {
+        let attested =
+            result.map_err(|e| Refusal::Unavailable(format!("re-attestation failed: {e}")))?;
+        if attested.fingerprint != Some(fingerprint) {
+            // Nothing about the pinned identity was proven: no state change.
+            return Err(Refusal::Unavailable(format!(
+                "the peer did not prove its pinned identity ({}): {}",
+                attested.outcome.as_str(),
+                attested.reason.as_deref().unwrap_or("no reason given")
+            )));
+        }
+        tracing::info!(peer = %id, outcome = attested.outcome.as_str(), "peer re-attested");
+        if !attested.outcome.admits() {
+            tracing::warn!(peer = %id, "re-attestation rejected the peer: quarantined until a Reattest passes");
+        }
+        let now = self.unix_now();
+        let actions = self
+            .pairing
+            .reattested(id, Reattestation::Proved(attested.outcome), now);
+        self.execute(actions);
+        Ok(())
     }
 
     fn verify_move(
@@ -770,10 +1061,7 @@ impl Driver {
         else {
             return;
         };
-        let target = client::Target {
-            addr: endpoint,
-            device: self.device(),
-        };
+        let target = self.target(endpoint);
         let deadline = self.config.handshake_timeout;
         let tx = self.internal_tx.clone();
         let cancel = self.cancel.clone();
@@ -827,10 +1115,7 @@ impl Driver {
         let wake = Arc::new(Notify::new());
         self.tracker.spawn(client::run_outgoing(
             tag.clone(),
-            client::Target {
-                addr: endpoint,
-                device: self.device(),
-            },
+            self.target(endpoint),
             config,
             refused,
             self.config.bmc_name.clone(),

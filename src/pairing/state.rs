@@ -65,6 +65,38 @@ impl ConnState {
     }
 }
 
+/// The last SPDM attestation result for a peer (as `bmc-attestation` reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AttestationOutcome {
+    /// Paired without attestation (`"attestation": "off"`), or not yet attested.
+    #[default]
+    NotAttested,
+    /// Identity proven, chain trusted, measurements matched or not appraised.
+    Trusted,
+    /// As Trusted, but the Audit policy recorded measurement mismatches.
+    TrustedWithFindings,
+    /// The pinned identity proved itself but was refused (Enforce-mode measurement
+    /// mismatch). The peer is quarantined: pin kept, no sessions, until a Reattest passes.
+    Rejected,
+}
+
+impl AttestationOutcome {
+    /// The value name (`Trusted`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestationOutcome::NotAttested => "NotAttested",
+            AttestationOutcome::Trusted => "Trusted",
+            AttestationOutcome::TrustedWithFindings => "TrustedWithFindings",
+            AttestationOutcome::Rejected => "Rejected",
+        }
+    }
+
+    /// True unless the peer is quarantined by an authenticated rejection.
+    pub fn admits(self) -> bool {
+        self != AttestationOutcome::Rejected
+    }
+}
+
 /// A peer's id: the last element of its D-Bus object path (`[A-Za-z0-9_]`, 1..=64).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -140,6 +172,12 @@ pub struct PeerRecord {
     pub trust_mode: TrustMode,
     /// Unix seconds when it was paired.
     pub paired_at: u64,
+    /// The last attestation result.
+    #[serde(default)]
+    pub attestation: AttestationOutcome,
+    /// Unix seconds of that attestation, 0 if never.
+    #[serde(default)]
+    pub attested_at: u64,
 }
 
 impl PeerRecord {
@@ -423,6 +461,7 @@ impl Pairing {
         }
         self.peers
             .values()
+            .filter(|p| p.record.attestation.admits())
             .map(|p| Action::StartLink {
                 id: p.record.id.clone(),
                 endpoint: p.record.endpoint(),
@@ -466,8 +505,18 @@ impl Pairing {
         &self.peers
     }
 
-    /// Every pinned identity.
+    /// Every pinned identity that is admitted (a quarantined peer keeps its pin but is not
+    /// accepted until it passes attestation again).
     pub fn pins(&self) -> BTreeSet<Fingerprint> {
+        self.peers
+            .values()
+            .filter(|p| p.record.attestation.admits())
+            .map(|p| p.record.fingerprint)
+            .collect()
+    }
+
+    /// Every pinned identity, quarantined or not.
+    pub fn all_pins(&self) -> BTreeSet<Fingerprint> {
         self.peers.values().map(|p| p.record.fingerprint).collect()
     }
 
@@ -548,40 +597,99 @@ impl Pairing {
         actions
     }
 
-    /// A first-contact probe of `target` proved `fingerprint`, with certificate name `cn`.
+    /// Pairing with `target` succeeded: it proved `proof` (attested, or for
+    /// `"attestation": "off"` a completed TLS handshake). Pins it and reports once.
     pub fn probe_succeeded(
         &mut self,
         target: &Target,
-        fingerprint: Fingerprint,
-        cn: Option<&str>,
+        proof: Proof<'_>,
         unix_now: u64,
     ) -> Vec<Action> {
         self.probing.remove(&target.endpoint);
-        if !self.provisioned || self.own_fingerprint == Some(fingerprint) {
-            // Provisioning was lost meanwhile, or the "peer" is this BMC itself.
+        if !self.provisioned
+            || self.own_fingerprint == Some(proof.fingerprint)
+            || !proof.attestation.admits()
+        {
+            // Provisioning was lost meanwhile, the "peer" is this BMC itself, or it was refused.
             return vec![Action::PeerProvisioned(false)];
         }
-        let name = cn
+        let mut actions = self.pin(
+            target.endpoint,
+            target.name.as_deref(),
+            &proof,
+            self.trust_mode,
+            unix_now,
+        );
+        actions.push(Action::PeerProvisioned(true));
+        actions
+    }
+
+    /// `anchored` mode: an unpinned peer whose chain verified to an installed anchor
+    /// connected to us from `endpoint`'s address, and attestation proved `proof`. Pins it
+    /// (its pairing port is assumed to be ours). Refused in `first-contact` mode, where only
+    /// the operator names peers.
+    pub fn admit_incoming(
+        &mut self,
+        endpoint: SocketAddr,
+        proof: Proof<'_>,
+        unix_now: u64,
+    ) -> Option<Vec<Action>> {
+        if !self.provisioned
+            || self.trust_mode != TrustMode::Anchored
+            || self.own_fingerprint == Some(proof.fingerprint)
+            || !proof.attestation.admits()
+        {
+            return None;
+        }
+        if self
+            .peers
+            .values()
+            .any(|p| p.record.fingerprint == proof.fingerprint)
+        {
+            // Pinned meanwhile (or quarantined): nothing to add.
+            return self.pins().contains(&proof.fingerprint).then(Vec::new);
+        }
+        Some(self.pin(endpoint, None, &proof, TrustMode::Anchored, unix_now))
+    }
+
+    /// Records a pin for the peer at `endpoint` (replacing the record with that endpoint,
+    /// else that name) and starts its dialler.
+    fn pin(
+        &mut self,
+        endpoint: SocketAddr,
+        name_hint: Option<&str>,
+        proof: &Proof<'_>,
+        trust_mode: TrustMode,
+        unix_now: u64,
+    ) -> Vec<Action> {
+        let fingerprint = proof.fingerprint;
+        let name = proof
+            .common_name
             .filter(|n| is_valid_name(n))
+            .or(name_hint)
             .map(str::to_owned)
-            .or_else(|| target.name.clone())
-            .unwrap_or_else(|| target.endpoint.ip().to_string());
-        // Re-pairing replaces the record that had the same endpoint, else the same name.
+            .unwrap_or_else(|| endpoint.ip().to_string());
         let existing = self
             .peers
             .values()
-            .find(|p| p.record.endpoint() == target.endpoint)
+            .find(|p| p.record.endpoint() == endpoint)
             .or_else(|| self.peers.values().find(|p| p.record.name == name))
             .map(|p| p.record.id.clone());
         let id = existing.clone().unwrap_or_else(|| self.fresh_id(&name));
         let record = PeerRecord {
             id: id.clone(),
             name,
-            address: target.endpoint.ip(),
-            port: target.endpoint.port(),
+            address: endpoint.ip(),
+            port: endpoint.port(),
             fingerprint,
-            trust_mode: self.trust_mode,
+            trust_mode,
             paired_at: unix_now,
+            attestation: proof.attestation,
+            attested_at: if proof.attestation == AttestationOutcome::NotAttested {
+                0
+            } else {
+                unix_now
+            },
         };
         let mut actions = Vec::new();
         if existing.is_some() {
@@ -607,13 +715,43 @@ impl Pairing {
             Action::SyncPins,
             Action::StartLink {
                 id,
-                endpoint: target.endpoint,
+                endpoint,
                 fingerprint,
             },
             Action::Publish,
-            Action::PeerProvisioned(true),
         ]);
         actions
+    }
+
+    /// The result of an operator's `Reattest()` of `id`. Only a result in which the pinned
+    /// identity proved itself changes anything: an authenticated rejection quarantines the
+    /// peer (pin kept, sessions closed, not accepted), a pass lifts it. Someone else
+    /// answering is an identity mismatch; a peer that does not answer changes nothing.
+    pub fn reattested(&mut self, id: &PeerId, result: Reattestation, unix_now: u64) -> Vec<Action> {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return Vec::new();
+        };
+        match result {
+            Reattestation::OtherIdentity => self.outgoing_refused(id),
+            Reattestation::Proved(outcome) => {
+                let was = peer.record.attestation;
+                peer.record.attestation = outcome;
+                peer.record.attested_at = unix_now;
+                let mut actions = vec![Action::Persist, Action::SyncPins];
+                if !outcome.admits() {
+                    peer.outgoing = ConnState::NotConnected;
+                    actions.push(Action::StopLink(id.clone()));
+                } else if !was.admits() && self.provisioned {
+                    actions.push(Action::StartLink {
+                        id: id.clone(),
+                        endpoint: peer.record.endpoint(),
+                        fingerprint: peer.record.fingerprint,
+                    });
+                }
+                actions.push(Action::Publish);
+                actions
+            }
+        }
     }
 
     /// A first-contact probe failed: nothing changes but the signal.
@@ -803,6 +941,26 @@ impl Pairing {
     }
 }
 
+/// What a peer proved when it was paired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proof<'a> {
+    /// SHA-256 of its leaf SPKI: the pin.
+    pub fingerprint: Fingerprint,
+    /// Its certificate's common name, if any.
+    pub common_name: Option<&'a str>,
+    /// The attestation result (`NotAttested` with attestation off).
+    pub attestation: AttestationOutcome,
+}
+
+/// What a re-attestation of a paired peer found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reattestation {
+    /// The pinned identity proved itself; this is the appraisal.
+    Proved(AttestationOutcome),
+    /// A different identity answered at the peer's address.
+    OtherIdentity,
+}
+
 /// Outgoing link events, as the pairing core sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outgoing {
@@ -821,6 +979,14 @@ mod tests {
 
     fn fp(n: u8) -> Fingerprint {
         Fingerprint([n; 32])
+    }
+
+    fn proof(fingerprint: Fingerprint, common_name: Option<&str>) -> Proof<'_> {
+        Proof {
+            fingerprint,
+            common_name,
+            attestation: AttestationOutcome::Trusted,
+        }
     }
 
     fn target(port: u16) -> Target {
@@ -950,7 +1116,7 @@ mod tests {
     fn successful_probe_pins_and_signals_once() {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
-        let actions = p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 100);
+        let actions = p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 100);
         assert_eq!(
             actions
                 .iter()
@@ -971,7 +1137,7 @@ mod tests {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
         assert_eq!(
-            p.probe_succeeded(&target(1), fp(0), Some("me"), 1),
+            p.probe_succeeded(&target(1), proof(fp(0), Some("me")), 1),
             vec![Action::PeerProvisioned(false)]
         );
         assert!(p.pins().is_empty());
@@ -981,18 +1147,95 @@ mod tests {
     fn repairing_replaces_the_pin_and_keeps_the_id() {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
-        p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 1);
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
         p.provision(&Request::Peer(target(1))).unwrap();
-        p.probe_succeeded(&target(1), fp(8), Some("bmc-b"), 2);
+        p.probe_succeeded(&target(1), proof(fp(8), Some("bmc-b")), 2);
         assert_eq!(p.pins(), [fp(8)].into());
         assert_eq!(p.peers().len(), 1);
+    }
+
+    #[test]
+    fn anchored_admission_pins_only_in_anchored_mode() {
+        let mut p = provisioned();
+        let from = target(7).endpoint;
+        assert!(
+            p.admit_incoming(from, proof(fp(9), Some("bmc-c")), 1)
+                .is_none(),
+            "first-contact never admits"
+        );
+        assert!(p.pins().is_empty());
+        let (mut a, _) = Pairing::restore(Persisted::default(), None, TrustMode::Anchored);
+        a.identity_ready(fp(0));
+        let actions = a
+            .admit_incoming(from, proof(fp(9), Some("bmc-c")), 1)
+            .unwrap();
+        assert!(actions.contains(&Action::Persist) && actions.contains(&Action::SyncPins));
+        assert!(
+            !actions
+                .iter()
+                .any(|x| matches!(x, Action::PeerProvisioned(_))),
+            "no operator call to answer"
+        );
+        assert_eq!(a.pins(), [fp(9)].into());
+        assert_eq!(
+            a.peers()[&PeerId::from_name("bmc-c")].record.trust_mode,
+            TrustMode::Anchored
+        );
+        assert_eq!(
+            a.admit_incoming(from, proof(fp(9), None), 2),
+            Some(Vec::new()),
+            "already pinned"
+        );
+        let mut rejected = proof(fp(8), None);
+        rejected.attestation = AttestationOutcome::Rejected;
+        assert!(a.admit_incoming(target(8).endpoint, rejected, 2).is_none());
+        assert!(
+            a.admit_incoming(target(8).endpoint, proof(fp(0), None), 2)
+                .is_none(),
+            "ourselves"
+        );
+    }
+
+    #[test]
+    fn authenticated_rejection_quarantines_and_a_pass_restores() {
+        let mut p = provisioned();
+        p.provision(&Request::Peer(target(1))).unwrap();
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
+        let id = PeerId::from_name("bmc-b");
+        let actions = p.reattested(&id, Reattestation::Proved(AttestationOutcome::Rejected), 5);
+        assert!(
+            actions.contains(&Action::StopLink(id.clone())) && actions.contains(&Action::SyncPins)
+        );
+        assert!(p.pins().is_empty(), "not accepted while quarantined");
+        assert_eq!(p.all_pins(), [fp(7)].into(), "the pin itself is kept");
+        let (restored, resumed) =
+            Pairing::restore(p.persisted(), Some(fp(0)), TrustMode::FirstContact);
+        assert!(
+            !resumed
+                .iter()
+                .any(|a| matches!(a, Action::StartLink { .. })),
+            "quarantine survives restart"
+        );
+        assert!(restored.pins().is_empty());
+        let actions = p.reattested(&id, Reattestation::Proved(AttestationOutcome::Trusted), 6);
+        assert!(
+            actions
+                .iter()
+                .any(|a| matches!(a, Action::StartLink { .. }))
+        );
+        assert_eq!(p.pins(), [fp(7)].into());
+        assert_eq!(
+            p.reattested(&id, Reattestation::OtherIdentity, 7),
+            vec![Action::Publish]
+        );
+        assert_eq!(p.pins(), [fp(7)].into(), "an impostor changes no pin");
     }
 
     #[test]
     fn multiple_incoming_sessions_count() {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
-        p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 1);
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
         p.incoming_up(&fp(7), 2);
         p.incoming_up(&fp(7), 2);
         p.incoming_down(&fp(7));
@@ -1010,7 +1253,7 @@ mod tests {
     fn identity_loss_unprovisions_and_keeps_pins() {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
-        p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 1);
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
         let actions = p.identity_lost();
         assert!(!p.provisioned());
         assert!(actions.contains(&Action::Persist));
@@ -1027,7 +1270,7 @@ mod tests {
     fn restore_resumes_links_only_when_provisioned() {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
-        p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 1);
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
         let (_, actions) = Pairing::restore(p.persisted(), Some(fp(0)), TrustMode::FirstContact);
         assert!(
             actions
@@ -1047,7 +1290,7 @@ mod tests {
     fn discovery_wakes_verifies_moves_and_never_repins() {
         let mut p = provisioned();
         p.provision(&Request::Peer(target(1))).unwrap();
-        p.probe_succeeded(&target(1), fp(7), Some("bmc-b"), 1);
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
         let id = PeerId::from_name("bmc-b");
         let pins = p.pins();
         assert_eq!(
@@ -1136,7 +1379,7 @@ mod tests {
                     Ev::ProbeOk(port, k) => {
                         // Only a probe the operator started can report success.
                         if requested.remove(&port) {
-                            let a = p.probe_succeeded(&target(port), fp(k), Some(&format!("b{k}")), 1);
+                            let a = p.probe_succeeded(&target(port), proof(fp(k), Some(&format!("b{k}"))), 1);
                             prop_assert_eq!(a.iter().filter(|x| matches!(x, Action::PeerProvisioned(_))).count(), 1);
                         }
                     }

@@ -179,15 +179,62 @@ pub fn daemon_binary() -> PathBuf {
     panic!("bmc-pairing-manager binary not found; build it first");
 }
 
-/// One BMC: a bus, a state directory, a config, and (when started) the daemon.
+/// A loopback address of its own for each BMC of this process (127.0.0.0/8 is loopback,
+/// not a private range), so every BMC can use the same ports, as on real hardware.
+pub fn loopback_ip() -> std::net::IpAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let pid = std::process::id();
+    let [_, _, p1, p0] = pid.to_be_bytes();
+    // 127.<pid mixed>.<counter high>.<counter low, never 0 or 255>
+    let second = 64 + (p0 ^ p1) % 160;
+    std::net::IpAddr::from([
+        127,
+        second,
+        u8::try_from(n / 250).unwrap_or(255),
+        u8::try_from(n % 250 + 2).unwrap_or(254),
+    ])
+}
+
+/// The SPDM port every test BMC of this process listens on (on its own address).
+pub fn spdm_port() -> u16 {
+    static PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *PORT.get_or_init(free_port)
+}
+
+/// Where to find `bmc-attestation`, as for [`daemon_binary`].
+pub fn attestation_daemon_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("BMC_ATTESTATION_BIN") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = option_env!("CARGO_BIN_EXE_bmc-attestation") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    for profile in ["release", "debug"] {
+        let p = root.join(profile).join("bmc-attestation");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("bmc-attestation binary not found; build it first");
+}
+
+/// One BMC: a bus, an address, a state directory, configs, and (when started) its daemons:
+/// `bmc-attestation` (unless the config says `"attestation": "off"`) and
+/// `bmc-pairing-manager`, sharing the identity and keys as on a real BMC.
 pub struct Bmc {
     pub name: String,
+    pub ip: std::net::IpAddr,
     pub port: u16,
     pub dir: PathBuf,
     pub config_path: PathBuf,
     pub bus: Bus,
     pub daemon: Option<Proc>,
+    pub attestation: Option<Proc>,
     config: serde_json::Value,
+    attestation_extra: serde_json::Value,
 }
 
 impl Bmc {
@@ -197,14 +244,20 @@ impl Bmc {
         let dir = root.join(name);
         fs::create_dir_all(&dir).expect("bmc dir");
         let bus = Bus::start(&dir.join("bus"));
+        let ip = loopback_ip();
         let port = free_port();
         let mut config = serde_json::json!({
             "port": port,
             "interface_id": "lo",
+            "listen_address": ip.to_string(),
             "bmc_name": name,
             "state_dir": dir.join("state"),
             "cert_root": dir.join("root"),
             "key_backend": {"type": "file"},
+            "attestation_port": spdm_port(),
+            "attestation_timeout_ms": 15000,
+            // No lldpd on loopback; the rig tests LLDP in network namespaces.
+            "lldp_source": "none",
         });
         if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
             base.extend(extra);
@@ -212,12 +265,15 @@ impl Bmc {
         let config_path = dir.join("bmc-pairing-manager.conf");
         let bmc = Bmc {
             name: name.to_owned(),
+            ip,
             port,
             dir,
             config_path,
             bus,
             daemon: None,
+            attestation: None,
             config,
+            attestation_extra: serde_json::json!({}),
         };
         bmc.write_config();
         bmc
@@ -254,14 +310,145 @@ impl Bmc {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// `127.0.0.1:<port>`, what the other BMC passes to ProvisionPeer.
+    /// `<ip>:<port>`, what the other BMC passes to ProvisionPeer.
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
-    /// Starts the daemon and waits until it owns both bus names.
+    /// Extra keys for this BMC's `bmc-attestation` config (measurement policy, reference
+    /// values, identity from elsewhere, ...), applied at the next start.
+    pub fn set_attestation_config(&mut self, key: &str, value: serde_json::Value) {
+        if let Some(obj) = self.attestation_extra.as_object_mut() {
+            obj.insert(key.to_owned(), value);
+        }
+    }
+
+    /// The files its `bmc-attestation` measures (indices 1 and 2).
+    pub fn measured_files(&self) -> Vec<PathBuf> {
+        vec![
+            self.dir.join("measured/firmware.bin"),
+            self.dir.join("measured/os-release"),
+        ]
+    }
+
+    pub fn attestation_log_path(&self) -> PathBuf {
+        self.dir.join("attestation.log")
+    }
+
+    pub fn attestation_log(&self) -> String {
+        fs::read_to_string(self.attestation_log_path()).unwrap_or_default()
+    }
+
+    fn attestation_wanted(&self) -> bool {
+        self.config.get("attestation").and_then(|v| v.as_str()) != Some("off")
+    }
+
+    /// Writes this BMC's `bmc-attestation` config (same identity and keys as the pairing
+    /// manager; measurement policy off unless set) with `overrides` applied last; returns
+    /// its path.
+    pub fn write_attestation_config(&self, overrides: serde_json::Value) -> PathBuf {
+        let measured = self.measured_files();
+        fs::create_dir_all(self.dir.join("measured")).expect("measured dir");
+        for (file, text) in measured.iter().zip([
+            format!("firmware of {}", self.name),
+            "ID=openbmc\n".to_owned(),
+        ]) {
+            if !file.exists() {
+                fs::write(file, text).expect("measured file");
+            }
+        }
+        let mut config = serde_json::json!({
+            "port": spdm_port(),
+            "interface_id": "lo",
+            "bind_to_interface": false,
+            "listen_address": self.ip.to_string(),
+            "cert_root": self.config["cert_root"],
+            "state_dir": self.config["state_dir"],
+            "key_backend": self.config["key_backend"],
+            "measured_files": measured,
+            "measurement_policy": "off",
+            "connect_timeout_ms": 2000,
+            "io_timeout_ms": 3000,
+            "attest_timeout_ms": 10000,
+            "identity_check_interval_ms": 200,
+        });
+        if let Some(base) = config.as_object_mut() {
+            for extra in [&self.attestation_extra, &overrides] {
+                if let serde_json::Value::Object(extra) = extra {
+                    base.extend(extra.clone());
+                }
+            }
+        }
+        let path = self.dir.join("bmc-attestation.conf");
+        fs::write(&path, serde_json::to_vec_pretty(&config).expect("json"))
+            .expect("attestation config");
+        path
+    }
+
+    /// Runs `command` (the `bmc-attestation` binary, possibly wrapped, e.g. in `ip netns
+    /// exec`) with this BMC's attestation config and bus, and waits until it owns its name.
+    pub fn spawn_attestation(&mut self, mut command: Command, config: &Path) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.attestation_log_path())
+            .expect("log file");
+        let child = command
+            .arg("--config")
+            .arg(config)
+            .arg("--bus")
+            .arg(&self.bus.address)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start bmc-attestation");
+        self.attestation = Some(Proc {
+            child,
+            name: format!("bmc-attestation {}", self.name),
+        });
+        let name = self.name.clone();
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{name}'s bmc-attestation to own its name"),
+            || {
+                if let Some(d) = self.attestation.as_mut() {
+                    assert!(
+                        d.running(),
+                        "{name}'s bmc-attestation exited during start-up:\n{}",
+                        self.attestation_log()
+                    );
+                }
+                let out = self.busctl(&["list", "--acquired", "--no-pager"]);
+                String::from_utf8_lossy(&out.stdout)
+                    .contains("xyz.openbmc_project.attestation")
+                    .then_some(())
+            },
+        );
+    }
+
+    /// True when the config wants attestation and its daemon is not running.
+    pub fn attestation_needed(&mut self) -> bool {
+        self.attestation_wanted() && self.attestation.as_mut().is_none_or(|p| !p.running())
+    }
+
+    /// Starts this BMC's `bmc-attestation` on loopback.
+    pub fn start_attestation(&mut self) {
+        let config = self.write_attestation_config(serde_json::json!({}));
+        self.spawn_attestation(Command::new(attestation_daemon_binary()), &config);
+    }
+
+    /// Starts the daemons (attestation first, unless off or already running) and waits until
+    /// the pairing manager owns both bus names.
     pub fn start(&mut self) {
         require_tool("busctl");
+        if self.attestation_needed() {
+            self.start_attestation();
+        }
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -166,10 +166,11 @@ pub fn from_der(dir: &Path, name: &str, leaf_der: &Path, ca_der: &Path, key_p8: 
     }
 }
 
-/// Runs `openssl s_client` against 127.0.0.1:`port` with `pem` as client certificate (or
+/// Runs `openssl s_client` against `host`:`port` with `pem` as client certificate (or
 /// none), writes `send` after the handshake, and returns everything it printed. It gives up
 /// after `limit` (`timeout` kills it).
 pub fn s_client(
+    host: std::net::IpAddr,
     port: u16,
     pem: Option<&Pem>,
     extra: &[&str],
@@ -183,7 +184,7 @@ pub fn s_client(
         .args([
             "s_client",
             "-connect",
-            &format!("127.0.0.1:{port}"),
+            &std::net::SocketAddr::new(host, port).to_string(),
             "-quiet",
             "-no_ign_eof",
         ])
@@ -222,15 +223,15 @@ pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// `openssl s_server` on 127.0.0.1:`port` presenting `pem`, TLS 1.3, asking for a client
+/// `openssl s_server` on `host`:`port` presenting `pem`, TLS 1.3, asking for a client
 /// certificate; killed by PID on drop.
-pub fn s_server(port: u16, pem: &Pem) -> Proc {
+pub fn s_server(host: std::net::IpAddr, port: u16, pem: &Pem) -> Proc {
     require_tool("openssl");
     let child = Command::new("openssl")
         .args([
             "s_server",
             "-accept",
-            &format!("127.0.0.1:{port}"),
+            &std::net::SocketAddr::new(host, port).to_string(),
             "-tls1_3",
             "-verify",
             "1",
@@ -256,9 +257,7 @@ pub fn s_server(port: u16, pem: &Pem) -> Proc {
         name: "openssl s_server".into(),
     };
     wait_for(Duration::from_secs(10), "s_server to listen", || {
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .ok()
-            .map(|_| ())
+        std::net::TcpStream::connect((host, port)).ok().map(|_| ())
     });
     proc
 }

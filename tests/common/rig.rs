@@ -45,6 +45,8 @@ use super::{SEED_BUS, require_tool, wait_for};
 /// Pairing port of every rig BMC (each namespace has its own port space; LLDP carries no
 /// port, so peers are dialled on ours).
 pub const PORT: u16 = 8090;
+/// SPDM port of every rig BMC's `bmc-attestation` (DSP0287 default).
+pub const SPDM_PORT: u16 = 4194;
 /// The inter-BMC interface in every BMC namespace.
 pub const IFACE: &str = "eth0";
 /// swtpm's data port on each namespace's loopback (control port is the next one).
@@ -334,6 +336,8 @@ impl RigBmc {
             "handshake_timeout_ms": 3000,
             "backoff_initial_ms": 100,
             "backoff_max_ms": 2000,
+            "attestation_port": SPDM_PORT,
+            "attestation_timeout_ms": 15000,
         });
         if let (Some(base), serde_json::Value::Object(extra)) =
             (config.as_object_mut(), options.config.clone())
@@ -342,12 +346,15 @@ impl RigBmc {
         }
         let bmc = Bmc {
             name: name.to_owned(),
+            ip: IpAddr::V6(address),
             port: PORT,
             config_path: dir.join("bmc-pairing-manager.conf"),
             dir,
             bus,
             daemon: None,
+            attestation: None,
             config,
+            attestation_extra: serde_json::json!({}),
         };
         bmc.write_config();
         RigBmc {
@@ -432,8 +439,24 @@ impl RigBmc {
         format!("[{}]:{PORT}", self.address)
     }
 
-    /// Starts the daemon inside the namespace and waits until it owns both bus names.
+    /// Starts `bmc-attestation` inside the namespace (SPDM on the link, port 4194).
+    pub fn start_attestation(&mut self) {
+        let config = self.bmc.write_attestation_config(serde_json::json!({
+            "port": SPDM_PORT,
+            "interface_id": IFACE,
+            "bind_to_interface": true,
+            "listen_address": null,
+        }));
+        let command = self.ns.command(attestation_binary());
+        self.bmc.spawn_attestation(command, &config);
+    }
+
+    /// Starts the daemons inside the namespace (attestation first, unless off or running)
+    /// and waits until the pairing manager owns both bus names.
     pub fn start_daemon(&mut self) {
+        if self.bmc.attestation_needed() {
+            self.start_attestation();
+        }
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -569,6 +592,27 @@ pub fn daemon_binary() -> PathBuf {
         }
     }
     super::daemon_binary()
+}
+
+/// The `bmc-attestation` binary matching [`daemon_binary`]'s choice of profile.
+pub fn attestation_binary() -> PathBuf {
+    if std::env::var_os("BMC_ATTESTATION_BIN").is_none()
+        && option_env!("CARGO_BIN_EXE_bmc-attestation").is_none()
+    {
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
+        let own = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(profile)
+            .join("bmc-attestation");
+        if own.exists() {
+            return own;
+        }
+    }
+    super::attestation_daemon_binary()
 }
 
 /// A private system-type bus whose dbus-daemon runs inside `ns`.
