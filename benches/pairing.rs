@@ -180,8 +180,14 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
         let floor = UnixTime::since_unix_epoch(Duration::from_secs(0));
         let pins = PinSet::new();
         pins.replace([client.identity.fingerprint()]);
-        let server_cfg =
-            tls::server_config(&server.identity, server.store.clone(), pins, floor, Vec::new()).unwrap();
+        let server_cfg = tls::server_config(
+            &server.identity,
+            server.store.clone(),
+            pins,
+            floor,
+            Vec::new(),
+        )
+        .unwrap();
         let check = ServerCheck::Pinned {
             expected: server.identity.fingerprint(),
             refused: CaptureSlot::new(),
