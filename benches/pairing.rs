@@ -2,10 +2,13 @@
 //! targets are judged by. It measures; it asserts nothing about time (CI machines are noisy).
 //!
 //! - Pairing (two daemons on loopback, default timing settings, file keys):
-//!   ProvisionPeer -> both Connected (target <= 250 ms), peer SIGKILL -> NotConnected
+//!   ProvisionPeer -> both Connected, each side attesting the other first (target <= 250 ms),
+//!   peer SIGKILL -> NotConnected
 //!   (<= 3 s), peer restart -> Connected again (<= 2 s).
 //! - TPM: signatures per full handshake and per reconnect, and the median TLS handshake with
 //!   keys in swtpm next to the file backend.
+//! - SPDM: the median full attestation (VCA to signed MEASUREMENTS) on loopback, with the
+//!   responder's key in a file and in swtpm.
 //! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
 //!   and link down -> NotConnected.
 //!
@@ -110,7 +113,7 @@ fn pairing_figures() {
         });
         restart.push(start.elapsed());
     }
-    println!("== pairing (two daemons, loopback, default settings, file keys)");
+    println!("== pairing (two BMCs on loopback: bmc-attestation + bmc-pairing-manager each, default settings, file keys)");
     report(
         "ProvisionPeer (both sides) -> both Connected",
         "<= 250 ms",
@@ -291,6 +294,14 @@ fn tpm_figures() {
     );
 }
 
+fn attestation_figures() {
+    let samples = SAMPLES * 4;
+    println!("== SPDM attestation (loopback, VCA to signed MEASUREMENTS, n={samples} each)");
+    for (name, median) in common::attestation::bench_attestation(samples) {
+        println!("{name:<48} median {:>9.1} ms   target (figure)", ms(median));
+    }
+}
+
 fn rig_figures() {
     use std::collections::BTreeMap;
     let mut by_name: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
@@ -318,6 +329,9 @@ fn main() {
     }
     if want("tpm") {
         tpm_figures();
+    }
+    if want("attestation") {
+        attestation_figures();
     }
     if want("rig") {
         rig_figures();

@@ -386,7 +386,6 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
             durations
         });
         let m = median(durations);
-        println!("{label}: {m:?} over {samples} samples");
         figures.push((label.to_owned(), m));
         drop(tpm);
     }
