@@ -113,7 +113,9 @@ fn pairing_figures() {
         });
         restart.push(start.elapsed());
     }
-    println!("== pairing (two BMCs on loopback: bmc-attestation + bmc-pairing-manager each, default settings, file keys)");
+    println!(
+        "== pairing (two BMCs on loopback: bmc-attestation + bmc-pairing-manager each, default settings, file keys)"
+    );
     report(
         "ProvisionPeer (both sides) -> both Connected",
         "<= 250 ms",

@@ -9,6 +9,7 @@ use std::fs;
 use std::time::Duration;
 
 use bmc_pairing_manager::identity::file::{looks_like_private_key, walk_files};
+use common::openssl;
 use common::swtpm::Swtpm;
 use common::*;
 use serde_json::json;
@@ -56,6 +57,37 @@ fn two_daemons_pair_with_tpm_keys_and_nothing_private_on_disk() {
     pair(&a.bmc, &b.bmc);
     assert!(a.bmc.log().contains("using the TPM key backend"));
     assert_eq!(fingerprint_on(&a.bmc), own_fingerprint(&b.bmc));
+    // A foreign TLS client with the wrong certificate gets nothing from a TPM-backed daemon,
+    // while its TPM-signed handshake itself completes (the server side works).
+    let hello = bmc_pairing_manager::link::frame::Frame::Hello {
+        seq: 0,
+        name: "intruder".into(),
+    }
+    .to_bytes()
+    .unwrap();
+    let alive = bmc_pairing_manager::link::frame::Frame::Alive { seq: 0 }
+        .to_bytes()
+        .unwrap();
+    for wrong in [
+        openssl::self_signed(tmp.path(), "wrong"),
+        openssl::ca_and_leaf(tmp.path(), "stranger"),
+    ] {
+        let out = openssl::s_client(
+            a.bmc.ip,
+            a.bmc.port,
+            Some(&wrong),
+            &[],
+            &hello,
+            Duration::from_secs(3),
+        );
+        assert!(
+            !openssl::contains(&out.stdout, &alive),
+            "A answered a client with the wrong certificate"
+        );
+        let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
+        assert!(said.contains("alert") || said.contains("error"), "{said}");
+    }
+    assert!(a.bmc.log().contains("refused"), "A logs the refusal");
     for bmc in [&a.bmc, &b.bmc] {
         let files = walk_files(&bmc.dir);
         assert!(
