@@ -241,7 +241,8 @@ fn attest_and_respond_against_each_other_with_the_file_backend() {
     let out = attest(&[]);
     assert_eq!(code(&out), 1);
     assert_eq!(stdout_json(&out)["outcome"], json!("NotAttested"));
-    assert!(start.elapsed() < Duration::from_secs(3));
+    // Loose on purpose: "quickly" means "refused, not waited out" (the timeout is 20 s).
+    assert!(start.elapsed() < Duration::from_secs(8));
 }
 
 #[test]

@@ -509,8 +509,10 @@ async fn bad_input_unreachable_peers_and_missing_identity_change_nothing() {
     let start = Instant::now();
     let err = attest(&conn, &silent, "first-contact").await.unwrap_err();
     assert_eq!(err.0, UNAVAILABLE, "{err:?}");
+    // Loose on purpose (CI is noisy): a refused connection answers in milliseconds; the
+    // error name above already tells it from a timeout.
     assert!(
-        start.elapsed() < Duration::from_secs(2),
+        start.elapsed() < Duration::from_secs(5),
         "{:?}",
         start.elapsed()
     );
@@ -525,7 +527,7 @@ async fn bad_input_unreachable_peers_and_missing_identity_change_nothing() {
     let start = Instant::now();
     let err = attest(&conn, &ok_addr, "first-contact").await.unwrap_err();
     assert_eq!(err.0, UNAVAILABLE, "{err:?}");
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(start.elapsed() < Duration::from_secs(5));
 
     // Nothing changed: no object, no signal.
     assert!(a.peer_paths().is_empty(), "{:?}", a.peer_paths());

@@ -138,8 +138,15 @@ fn a_foreign_server_at_a_paired_address_is_refused() {
 fn idle_connections_do_not_lock_out_a_real_peer() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, mut b) = paired(tmp.path());
-    b.kill9();
     let peer = a.peer_paths().remove(0);
+    // Both aggregates can show Connected through A's outgoing session while B's dialler into
+    // A is still backing off; the test is about A's listener, so start from its session up.
+    wait_for(Duration::from_secs(20), "B's session into A", || {
+        a.get(SEED_BUS, &peer, PEER_IFACE, "IncomingState")
+            .contains(".Connected")
+            .then_some(())
+    });
+    b.kill9();
     wait_for(Duration::from_secs(10), "A incoming down", || {
         a.get(SEED_BUS, &peer, PEER_IFACE, "IncomingState")
             .contains("NotConnected")

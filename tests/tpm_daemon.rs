@@ -121,7 +121,8 @@ fn two_daemons_pair_with_tpm_keys_and_nothing_private_on_disk() {
     let started = std::time::Instant::now();
     assert!(b.bmc.provision("no-such-bmc").is_err());
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        // Loose on purpose (CI is noisy); a driver stuck behind the TPM waits 10 s.
+        started.elapsed() < Duration::from_secs(5),
         "B's driver blocked on its TPM"
     );
     b.tpm.thaw();

@@ -828,6 +828,11 @@ impl Pairing {
             // last_seen changed even if nothing else did.
             actions.push(Action::Publish);
         }
+        // The peer just proved it is up and accepts us: a dialler waiting out its backoff
+        // (typically refused moments ago, before the peer pinned us) tries again now.
+        if snapshot.1 != ConnState::Connected {
+            actions.push(Action::Wake(id));
+        }
         actions
     }
 
@@ -1229,6 +1234,21 @@ mod tests {
             vec![Action::Publish]
         );
         assert_eq!(p.pins(), [fp(7)].into(), "an impostor changes no pin");
+    }
+
+    #[test]
+    fn an_incoming_session_wakes_a_backing_off_dialler() {
+        let mut p = provisioned();
+        p.provision(&Request::Peer(target(1))).unwrap();
+        p.probe_succeeded(&target(1), proof(fp(7), Some("bmc-b")), 1);
+        let id = PeerId::from_name("bmc-b");
+        p.outgoing(&id, Outgoing::Down, 2);
+        assert!(p.incoming_up(&fp(7), 3).contains(&Action::Wake(id.clone())));
+        p.outgoing(&id, Outgoing::Up, 4);
+        assert!(
+            !p.incoming_up(&fp(7), 5).contains(&Action::Wake(id)),
+            "nothing to wake"
+        );
     }
 
     #[test]
