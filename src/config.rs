@@ -236,18 +236,6 @@ struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
-enum RawKeyBackend {
-    Tpm {
-        #[serde(default = "default_tcti")]
-        tcti: String,
-    },
-    // A struct variant, not a unit one: serde ignores extra keys next to the tag of a unit
-    // variant, so {"type": "file", "path": "/k"} would be accepted silently.
-    File {},
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStaticPeer {
     name: String,
@@ -332,16 +320,7 @@ pub fn is_valid_name(name: &str) -> bool {
 /// # Errors
 /// [`Error`] naming the offending key.
 pub fn load(path: &Path, hostname: &str, tpm_present: bool) -> Result<Config, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".to_owned(),
-        Err(source) => {
-            return Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    let text = read_text(path)?;
     parse(path, &text, hostname, tpm_present)
 }
 
@@ -350,44 +329,7 @@ pub fn load(path: &Path, hostname: &str, tpm_present: bool) -> Result<Config, Er
 /// # Errors
 /// [`Error`] naming the offending key.
 pub fn parse(path: &Path, text: &str, hostname: &str, tpm_present: bool) -> Result<Config, Error> {
-    let syntax = |key: String, err: serde_json::Error| {
-        use serde_json::error::Category;
-        match err.classify() {
-            // Malformed JSON has no meaningful key; its line and column are what help.
-            Category::Syntax | Category::Eof | Category::Io => Error::Syntax {
-                path: path.to_path_buf(),
-                key: ".".to_owned(),
-                message: format!("not valid JSON: {err}"),
-            },
-            Category::Data => {
-                let message = err.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                Error::Syntax {
-                    path: path.to_path_buf(),
-                    key,
-                    message,
-                }
-            }
-        }
-    };
-    // serde accepts a JSON array for a struct (fields by position); a config is an object.
-    if !text.trim_start().starts_with('{') {
-        return Err(Error::Syntax {
-            path: path.to_path_buf(),
-            key: ".".to_owned(),
-            message: "the configuration must be a JSON object".to_owned(),
-        });
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let key = e.path().to_string();
-        syntax(key, e.into_inner())
-    })?;
-    de.end().map_err(|e| syntax(".".to_owned(), e))?;
+    let raw: RawConfig = deserialize(path, text)?;
     validate(path, raw, hostname, tpm_present)
 }
 
@@ -397,46 +339,18 @@ fn validate(
     hostname: &str,
     tpm_present: bool,
 ) -> Result<Config, Error> {
-    let invalid = |key: &str, message: String| Error::Invalid {
-        path: path.to_path_buf(),
-        key: key.to_owned(),
-        message,
-    };
-    let ms_in = |key: &str, value: u64, lo: u64, hi: u64| -> Result<Duration, Error> {
-        if (lo..=hi).contains(&value) {
-            Ok(Duration::from_millis(value))
-        } else {
-            Err(invalid(key, format!("{value} is out of range {lo}..={hi}")))
-        }
-    };
+    let check = Checker::new(path);
+    let invalid = |key: &str, message: String| check.invalid(key, message);
+    let ms_in = |key: &str, value: u64, lo: u64, hi: u64| check.ms_in(key, value, lo, hi);
 
-    if raw.port == 0 {
-        return Err(invalid("port", "0 is not a usable port (1..=65535)".into()));
-    }
-    let iface = &raw.interface_id;
-    if iface.is_empty()
-        || iface.len() > 15
-        || iface.contains('/')
-        || iface.chars().any(char::is_whitespace)
-    {
-        return Err(invalid(
-            "interface_id",
-            format!(
-                "{iface:?} is not a network interface name (1-15 characters, no '/' or spaces)"
-            ),
-        ));
-    }
+    check.port("port", raw.port)?;
+    check.interface("interface_id", &raw.interface_id)?;
     let socket = raw.lldpd_socket.iter().map(|p| ("lldpd_socket", p));
     for (key, p) in [("cert_root", &raw.cert_root), ("state_dir", &raw.state_dir)]
         .into_iter()
         .chain(socket)
     {
-        if !p.is_absolute() {
-            return Err(invalid(
-                key,
-                format!("{} must be an absolute path", p.display()),
-            ));
-        }
+        check.absolute(key, p)?;
     }
     let bmc_name = match raw.bmc_name {
         Some(name) if is_valid_name(&name) => name,
@@ -455,27 +369,7 @@ fn validate(
             }
         }
     };
-    let key_backend = match raw.key_backend {
-        Some(RawKeyBackend::File {}) => KeyBackend::File,
-        Some(RawKeyBackend::Tpm { tcti }) => {
-            if tcti.trim().is_empty() {
-                return Err(invalid("key_backend.tcti", "must not be empty".into()));
-            }
-            KeyBackend::Tpm { tcti }
-        }
-        None if tpm_present => KeyBackend::Tpm {
-            tcti: default_tcti(),
-        },
-        None => {
-            return Err(invalid(
-                "key_backend",
-                format!(
-                    "not set and {TPM_DEVICE} does not exist; configure {{\"type\": \"tpm\", \"tcti\": ...}} \
-                     or, for development only, {{\"type\": \"file\"}}"
-                ),
-            ));
-        }
-    };
+    let key_backend = check.key_backend(raw.key_backend, tpm_present)?;
     let heartbeat_interval = ms_in(
         "heartbeat_interval_ms",
         raw.heartbeat_interval_ms,
@@ -520,30 +414,8 @@ fn validate(
             format!("{} is out of range 1..=4096", raw.max_pending_handshakes),
         ));
     }
-    let listen_address = match raw.listen_address {
-        None => None,
-        Some(text) => {
-            let ip: IpAddr = text.parse().map_err(|_| {
-                invalid(
-                    "listen_address",
-                    format!("{text:?} is not an IPv4 or IPv6 address"),
-                )
-            })?;
-            if ip.is_multicast() || ip.is_unspecified() {
-                return Err(invalid(
-                    "listen_address",
-                    format!("{ip} is not a unicast address; omit the key to listen on all"),
-                ));
-            }
-            Some(ip)
-        }
-    };
-    if raw.attestation_port == 0 {
-        return Err(invalid(
-            "attestation_port",
-            "0 is not a usable port (1..=65535)".into(),
-        ));
-    }
+    let listen_address = check.listen_address("listen_address", raw.listen_address.as_deref())?;
+    check.port("attestation_port", raw.attestation_port)?;
     let attestation_timeout = ms_in(
         "attestation_timeout_ms",
         raw.attestation_timeout_ms,
@@ -621,6 +493,195 @@ fn validate(
         lldp_source: raw.lldp_source,
         lldpd_socket: raw.lldpd_socket,
     })
+}
+
+/// Reads a configuration file; a missing file is the empty object (all defaults).
+///
+/// # Errors
+/// [`Error::Read`] when it exists but cannot be read.
+pub(crate) fn read_text(path: &Path) -> Result<String, Error> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("{}".to_owned()),
+        Err(source) => Err(Error::Read {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Deserialises a configuration document, naming the key of any type error or unknown key.
+///
+/// # Errors
+/// [`Error::Syntax`]: not a JSON object, malformed JSON (with line and column), or a value
+/// of the wrong shape (with its key path, e.g. `static_peers[1].port`).
+pub(crate) fn deserialize<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<T, Error> {
+    let syntax = |key: String, err: serde_json::Error| {
+        use serde_json::error::Category;
+        match err.classify() {
+            // Malformed JSON has no meaningful key; its line and column are what help.
+            Category::Syntax | Category::Eof | Category::Io => Error::Syntax {
+                path: path.to_path_buf(),
+                key: ".".to_owned(),
+                message: format!("not valid JSON: {err}"),
+            },
+            Category::Data => {
+                let message = err.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                Error::Syntax {
+                    path: path.to_path_buf(),
+                    key,
+                    message,
+                }
+            }
+        }
+    };
+    // serde accepts a JSON array for a struct (fields by position); a config is an object.
+    if !text.trim_start().starts_with('{') {
+        return Err(Error::Syntax {
+            path: path.to_path_buf(),
+            key: ".".to_owned(),
+            message: "the configuration must be a JSON object".to_owned(),
+        });
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let raw: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let key = e.path().to_string();
+        syntax(key, e.into_inner())
+    })?;
+    de.end().map_err(|e| syntax(".".to_owned(), e))?;
+    Ok(raw)
+}
+
+/// The `key_backend` object as written in either daemon's configuration.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub(crate) enum RawKeyBackend {
+    Tpm {
+        #[serde(default = "default_tcti")]
+        tcti: String,
+    },
+    // A struct variant, not a unit one: serde ignores extra keys next to the tag of a unit
+    // variant, so {"type": "file", "path": "/k"} would be accepted silently.
+    File {},
+}
+
+/// Validation of single values, each error naming its key; shared by both daemons'
+/// configurations so that the same key means and checks the same thing in both.
+pub(crate) struct Checker<'a> {
+    path: &'a Path,
+}
+
+impl<'a> Checker<'a> {
+    /// Checks for the file at `path` (used in messages only).
+    pub(crate) fn new(path: &'a Path) -> Self {
+        Checker { path }
+    }
+
+    /// An [`Error::Invalid`] for `key`.
+    pub(crate) fn invalid(&self, key: &str, message: String) -> Error {
+        Error::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.to_owned(),
+            message,
+        }
+    }
+
+    /// `value` milliseconds, within `lo..=hi`.
+    pub(crate) fn ms_in(&self, key: &str, value: u64, lo: u64, hi: u64) -> Result<Duration, Error> {
+        if (lo..=hi).contains(&value) {
+            Ok(Duration::from_millis(value))
+        } else {
+            Err(self.invalid(key, format!("{value} is out of range {lo}..={hi}")))
+        }
+    }
+
+    /// A usable TCP port (not 0).
+    pub(crate) fn port(&self, key: &str, port: u16) -> Result<u16, Error> {
+        if port == 0 {
+            Err(self.invalid(key, "0 is not a usable port (1..=65535)".into()))
+        } else {
+            Ok(port)
+        }
+    }
+
+    /// An absolute path.
+    pub(crate) fn absolute(&self, key: &str, p: &Path) -> Result<(), Error> {
+        if p.is_absolute() {
+            Ok(())
+        } else {
+            Err(self.invalid(key, format!("{} must be an absolute path", p.display())))
+        }
+    }
+
+    /// A network interface name: 1-15 characters, no '/' or white space.
+    pub(crate) fn interface(&self, key: &str, iface: &str) -> Result<(), Error> {
+        if iface.is_empty()
+            || iface.len() > 15
+            || iface.contains('/')
+            || iface.chars().any(char::is_whitespace)
+        {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "{iface:?} is not a network interface name (1-15 characters, no '/' or spaces)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An optional unicast listen address.
+    pub(crate) fn listen_address(
+        &self,
+        key: &str,
+        text: Option<&str>,
+    ) -> Result<Option<IpAddr>, Error> {
+        let Some(text) = text else {
+            return Ok(None);
+        };
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| self.invalid(key, format!("{text:?} is not an IPv4 or IPv6 address")))?;
+        if ip.is_multicast() || ip.is_unspecified() {
+            return Err(self.invalid(
+                key,
+                format!("{ip} is not a unicast address; omit the key to listen on all"),
+            ));
+        }
+        Ok(Some(ip))
+    }
+
+    /// The key backend: as configured, else the TPM when `tpm_present`, else an error (never
+    /// a silent fallback to keys on disk).
+    pub(crate) fn key_backend(
+        &self,
+        raw: Option<RawKeyBackend>,
+        tpm_present: bool,
+    ) -> Result<KeyBackend, Error> {
+        match raw {
+            Some(RawKeyBackend::File {}) => Ok(KeyBackend::File),
+            Some(RawKeyBackend::Tpm { tcti }) if tcti.trim().is_empty() => {
+                Err(self.invalid("key_backend.tcti", "must not be empty".into()))
+            }
+            Some(RawKeyBackend::Tpm { tcti }) => Ok(KeyBackend::Tpm { tcti }),
+            None if tpm_present => Ok(KeyBackend::Tpm { tcti: default_tcti() }),
+            None => Err(self.invalid(
+                "key_backend",
+                format!(
+                    "not set and {TPM_DEVICE} does not exist; configure {{\"type\": \"tpm\", \"tcti\": ...}} \
+                     or, for development only, {{\"type\": \"file\"}}"
+                ),
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

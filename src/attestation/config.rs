@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::{self, RawKeyBackend};
 pub use crate::config::{EXIT_CONFIG, Error, KeyBackend, TPM_DEVICE};
 use crate::spdm::PolicyMode;
 
@@ -166,16 +167,6 @@ struct RawConfig {
     identity_check_interval_ms: u64,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
-enum RawKeyBackend {
-    Tpm {
-        #[serde(default = "default_tcti")]
-        tcti: String,
-    },
-    File {},
-}
-
 fn default_port() -> u16 {
     crate::spdm::transport::DEFAULT_PORT
 }
@@ -231,9 +222,6 @@ fn default_max_attestations() -> usize {
 fn default_identity_check() -> u64 {
     30_000
 }
-fn default_tcti() -> String {
-    "device:/dev/tpmrm0".to_owned()
-}
 
 /// Reads and validates the config at `path`; a missing file gives the defaults.
 /// `tpm_present` says whether [`TPM_DEVICE`] exists (the default key backend depends on it).
@@ -241,16 +229,7 @@ fn default_tcti() -> String {
 /// # Errors
 /// [`Error`] naming the offending key.
 pub fn load(path: &Path, tpm_present: bool) -> Result<Config, Error> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".to_owned(),
-        Err(source) => {
-            return Err(Error::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
+    let text = config::read_text(path)?;
     parse(path, &text, tpm_present)
 }
 
@@ -259,128 +238,22 @@ pub fn load(path: &Path, tpm_present: bool) -> Result<Config, Error> {
 /// # Errors
 /// [`Error`] naming the offending key.
 pub fn parse(path: &Path, text: &str, tpm_present: bool) -> Result<Config, Error> {
-    let syntax = |key: String, err: serde_json::Error| {
-        use serde_json::error::Category;
-        match err.classify() {
-            // Malformed JSON has no meaningful key; its line and column are what help.
-            Category::Syntax | Category::Eof | Category::Io => Error::Syntax {
-                path: path.to_path_buf(),
-                key: ".".to_owned(),
-                message: format!("not valid JSON: {err}"),
-            },
-            Category::Data => {
-                let message = err.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                Error::Syntax {
-                    path: path.to_path_buf(),
-                    key,
-                    message,
-                }
-            }
-        }
-    };
-    // serde accepts a JSON array for a struct (fields by position); a config is an object.
-    if !text.trim_start().starts_with('{') {
-        return Err(Error::Syntax {
-            path: path.to_path_buf(),
-            key: ".".to_owned(),
-            message: "the configuration must be a JSON object".to_owned(),
-        });
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let key = e.path().to_string();
-        syntax(key, e.into_inner())
-    })?;
-    de.end().map_err(|e| syntax(".".to_owned(), e))?;
+    let raw: RawConfig = config::deserialize(path, text)?;
     validate(path, raw, tpm_present)
 }
 
 fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Error> {
-    let invalid = |key: &str, message: String| Error::Invalid {
-        path: path.to_path_buf(),
-        key: key.to_owned(),
-        message,
-    };
-    let ms_in = |key: &str, value: u64, lo: u64, hi: u64| -> Result<Duration, Error> {
-        if (lo..=hi).contains(&value) {
-            Ok(Duration::from_millis(value))
-        } else {
-            Err(invalid(key, format!("{value} is out of range {lo}..={hi}")))
-        }
-    };
-    let absolute = |key: &str, p: &Path| -> Result<(), Error> {
-        if p.is_absolute() {
-            Ok(())
-        } else {
-            Err(invalid(
-                key,
-                format!("{} must be an absolute path", p.display()),
-            ))
-        }
-    };
+    let check = config::Checker::new(path);
+    let invalid = |key: &str, message: String| check.invalid(key, message);
+    let ms_in = |key: &str, value: u64, lo: u64, hi: u64| check.ms_in(key, value, lo, hi);
+    let absolute = |key: &str, p: &Path| check.absolute(key, p);
 
-    if raw.port == 0 {
-        return Err(invalid("port", "0 is not a usable port (1..=65535)".into()));
-    }
-    let iface = &raw.interface_id;
-    if iface.is_empty()
-        || iface.len() > 15
-        || iface.contains('/')
-        || iface.chars().any(char::is_whitespace)
-    {
-        return Err(invalid(
-            "interface_id",
-            format!(
-                "{iface:?} is not a network interface name (1-15 characters, no '/' or spaces)"
-            ),
-        ));
-    }
-    let listen_address = match &raw.listen_address {
-        None => None,
-        Some(text) => {
-            let ip: std::net::IpAddr = text.parse().map_err(|_| {
-                invalid(
-                    "listen_address",
-                    format!("{text:?} is not an IPv4 or IPv6 address"),
-                )
-            })?;
-            if ip.is_multicast() || ip.is_unspecified() {
-                return Err(invalid(
-                    "listen_address",
-                    format!("{ip} is not a unicast address; omit the key to listen on all"),
-                ));
-            }
-            Some(ip)
-        }
-    };
+    check.port("port", raw.port)?;
+    check.interface("interface_id", &raw.interface_id)?;
+    let listen_address = check.listen_address("listen_address", raw.listen_address.as_deref())?;
     absolute("cert_root", &raw.cert_root)?;
     absolute("state_dir", &raw.state_dir)?;
-    let key_backend = match raw.key_backend {
-        Some(RawKeyBackend::File {}) => KeyBackend::File,
-        Some(RawKeyBackend::Tpm { tcti }) => {
-            if tcti.trim().is_empty() {
-                return Err(invalid("key_backend.tcti", "must not be empty".into()));
-            }
-            KeyBackend::Tpm { tcti }
-        }
-        None if tpm_present => KeyBackend::Tpm {
-            tcti: default_tcti(),
-        },
-        None => {
-            return Err(invalid(
-                "key_backend",
-                format!(
-                    "not set and {TPM_DEVICE} does not exist; configure {{\"type\": \"tpm\", \"tcti\": ...}} \
-                     or, for development only, {{\"type\": \"file\"}}"
-                ),
-            ));
-        }
-    };
+    let key_backend = check.key_backend(raw.key_backend, tpm_present)?;
     if raw.measured_files.len() > MAX_MEASURED_FILES {
         return Err(invalid(
             "measured_files",
