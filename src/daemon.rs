@@ -248,10 +248,25 @@ pub async fn run(
         cancel.clone(),
     ));
 
+    serve_until(&conn, shutdown, &cancel, &tracker).await;
+    Ok(())
+}
+
+/// Runs until `shutdown` completes or the bus connection closes, then cancels every task and
+/// waits (at most 5 s) for them to stop. Both daemons end this way.
+///
+/// # Cancel safety
+/// Not cancel safe: the tasks are only stopped if it runs to the end.
+pub(crate) async fn serve_until(
+    conn: &zbus::Connection,
+    shutdown: impl Future<Output = ()>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
     let closed = async {
         // zbus ends its message stream when the bus goes away.
         use futures_util::StreamExt;
-        let mut stream = zbus::MessageStream::from(&conn);
+        let mut stream = zbus::MessageStream::from(conn);
         while stream.next().await.is_some() {}
     };
     tokio::select! {
@@ -266,5 +281,4 @@ pub async fn run(
     {
         tracing::warn!("some tasks did not stop within 5 s");
     }
-    Ok(())
 }

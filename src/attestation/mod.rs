@@ -23,7 +23,6 @@ pub mod responder;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -202,23 +201,6 @@ pub async fn run(
         });
     }
 
-    let closed = async {
-        // zbus ends its message stream when the bus goes away.
-        use futures_util::StreamExt;
-        let mut stream = zbus::MessageStream::from(&conn);
-        while stream.next().await.is_some() {}
-    };
-    tokio::select! {
-        () = shutdown => tracing::info!("shutting down"),
-        () = closed => tracing::warn!("D-Bus connection closed; shutting down"),
-    }
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("some tasks did not stop within 5 s");
-    }
+    crate::daemon::serve_until(&conn, shutdown, &cancel, &tracker).await;
     Ok(())
 }
