@@ -36,24 +36,7 @@ pub const REQUESTER_IFACE: &str = "xyz.openbmc_project.Attestation.Requester";
 pub const RESPONDER_IFACE: &str = "xyz.openbmc_project.Attestation.Responder";
 pub const ATT_PEER_IFACE: &str = "xyz.openbmc_project.Attestation.Peer";
 
-/// Where to find `bmc-attestation`: `$BMC_ATTESTATION_BIN`, cargo's test binary path, or
-/// the target directory.
-pub fn attestation_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("BMC_ATTESTATION_BIN") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_bmc-attestation") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    for profile in ["release", "debug"] {
-        let p = root.join(profile).join("bmc-attestation");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("bmc-attestation binary not found; build it first");
-}
+pub use super::attestation_daemon_binary as attestation_binary;
 
 /// Where a node's private keys live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

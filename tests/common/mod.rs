@@ -160,23 +160,38 @@ impl Bus {
     }
 }
 
-/// Where to find the daemon binary: `$BMC_PAIRING_MANAGER_BIN`, cargo's test binary path,
-/// or the target directory.
-pub fn daemon_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("BMC_PAIRING_MANAGER_BIN") {
+/// Where to find a daemon binary: `$<env_var>`, cargo's path for integration tests and
+/// benches, else `target/<this build's profile>` (a demo built in release runs release
+/// daemons), else the other profile.
+fn find_binary(name: &str, env_var: &str, cargo_path: Option<&'static str>) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
         return PathBuf::from(p);
     }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_bmc-pairing-manager") {
+    if let Some(p) = cargo_path {
         return PathBuf::from(p);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    for profile in ["release", "debug"] {
-        let p = root.join(profile).join("bmc-pairing-manager");
+    let own = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
+    for profile in [own, "release", "debug"] {
+        let p = root.join(profile).join(name);
         if p.exists() {
             return p;
         }
     }
-    panic!("bmc-pairing-manager binary not found; build it first");
+    panic!("{name} binary not found; build it first");
+}
+
+/// The `bmc-pairing-manager` binary (`$BMC_PAIRING_MANAGER_BIN` overrides).
+pub fn daemon_binary() -> PathBuf {
+    find_binary(
+        "bmc-pairing-manager",
+        "BMC_PAIRING_MANAGER_BIN",
+        option_env!("CARGO_BIN_EXE_bmc-pairing-manager"),
+    )
 }
 
 /// A loopback address of its own for each BMC of this process (127.0.0.0/8 is loopback,
@@ -203,22 +218,13 @@ pub fn spdm_port() -> u16 {
     *PORT.get_or_init(free_port)
 }
 
-/// Where to find `bmc-attestation`, as for [`daemon_binary`].
+/// The `bmc-attestation` binary (`$BMC_ATTESTATION_BIN` overrides).
 pub fn attestation_daemon_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("BMC_ATTESTATION_BIN") {
-        return PathBuf::from(p);
-    }
-    if let Some(p) = option_env!("CARGO_BIN_EXE_bmc-attestation") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-    for profile in ["release", "debug"] {
-        let p = root.join(profile).join("bmc-attestation");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("bmc-attestation binary not found; build it first");
+    find_binary(
+        "bmc-attestation",
+        "BMC_ATTESTATION_BIN",
+        option_env!("CARGO_BIN_EXE_bmc-attestation"),
+    )
 }
 
 /// One BMC: a bus, an address, a state directory, configs, and (when started) its daemons:

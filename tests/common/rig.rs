@@ -571,49 +571,7 @@ impl RigBmc {
     }
 }
 
-/// The daemon binary: `$BMC_PAIRING_MANAGER_BIN`, cargo's path for integration tests, else
-/// the one built with this crate's profile (a demo built in release runs the release
-/// daemon), else whatever the harness finds.
-pub fn daemon_binary() -> PathBuf {
-    if std::env::var_os("BMC_PAIRING_MANAGER_BIN").is_none()
-        && option_env!("CARGO_BIN_EXE_bmc-pairing-manager").is_none()
-    {
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        let own = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join(profile)
-            .join("bmc-pairing-manager");
-        if own.exists() {
-            return own;
-        }
-    }
-    super::daemon_binary()
-}
-
-/// The `bmc-attestation` binary matching [`daemon_binary`]'s choice of profile.
-pub fn attestation_binary() -> PathBuf {
-    if std::env::var_os("BMC_ATTESTATION_BIN").is_none()
-        && option_env!("CARGO_BIN_EXE_bmc-attestation").is_none()
-    {
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        };
-        let own = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join(profile)
-            .join("bmc-attestation");
-        if own.exists() {
-            return own;
-        }
-    }
-    super::attestation_daemon_binary()
-}
+pub use super::{attestation_daemon_binary as attestation_binary, daemon_binary};
 
 /// A private system-type bus whose dbus-daemon runs inside `ns`.
 fn start_bus(ns: &Netns, dir: &Path) -> Bus {
