@@ -104,12 +104,14 @@ fn two_bmcs_pair_by_networkd_lldp_and_survive_link_loss_and_a_killed_daemon() {
 
 /// The benchmark figures the lead's bench prints come from `bench_rig`; it must keep working.
 #[test]
-fn bench_rig_measures_both_figures() {
+fn bench_rig_measures_every_figure() {
+    use common::rig::{LINK_DOWN_TO_NOT_CONNECTED, LINK_UP_TO_CONNECTED, LINK_UP_TO_LLDP};
     let samples = common::rig::bench_rig(2);
     eprintln!("bench_rig samples: {samples:?}");
     for name in [
-        "link down -> NotConnected",
-        "lldp neighbour appears -> outgoing dial (InProgress)",
+        LINK_DOWN_TO_NOT_CONNECTED,
+        LINK_UP_TO_LLDP,
+        LINK_UP_TO_CONNECTED,
     ] {
         let got: Vec<Duration> = samples
             .iter()
