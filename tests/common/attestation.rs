@@ -11,7 +11,7 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -27,7 +27,7 @@ use bmc_pairing_manager::spdm::transport::{Framing, Timeouts};
 use bmc_pairing_manager::spdm::{MeasurementPolicy, TrustPolicy};
 
 use super::swtpm::Swtpm;
-use super::{Bus, Proc, free_port, require_tool, wait_for};
+use super::{Bus, DaemonLaunch, Proc, free_port, start_daemon};
 
 pub const ATT_BUS: &str = "xyz.openbmc_project.attestation";
 pub const ATT_ROOT: &str = "/xyz/openbmc_project/attestation";
@@ -179,47 +179,20 @@ impl Node {
 
     /// Starts `bmc-attestation` and waits until it owns its bus name.
     pub fn start(&mut self) {
-        require_tool("busctl");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
-        let child = Command::new(attestation_binary())
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("--bus")
-            .arg(&self.bus.address)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start bmc-attestation");
-        self.daemon = Some(Proc {
-            child,
-            name: format!("bmc-attestation {}", self.name),
-        });
-        let name = self.name.clone();
-        wait_for(
+        let log = self.log_path();
+        let launch = DaemonLaunch {
+            label: format!("bmc-attestation {}", self.name),
+            config: &self.config_path,
+            bus: &self.bus.address,
+            log: &log,
+            names: &[ATT_BUS],
+        };
+        let daemon = start_daemon(
+            Command::new(attestation_binary()),
+            launch,
             Duration::from_secs(20),
-            &format!("{name} to own {ATT_BUS}"),
-            || {
-                if let Some(d) = self.daemon.as_mut() {
-                    assert!(
-                        d.running(),
-                        "{name} exited during start-up:\n{}",
-                        self.log()
-                    );
-                }
-                let out = self.busctl(&["list", "--acquired", "--no-pager"]);
-                String::from_utf8_lossy(&out.stdout)
-                    .contains(ATT_BUS)
-                    .then_some(())
-            },
         );
+        self.daemon = Some(daemon);
     }
 
     /// `busctl --address=<its bus> <args>`.

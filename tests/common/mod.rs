@@ -111,6 +111,73 @@ impl Drop for Proc {
     }
 }
 
+/// Where and how one of our daemons is started by [`start_daemon`].
+pub struct DaemonLaunch<'a> {
+    /// What the process is called in failures and teardown, e.g. `bmc-attestation bmc-a`.
+    pub label: String,
+    /// Its `--config`.
+    pub config: &'a Path,
+    /// Its `--bus` (a private bus address).
+    pub bus: &'a str,
+    /// File its stderr (the journal) is appended to.
+    pub log: &'a Path,
+    /// Bus names it must own before it counts as started.
+    pub names: &'a [&'a str],
+}
+
+/// Starts `command` (one of our daemons) as `launch` says and waits until it owns every
+/// name; panics with its log if it exits first or is not up within `limit`.
+pub fn start_daemon(mut command: Command, launch: DaemonLaunch<'_>, limit: Duration) -> Proc {
+    require_tool("busctl");
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(launch.log)
+        .expect("log file");
+    command
+        .arg("--config")
+        .arg(launch.config)
+        .arg("--bus")
+        .arg(launch.bus);
+    // The caller may have chosen a default log filter of its own.
+    if !command.get_envs().any(|(k, _)| k == "RUST_LOG") {
+        command.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", launch.label));
+    let mut proc = Proc {
+        child,
+        name: launch.label,
+    };
+    wait_for(
+        limit,
+        &format!("{} to own {:?}", proc.name, launch.names),
+        || {
+            assert!(
+                proc.running(),
+                "{} exited during start-up:\n{}",
+                proc.name,
+                fs::read_to_string(launch.log).unwrap_or_default()
+            );
+            let out = Command::new("busctl")
+                .arg(format!("--address={}", launch.bus))
+                .args(["list", "--acquired", "--no-pager"])
+                .output()
+                .expect("run busctl");
+            let text = String::from_utf8_lossy(&out.stdout);
+            launch.names.iter().all(|n| text.contains(n)).then_some(())
+        },
+    );
+    proc
+}
+
 /// A private `dbus-daemon` (system-bus type, permissive policy: the test is the only user).
 pub struct Bus {
     pub address: String,
@@ -118,9 +185,16 @@ pub struct Bus {
 }
 
 impl Bus {
+    /// Starts a bus on this host, its socket and config in `dir`.
     pub fn start(dir: &Path) -> Bus {
-        require_tool("dbus-daemon");
         fs::create_dir_all(dir).expect("bus dir");
+        Bus::spawn(Command::new("dbus-daemon"), dir)
+    }
+
+    /// Runs `command` (`dbus-daemon`, possibly wrapped, e.g. in `ip netns exec`) as a bus
+    /// whose socket and config live in the existing directory `dir`.
+    pub fn spawn(mut command: Command, dir: &Path) -> Bus {
+        require_tool("dbus-daemon");
         let socket = dir.join("bus.sock");
         let conf = dir.join("bus.conf");
         fs::write(
@@ -141,9 +215,10 @@ impl Bus {
             ),
         )
         .expect("bus conf");
-        let child = Command::new("dbus-daemon")
+        let child = command
             .arg(format!("--config-file={}", conf.display()))
             .arg("--nofork")
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -393,48 +468,16 @@ impl Bmc {
 
     /// Runs `command` (the `bmc-attestation` binary, possibly wrapped, e.g. in `ip netns
     /// exec`) with this BMC's attestation config and bus, and waits until it owns its name.
-    pub fn spawn_attestation(&mut self, mut command: Command, config: &Path) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.attestation_log_path())
-            .expect("log file");
-        let child = command
-            .arg("--config")
-            .arg(config)
-            .arg("--bus")
-            .arg(&self.bus.address)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start bmc-attestation");
-        self.attestation = Some(Proc {
-            child,
-            name: format!("bmc-attestation {}", self.name),
-        });
-        let name = self.name.clone();
-        wait_for(
-            Duration::from_secs(30),
-            &format!("{name}'s bmc-attestation to own its name"),
-            || {
-                if let Some(d) = self.attestation.as_mut() {
-                    assert!(
-                        d.running(),
-                        "{name}'s bmc-attestation exited during start-up:\n{}",
-                        self.attestation_log()
-                    );
-                }
-                let out = self.busctl(&["list", "--acquired", "--no-pager"]);
-                String::from_utf8_lossy(&out.stdout)
-                    .contains("xyz.openbmc_project.attestation")
-                    .then_some(())
-            },
-        );
+    pub fn spawn_attestation(&mut self, command: Command, config: &Path) {
+        let log = self.attestation_log_path();
+        let launch = DaemonLaunch {
+            label: format!("bmc-attestation {}", self.name),
+            config,
+            bus: &self.bus.address,
+            log: &log,
+            names: &["xyz.openbmc_project.attestation"],
+        };
+        self.attestation = Some(start_daemon(command, launch, Duration::from_secs(30)));
     }
 
     /// True when the config wants attestation and its daemon is not running.
@@ -451,49 +494,23 @@ impl Bmc {
     /// Starts the daemons (attestation first, unless off or already running) and waits until
     /// the pairing manager owns both bus names.
     pub fn start(&mut self) {
-        require_tool("busctl");
         if self.attestation_needed() {
             self.start_attestation();
         }
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("log file");
-        let child = Command::new(daemon_binary())
-            .arg("--config")
-            .arg(&self.config_path)
-            .arg("--bus")
-            .arg(&self.bus.address)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start bmc-pairing-manager");
-        self.daemon = Some(Proc {
-            child,
-            name: format!("bmc-pairing-manager {}", self.name),
-        });
-        let name = self.name.clone();
-        wait_for(
+        let log = self.log_path();
+        let launch = DaemonLaunch {
+            label: format!("bmc-pairing-manager {}", self.name),
+            config: &self.config_path,
+            bus: &self.bus.address,
+            log: &log,
+            names: &[SEED_BUS, PDI_BUS],
+        };
+        let daemon = start_daemon(
+            Command::new(daemon_binary()),
+            launch,
             Duration::from_secs(20),
-            &format!("{name} to own its bus names"),
-            || {
-                if let Some(d) = self.daemon.as_mut() {
-                    assert!(
-                        d.running(),
-                        "{name} exited during start-up:\n{}",
-                        self.log()
-                    );
-                }
-                let out = self.busctl(&["list", "--acquired", "--no-pager"]);
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                (text.contains(SEED_BUS) && text.contains(PDI_BUS)).then_some(())
-            },
         );
+        self.daemon = Some(daemon);
     }
 
     pub fn kill9(&mut self) {

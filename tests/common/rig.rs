@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use super::netns::{Netns, ip};
 use super::{Bmc, Bus, CONNECTED, NOT_CONNECTED, PDI_BUS, PDI_IFACE, PEER_IFACE, Proc};
-use super::{SEED_BUS, require_tool, wait_for};
+use super::{DaemonLaunch, SEED_BUS, require_tool, wait_for};
 
 /// Pairing port of every rig BMC (each namespace has its own port space; LLDP carries no
 /// port, so peers are dialled on ours).
@@ -457,49 +457,22 @@ impl RigBmc {
         if self.bmc.attestation_needed() {
             self.start_attestation();
         }
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.bmc.log_path())
-            .expect("log file");
-        let child = self
-            .ns
-            .command(daemon_binary())
-            .arg("--config")
-            .arg(&self.bmc.config_path)
-            .arg("--bus")
-            .arg(&self.bmc.bus.address)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG")
-                    .unwrap_or_else(|_| "info,bmc_pairing_manager::pairing::driver=debug".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start bmc-pairing-manager");
-        self.bmc.daemon = Some(Proc {
-            child,
-            name: format!("bmc-pairing-manager {}", self.bmc.name),
-        });
-        let name = self.bmc.name.clone();
-        wait_for(
-            Duration::from_secs(30),
-            &format!("{name} to own its bus names"),
-            || {
-                if let Some(d) = self.bmc.daemon.as_mut() {
-                    assert!(
-                        d.running(),
-                        "{name} exited during start-up:\n{}",
-                        self.bmc.log()
-                    );
-                }
-                let out = self.bmc.busctl(&["list", "--acquired", "--no-pager"]);
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                (text.contains(SEED_BUS) && text.contains(PDI_BUS)).then_some(())
-            },
+        let mut command = self.ns.command(daemon_binary());
+        command.env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG")
+                .unwrap_or_else(|_| "info,bmc_pairing_manager::pairing::driver=debug".into()),
         );
+        let log = self.bmc.log_path();
+        let launch = DaemonLaunch {
+            label: format!("bmc-pairing-manager {}", self.bmc.name),
+            config: &self.bmc.config_path,
+            bus: &self.bmc.bus.address,
+            log: &log,
+            names: &[SEED_BUS, PDI_BUS],
+        };
+        let daemon = super::start_daemon(command, launch, Duration::from_secs(30));
+        self.bmc.daemon = Some(daemon);
     }
 
     /// SIGKILL of the daemon (nothing else).
@@ -576,46 +549,7 @@ pub use super::{attestation_daemon_binary as attestation_binary, daemon_binary};
 /// A private system-type bus whose dbus-daemon runs inside `ns`.
 fn start_bus(ns: &Netns, dir: &Path) -> Bus {
     open_dir(dir);
-    let socket = dir.join("bus.sock");
-    let conf = dir.join("bus.conf");
-    fs::write(
-        &conf,
-        format!(
-            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <listen>unix:path={}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/><allow own="*"/><allow send_destination="*"/><allow receive_sender="*"/>
-  </policy>
-</busconfig>
-"#,
-            socket.display()
-        ),
-    )
-    .expect("bus conf");
-    let child = ns
-        .command("dbus-daemon")
-        .arg(format!("--config-file={}", conf.display()))
-        .arg("--nofork")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dbus-daemon");
-    let proc = Proc {
-        child,
-        name: "dbus-daemon".into(),
-    };
-    wait_for(Duration::from_secs(10), "dbus-daemon socket", || {
-        socket.exists().then_some(())
-    });
-    Bus {
-        address: format!("unix:path={}", socket.display()),
-        proc,
-    }
+    Bus::spawn(ns.command("dbus-daemon"), dir)
 }
 
 /// True if process `pid` (in its own network namespace) listens on 127.0.0.1:`port`.
