@@ -78,6 +78,37 @@ pub fn open_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, Error> {
     }
 }
 
+/// Opens the configured key store for the daemon. Unlike [`open_key_store`], a TPM that does
+/// not answer (still starting, or held by something else) is not fatal: exiting would only
+/// crash-loop under systemd's `Restart=always`. The daemon serves D-Bus with `Provisioned`
+/// false, and the store connects on demand once the TPM answers.
+///
+/// # Errors
+/// [`Error::KeyStore`] for a TCTI the backend cannot use.
+fn open_daemon_key_store(config: &Config) -> Result<Arc<dyn KeyStore>, Error> {
+    let KeyBackend::Tpm { tcti } = &config.key_backend else {
+        return open_key_store(config);
+    };
+    let store =
+        TpmKeyStore::open_unprobed(tcti, config.state_dir.join("keys")).map_err(|source| {
+            Error::KeyStore {
+                backend: "tpm",
+                source,
+            }
+        })?;
+    match store.probe() {
+        Ok(()) => {
+            tracing::info!(tcti = %tcti, "using the TPM key backend: only wrapped blobs on disk");
+        }
+        Err(e) => tracing::error!(
+            tcti = %tcti,
+            error = %e,
+            "using the TPM key backend, but the TPM does not answer: no identity until it does"
+        ),
+    }
+    Ok(Arc::new(store))
+}
+
 /// Starts the discovery sources the configuration asks for: static peers, and lldpd or
 /// phosphor-networkd's LLDP objects (read on `bus`, the daemon's own bus).
 fn start_discovery(
@@ -131,7 +162,7 @@ pub async fn run(
     let config = Arc::new(config);
     let store = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || open_key_store(&config))
+        tokio::task::spawn_blocking(move || open_daemon_key_store(&config))
             .await
             .map_err(|e| Error::KeyStore {
                 backend: "?",

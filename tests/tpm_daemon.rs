@@ -219,3 +219,39 @@ fn tpm_reboot_keeps_the_identity() {
     a.bmc
         .wait_peer_connected(CONNECTED, Duration::from_secs(30));
 }
+
+/// A TPM that does not answer when the daemon starts (not up yet, another device) is a state,
+/// not an exit: under systemd's Restart=always an exit would crash-loop. The daemon serves
+/// D-Bus unprovisioned, refuses `self` with an error, and provisions once the TPM answers.
+#[test]
+fn a_tpm_that_does_not_answer_at_start_is_a_state_not_an_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tpm = Swtpm::start(&tmp.path().join("swtpm"));
+    tpm.kill();
+    let mut bmc = Bmc::new(
+        tmp.path(),
+        "bmc-a",
+        json!({
+            "key_backend": {"type": "tpm", "tcti": tpm.tcti()},
+            "identity_check_interval_ms": 200,
+            "attestation": "off",
+        }),
+    );
+    // Returns only once the daemon owns its bus names, so it did not exit.
+    bmc.start();
+    assert!(!bmc.provisioned());
+    let refused = bmc.provision("self").unwrap_err();
+    assert!(refused.contains("cannot reach the tpm"), "{refused}");
+    assert!(!bmc.provisioned());
+    assert!(bmc.daemon.as_mut().unwrap().running());
+    assert!(
+        bmc.log().contains("the TPM does not answer"),
+        "{}",
+        bmc.log()
+    );
+
+    tpm.restart();
+    bmc.provision("self").unwrap();
+    assert!(bmc.provisioned());
+    assert!(bmc.daemon.as_mut().unwrap().running());
+}

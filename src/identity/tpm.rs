@@ -159,8 +159,25 @@ impl TpmKeyStore {
         blob_dir: impl Into<PathBuf>,
         call_timeout: Duration,
     ) -> Result<Self, Error> {
+        let store = Self::start(tcti, blob_dir.into(), call_timeout)?;
+        store.probe()?;
+        Ok(store)
+    }
+
+    /// As [`TpmKeyStore::open`], without proving the TPM usable first: for a daemon that
+    /// must keep serving (and report the missing identity) while the TPM is not answering
+    /// yet. Every operation connects on demand, so the store works once the TPM does.
+    ///
+    /// # Errors
+    /// [`Error::Tpm`] for a TCTI string this backend cannot use, or when the owner thread
+    /// cannot be started.
+    pub fn open_unprobed(tcti: &str, blob_dir: impl Into<PathBuf>) -> Result<Self, Error> {
+        Self::start(tcti, blob_dir.into(), DEFAULT_CALL_TIMEOUT)
+    }
+
+    /// Starts the owner thread for `tcti`; nothing is sent to the TPM yet.
+    fn start(tcti: &str, dir: PathBuf, call_timeout: Duration) -> Result<Self, Error> {
         let conf = parse_tcti(tcti)?;
-        let dir = blob_dir.into();
         let (jobs, queue) = mpsc::channel::<Job>();
         let owner_dir = dir.clone();
         let tcti_text = tcti.to_owned();
@@ -168,14 +185,21 @@ impl TpmKeyStore {
             .name("tpm-owner".into())
             .spawn(move || owner_loop(conf, tcti_text, owner_dir, queue))
             .map_err(|e| Error::Tpm(format!("cannot start the tpm owner thread: {e}")))?;
-        let store = TpmKeyStore {
+        Ok(TpmKeyStore {
             jobs,
             tcti: tcti.to_owned(),
             dir,
             call_timeout,
-        };
-        store.call(|owner, _| owner.device.probe())?;
-        Ok(store)
+        })
+    }
+
+    /// Proves the TPM usable for this backend: it answers, and it can derive our storage
+    /// primary.
+    ///
+    /// # Errors
+    /// [`Error::Tpm`].
+    pub fn probe(&self) -> Result<(), Error> {
+        self.call(|owner, _| owner.device.probe())
     }
 
     /// The TCTI string this store was opened with.

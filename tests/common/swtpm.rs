@@ -180,6 +180,18 @@ impl Swtpm {
         }
     }
 
+    /// Starts swtpm again after [`Swtpm::kill`], on the same ports and state: a TPM that
+    /// comes up after its user started.
+    ///
+    /// # Panics
+    /// When it does not come up (another process took a port meanwhile).
+    pub(crate) fn restart(&mut self) {
+        self.kill();
+        let again = spawn(&self.state_dir, self.port, self.ctrl_port)
+            .unwrap_or_else(|why| panic!("swtpm restart: {why}"));
+        *self = again;
+    }
+
     fn signal(&self, sig: &str) {
         check(
             "kill",
