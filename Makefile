@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps lint unit packaging fuzz-build bench crates-inc clean
+.PHONY: demo test deps lint unit packaging fuzz-build qemu bench crates-inc clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -13,8 +13,8 @@ demo: deps
 	$(CARGO) run --release --locked --example demo
 
 ## Every test: lint, unit and integration tests (real dbus-daemon, swtpm, lldpd, OpenSSL),
-## packaging checks, and the fuzz targets must build.
-test: deps lint unit packaging fuzz-build
+## packaging checks, the fuzz targets must build, and two QEMU VMs pair.
+test: deps lint unit packaging fuzz-build qemu
 	@echo "make test: all checks passed"
 
 lint:
@@ -30,6 +30,11 @@ packaging:
 
 fuzz-build:
 	bash scripts/fuzz-build.sh
+
+## Two emulated BMCs: Debian/systemd VMs under QEMU, a swtpm TPM each, our units and policy
+## as the recipe installs them, LLDP over a QEMU link; both must report an attested pairing.
+qemu:
+	bash qemu/two-bmcs.sh
 
 ## Figures for the performance targets (not a test).
 bench: deps
