@@ -70,7 +70,9 @@ start_vm() {
     --ctrl "type=unixio,path=$run/tpm-$vm/ctrl.sock" --terminate \
     --log "file=$run/tpm-$vm/swtpm.log" --pid "file=$run/tpm-$vm/swtpm.pid" --daemon
   pids+=("$(cat "$run/tpm-$vm/swtpm.pid")")
-  timeout "$limit" qemu-system-x86_64 -M q35 -accel tcg -m 512 -smp 1 \
+  # Started directly (no `timeout` wrapper) so that the PID recorded is QEMU's own: killing
+  # a wrapper would orphan the VM. The time limit is enforced by the wait loop below.
+  qemu-system-x86_64 -M q35 -accel tcg -m 512 -smp 1 \
     -display none -monitor none -no-reboot -nodefaults -serial stdio \
     -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
     -append "console=ttyS0 quiet panic=-1 systemd.hostname=bmc-$vm net.ifnames=0 bpm.ula=$ula" \
@@ -87,6 +89,7 @@ log "booting bmc-a and bmc-b"
 start_vm a b 52:54:00:00:00:0a fd00:b3c::a
 start_vm b a 52:54:00:00:00:0b fd00:b3c::b
 
+started=$SECONDS
 verdict() { grep -a -o -m1 'PAIRTEST: \(PASS\|FAIL\).*' "$run/$1.console" 2>/dev/null || true; }
 shown_a=0 shown_b=0
 while :; do
@@ -110,9 +113,13 @@ while :; do
   fi
   for pid in "${pids[@]}"; do
     if ! kill -0 "$pid" 2>/dev/null; then
-      log "a VM or swtpm exited before both reported (timeout ${limit}s?)"
+      log "a VM or swtpm exited before both reported"
       exit 1
     fi
   done
+  if ((SECONDS - started > limit)); then
+    log "no verdict from both VMs within ${limit}s"
+    exit 1
+  fi
   sleep 1
 done
