@@ -32,10 +32,41 @@ pub const CONNECTED: &str =
 pub const NOT_CONNECTED: &str =
     "xyz.openbmc_project.Provisioning.Provisioning.PeerConnectionStatus.NotConnected";
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that is free on every address now, below the kernel's ephemeral range, and not
+/// handed out before by this test process. Below the ephemeral range because a daemon
+/// restarted on its port (kill -9 tests) must find it free: an outgoing connection anywhere
+/// in the test run may take a port from that range in the meantime.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let ephemeral_low = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let span = u64::from(high - low);
+    // Test binaries run one after another but their tests in parallel: start each process
+    // somewhere else in the range.
+    let start = u64::from(std::process::id()).wrapping_mul(7919) % span;
+    let mut taken = HANDED_OUT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    for step in 0..span {
+        let port = low + u16::try_from((start + step) % span).expect("in range");
+        if taken.contains(&port) {
+            continue;
+        }
+        // One at a time: a dual-stack [::] listener conflicts with a live 0.0.0.0 one.
+        let v4_free = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let v6_free = v4_free && TcpListener::bind(("::", port)).is_ok();
+        if v6_free {
+            taken.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port in {low}..{high}");
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, or panics with `what` after `limit`.
