@@ -313,3 +313,23 @@ pub(crate) async fn serve_until(
         tracing::warn!("some tasks did not stop within 5 s");
     }
 }
+
+/// Completes on SIGTERM (systemd stopping the unit) or SIGINT, for either daemon's
+/// `shutdown` future. Falls back to Ctrl-C alone if the handlers cannot be installed.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use bmc_pairing_manager::attestation::cli::{self, Args, Command, EXIT_USAGE};
 use bmc_pairing_manager::attestation::config::{self, TPM_DEVICE};
 use bmc_pairing_manager::attestation::{self, load_measurement_policy};
+use bmc_pairing_manager::daemon;
 use bmc_pairing_manager::dbus::Bus;
 use clap::Parser;
 
@@ -53,7 +54,11 @@ fn main() -> ExitCode {
                 let Some(rt) = runtime() else {
                     return ExitCode::FAILURE;
                 };
-                let code = rt.block_on(cli::respond_command(r, &args.config, shutdown_signal()));
+                let code = rt.block_on(cli::respond_command(
+                    r,
+                    &args.config,
+                    daemon::shutdown_signal(),
+                ));
                 return ExitCode::from(code);
             }
             None => {}
@@ -78,7 +83,12 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let bus = args.bus.map_or(Bus::System, Bus::Address);
-    match rt.block_on(attestation::run(config, policy, bus, shutdown_signal())) {
+    match rt.block_on(attestation::run(
+        config,
+        policy,
+        bus,
+        daemon::shutdown_signal(),
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let mut msg = attestation::requester::error_chain(&e);
@@ -87,24 +97,6 @@ fn main() -> ExitCode {
             }
             tracing::error!("{msg}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

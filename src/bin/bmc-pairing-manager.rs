@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bmc_pairing_manager::attestation::requester::error_chain;
 use bmc_pairing_manager::config::{self, EXIT_CONFIG, TPM_DEVICE};
 use bmc_pairing_manager::daemon;
 use bmc_pairing_manager::dbus::Bus;
@@ -126,40 +127,16 @@ fn main() -> ExitCode {
         }
     };
     let bus = args.bus.map_or(Bus::System, Bus::Address);
-    let result = runtime.block_on(daemon::run(config, bus, shutdown_signal()));
+    let result = runtime.block_on(daemon::run(config, bus, daemon::shutdown_signal()));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let mut msg = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                msg.push_str(": ");
-                msg.push_str(&s.to_string());
-                source = s.source();
-            }
+            let mut msg = error_chain(&e);
             if msg.contains("NameTaken") || msg.contains("name already taken") {
                 msg.push_str(" (is another bmc-pairing-manager running on this bus?)");
             }
             tracing::error!("{msg}");
             ExitCode::FAILURE
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }
