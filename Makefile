@@ -19,11 +19,10 @@ test: deps lint unit packaging fuzz-build qemu
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
-	bash scripts/check-pure-cores.sh
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --locked
+	$(CARGO) test --locked --workspace
 
 packaging:
 	bash tests/packaging/run.sh

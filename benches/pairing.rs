@@ -31,10 +31,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use bmc_pairing_core::keys::Error;
 use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
 use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
-use bmc_pairing_manager::identity::{Backend, Error, KeyRole, KeyStore, PublicKey};
+use bmc_pairing_manager::identity::{Backend, KeyRole, KeyStore, PublicKey};
 use bmc_pairing_manager::link::tls::{self, CaptureSlot, PinSet, ServerCheck};
 use common::swtpm::Swtpm;
 use common::*;

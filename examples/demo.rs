@@ -187,7 +187,7 @@ fn show_attestation(demo: &Demo, a: &RigBmc) {
             .filter_map(|b| b.as_u64())
             .filter_map(|b| u8::try_from(b).ok())
             .collect();
-        let subject = bmc_pairing_manager::identity::cert::summarize(&der)
+        let subject = bmc_pairing_manager::identity::summarize(&der)
             .map(|s| s.subject)
             .unwrap_or_default();
         indented(&format!("chain[{i}] subject: {subject}"));
@@ -281,7 +281,7 @@ fn run(demo: &Demo) -> Vec<String> {
         std::fs::write(&files[0], "firmware of bmc-b").unwrap();
         std::fs::write(&files[1], "ID=openbmc\n").unwrap();
         let hex = |p: &std::path::Path| {
-            bmc_pairing_manager::identity::hex_encode(&Sha256::digest(std::fs::read(p).unwrap()))
+            bmc_pairing_core::hex::hex_encode(&Sha256::digest(std::fs::read(p).unwrap()))
         };
         std::fs::write(
             &reference,

@@ -55,28 +55,7 @@ pub enum Error {
     },
 }
 
-/// How peers come to be trusted (DESIGN.md §4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, serde::Serialize)]
-pub enum TrustMode {
-    /// Self-provisioned BMCs: a peer is accepted only after an operator named it on this
-    /// BMC, and the identity it presents then is pinned. Never silent trust-on-first-use.
-    #[serde(rename = "first-contact")]
-    FirstContact,
-    /// A peer whose chain verifies to an installed anchor (and passes attestation) is
-    /// accepted from either side.
-    #[serde(rename = "anchored")]
-    Anchored,
-}
-
-impl TrustMode {
-    /// The config spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TrustMode::FirstContact => "first-contact",
-            TrustMode::Anchored => "anchored",
-        }
-    }
-}
+pub use bmc_pairing_core::pairing::{TrustMode, is_valid_name};
 
 /// Where the private keys live.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -301,16 +280,6 @@ fn default_tcti() -> String {
 
 /// The TPM resource-manager device whose presence selects the TPM backend by default.
 pub const TPM_DEVICE: &str = "/dev/tpmrm0";
-
-/// True if `name` is usable as a BMC or peer name: 1–63 characters of `[A-Za-z0-9-]`, not
-/// starting or ending with `-` (a DNS label, so it can be a certificate SAN).
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 63
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
 
 /// Reads and validates the config at `path`; a missing file gives the defaults.
 ///

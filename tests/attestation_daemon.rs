@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use bmc_pairing_manager::identity::cert::summarize;
+use bmc_pairing_manager::identity::summarize;
 use common::attestation::*;
 use common::swtpm::Swtpm;
 use common::{Bmc, free_port, wait_for};
@@ -22,20 +22,12 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use zbus::MatchRule;
 use zbus::message::Type as MessageType;
-use zbus::zvariant::OwnedObjectPath;
 
 const INVALID_ARGUMENT: &str = "xyz.openbmc_project.Common.Error.InvalidArgument";
 const UNAVAILABLE: &str = "xyz.openbmc_project.Common.Error.Unavailable";
 const RESOURCE_NOT_FOUND: &str = "xyz.openbmc_project.Common.Error.ResourceNotFound";
 
-type Reply = (
-    OwnedObjectPath,
-    bool,
-    String,
-    Vec<Vec<u8>>,
-    Vec<(u8, String, String, String)>,
-    String,
-);
+use bmc_pairing_manager::contract::{AttestReply as Reply, MeasurementEntry};
 
 async fn connect(node: &Node) -> zbus::Connection {
     zbus::connection::Builder::address(node.bus.address.as_str())
@@ -177,9 +169,27 @@ fn tpm_peer(root: &Path) -> TpmPeer {
     }
 }
 
-fn entries_by_index(m: &[(u8, String, String, String)]) -> BTreeMap<u8, (String, String, String)> {
+/// Measurement entries from busctl's JSON (`[[index, value, status, expected], ...]`).
+fn entries_from_json(v: Value) -> Vec<MeasurementEntry> {
+    let raw: Vec<(u8, String, String, String)> = serde_json::from_value(v).unwrap();
+    raw.into_iter()
+        .map(|(index, value, status, expected)| MeasurementEntry {
+            index,
+            value,
+            status,
+            expected,
+        })
+        .collect()
+}
+
+fn entries_by_index(m: &[MeasurementEntry]) -> BTreeMap<u8, (String, String, String)> {
     m.iter()
-        .map(|(i, v, s, e)| (*i, (v.clone(), s.clone(), e.clone())))
+        .map(|e| {
+            (
+                e.index,
+                (e.value.clone(), e.status.clone(), e.expected.clone()),
+            )
+        })
         .collect()
 }
 
@@ -219,19 +229,22 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
             "first-contact",
         ])
         .unwrap();
-    assert_eq!(reply["type"], json!("obsaaya(ysss)s"));
+    assert_eq!(reply["type"], json!("obssaaya(ysss)s"));
     let data = reply["data"].as_array().unwrap();
     assert_eq!(data[0], json!(peer));
     assert_eq!(data[1], json!(true), "{}", a.log());
     assert_eq!(
         data[2],
+        json!("xyz.openbmc_project.Attestation.Peer.Outcome.Trusted")
+    );
+    assert_eq!(
+        data[3],
         json!(b_fp),
         "fingerprint is SHA-256 of B's leaf SPKI"
     );
-    let chain: Vec<Vec<u8>> = serde_json::from_value(data[3].clone()).unwrap();
+    let chain: Vec<Vec<u8>> = serde_json::from_value(data[4].clone()).unwrap();
     assert_eq!(chain, b_chain, "chain is B's, root first");
-    let measurements: Vec<(u8, String, String, String)> =
-        serde_json::from_value(data[4].clone()).unwrap();
+    let measurements = entries_from_json(data[5].clone());
     let by_index = entries_by_index(&measurements);
     let indices: Vec<u8> = by_index.keys().copied().collect();
     assert_eq!(
@@ -254,7 +267,7 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
             .all(|(_, s, e)| s == "NotReferenced" && e.is_empty()),
         "audit without reference values: {by_index:?}"
     );
-    let verdict: Value = serde_json::from_str(data[5].as_str().unwrap()).unwrap();
+    let verdict: Value = serde_json::from_str(data[6].as_str().unwrap()).unwrap();
     assert_eq!(verdict["outcome"], json!("Trusted"));
     assert_eq!(verdict["trust_policy"], json!("first-contact"));
     assert_eq!(verdict["verdict"]["trust"], json!("FirstContact"));
@@ -278,9 +291,7 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     );
     let prop_chain: Vec<Vec<u8>> = serde_json::from_value(prop("Chain")).unwrap();
     assert_eq!(prop_chain, b_chain);
-    let prop_meas: Vec<(u8, String, String, String)> =
-        serde_json::from_value(prop("Measurements")).unwrap();
-    assert_eq!(prop_meas, measurements);
+    assert_eq!(entries_from_json(prop("Measurements")), measurements);
     assert_eq!(prop("LastError"), json!(""));
     let first_time = prop("LastAttested").as_u64().unwrap();
     assert!(first_time > 1_700_000_000);
@@ -303,7 +314,15 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     // Pinned to the wrong key: not trusted, Rejected, no identity change, no new object.
     let conn = connect(&a).await;
     let wrong = format!("pinned:{}", "00".repeat(32));
-    let (path, trusted, fp, chain, meas, json_text) = attest(&conn, &b_addr, &wrong).await.unwrap();
+    let Reply {
+        peer: path,
+        trusted,
+        fingerprint: fp,
+        chain,
+        measurements: meas,
+        verdict_json: json_text,
+        ..
+    } = attest(&conn, &b_addr, &wrong).await.unwrap();
     assert_eq!(path.as_str(), peer);
     assert!(!trusted);
     assert_eq!(fp, "", "an unauthenticated answer reports no identity");
@@ -338,11 +357,11 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     // Pinned to the right key: trusted again; Peer.Attest() re-attests with that policy.
     let right = format!("pinned:{b_fp}");
     let r = attest(&conn, &b_addr, &right).await.unwrap();
-    assert!(r.1);
+    assert!(r.trusted);
     let again = call(&conn, &peer, ATT_PEER_IFACE, &()).await.unwrap();
-    assert!(again.1, "{}", again.5);
-    assert_eq!(again.0.as_str(), peer);
-    let report: Value = serde_json::from_str(&again.5).unwrap();
+    assert!(again.trusted, "{}", again.verdict_json);
+    assert_eq!(again.peer.as_str(), peer);
+    let report: Value = serde_json::from_str(&again.verdict_json).unwrap();
     assert_eq!(report["trust_policy"], json!(right));
     assert_eq!(report["verdict"]["trust"], json!("Pinned"));
     assert_eq!(
@@ -356,7 +375,12 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     std::fs::create_dir_all(a.anchors_dir()).unwrap();
     let a_id = a.provision();
     std::fs::write(a.anchors_dir().join("other.der"), &a_id.ca_der).unwrap();
-    let (_, trusted, fp, _, _, json_text) = attest(&conn, &b_addr, "anchored").await.unwrap();
+    let Reply {
+        trusted,
+        fingerprint: fp,
+        verdict_json: json_text,
+        ..
+    } = attest(&conn, &b_addr, "anchored").await.unwrap();
     assert!(!trusted);
     assert_eq!(fp, "");
     assert!(json_text.contains("trusted root"), "{json_text}");
@@ -365,7 +389,12 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
         json!("xyz.openbmc_project.Attestation.Peer.Outcome.Rejected")
     );
     std::fs::write(a.anchors_dir().join("b.der"), &b_chain[0]).unwrap();
-    let (_, trusted, fp, _, _, json_text) = attest(&conn, &b_addr, "anchored").await.unwrap();
+    let Reply {
+        trusted,
+        fingerprint: fp,
+        verdict_json: json_text,
+        ..
+    } = attest(&conn, &b_addr, "anchored").await.unwrap();
     assert!(trusted, "{json_text}");
     assert_eq!(fp, b_fp);
     let report: Value = serde_json::from_str(&json_text).unwrap();
@@ -416,8 +445,15 @@ async fn enforce_rejects_a_measurement_mismatch_and_audit_only_records_it() {
 
     let conn = connect(&enforce).await;
     let (_c, mut signals) = attested_signals(&enforce, Some(&peer)).await;
-    let (path, trusted, fp, chain, meas, json_text) =
-        attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
+    let Reply {
+        peer: path,
+        trusted,
+        fingerprint: fp,
+        chain,
+        measurements: meas,
+        verdict_json: json_text,
+        ..
+    } = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
     assert_eq!(path.as_str(), peer);
     assert!(!trusted, "{json_text}");
     assert_eq!(fp, b_fp, "B proved its identity; its measurements failed");
@@ -458,7 +494,12 @@ async fn enforce_rejects_a_measurement_mismatch_and_audit_only_records_it() {
 
     // The same mismatch in audit mode: trusted, with findings.
     let conn = connect(&audit).await;
-    let (_, trusted, fp, _, meas, _) = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
+    let Reply {
+        trusted,
+        fingerprint: fp,
+        measurements: meas,
+        ..
+    } = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
     assert!(trusted);
     assert_eq!(fp, b_fp);
     assert_eq!(entries_by_index(&meas)[&1].1, "Mismatch");
@@ -548,7 +589,11 @@ async fn bad_input_unreachable_peers_and_missing_identity_change_nothing() {
                 .then_some(())
         },
     );
-    let (_, trusted, fp, ..) = attest(&conn, &ok_addr, "first-contact").await.unwrap();
+    let Reply {
+        trusted,
+        fingerprint: fp,
+        ..
+    } = attest(&conn, &ok_addr, "first-contact").await.unwrap();
     assert!(trusted);
     assert_eq!(fp, b_fp);
     assert!(b.daemon.as_mut().unwrap().running());
@@ -582,7 +627,11 @@ async fn responder_sessions_are_bounded_and_idle_ones_dropped_at_their_deadline(
     let idle = std::net::TcpStream::connect(b.endpoint()).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
-    let (_, trusted, fp, ..) = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
+    let Reply {
+        trusted,
+        fingerprint: fp,
+        ..
+    } = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
     let waited = start.elapsed();
     assert!(trusted);
     assert_eq!(fp, b_fp);
@@ -602,7 +651,7 @@ async fn responder_sessions_are_bounded_and_idle_ones_dropped_at_their_deadline(
     std::io::Write::write_all(&mut half, &[0x04]).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
-    let (_, trusted, ..) = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
+    let Reply { trusted, .. } = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
     assert!(trusted);
     assert!(
         start.elapsed() >= Duration::from_millis(400),

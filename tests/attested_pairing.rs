@@ -8,11 +8,12 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use bmc_pairing_manager::identity::cert::{ChainFiles, summarize};
+use bmc_pairing_manager::identity::cert::ChainFiles;
 use bmc_pairing_manager::identity::file::FileKeyStore;
+use bmc_pairing_manager::identity::summarize;
+use common::factory::Factory;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -178,92 +179,6 @@ async fn a_failed_attestation_changes_nothing() {
     );
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The factory: an OpenSSL CA that signs a BMC's CA request, the way manufacturing would.
-struct Factory {
-    dir: std::path::PathBuf,
-}
-
-impl Factory {
-    fn new(dir: &Path) -> Factory {
-        require_tool("openssl");
-        fs::create_dir_all(dir).unwrap();
-        run(Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "3",
-            ])
-            .args([
-                "-subj",
-                "/CN=factory root",
-                "-addext",
-                "basicConstraints=critical,CA:TRUE",
-                "-addext",
-                "keyUsage=critical,keyCertSign,cRLSign",
-            ])
-            .arg("-keyout")
-            .arg(dir.join("root.key"))
-            .arg("-out")
-            .arg(dir.join("root.crt")));
-        Factory {
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// Brings `bmc` into anchored mode with the operator commands: its CA request signed by
-    /// the factory, installed, and the factory root in its own trust store.
-    fn enrol(&self, bmc: &Bmc) {
-        let csr = run(Command::new(daemon_binary())
-            .arg("--config")
-            .arg(&bmc.config_path)
-            .arg("csr"));
-        let csr_path = self.dir.join(format!("{}.csr", bmc.name));
-        fs::write(&csr_path, csr).unwrap();
-        let ext = self.dir.join("ca.ext");
-        fs::write(&ext, "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n").unwrap();
-        let signed = self.dir.join(format!("{}-ca.crt", bmc.name));
-        run(Command::new("openssl")
-            .args(["x509", "-req", "-days", "3", "-CAcreateserial"])
-            .arg("-in")
-            .arg(&csr_path)
-            .arg("-CA")
-            .arg(self.dir.join("root.crt"))
-            .arg("-CAkey")
-            .arg(self.dir.join("root.key"))
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&signed));
-        run(Command::new(daemon_binary())
-            .arg("--config")
-            .arg(&bmc.config_path)
-            .arg("install-ca-cert")
-            .arg(&signed));
-        run(Command::new(daemon_binary())
-            .arg("--config")
-            .arg(&bmc.config_path)
-            .arg("install-anchor")
-            .arg(self.dir.join("root.crt")));
-    }
-}
-
 #[test]
 fn anchored_peers_pair_from_one_side_and_strangers_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -322,7 +237,7 @@ fn anchored_peers_pair_from_one_side_and_strangers_are_refused() {
 }
 
 fn sha256_hex(path: &Path) -> String {
-    bmc_pairing_manager::identity::hex_encode(&Sha256::digest(fs::read(path).unwrap()))
+    bmc_pairing_core::hex::hex_encode(&Sha256::digest(fs::read(path).unwrap()))
 }
 
 #[test]

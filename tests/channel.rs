@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use bmc_pairing_manager::link::frame::Frame;
+use bmc_pairing_core::link::frame::Frame;
 use common::openssl::{self, Pem};
 use common::*;
 use serde_json::json;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use bmc_pairing_manager::config;
-use bmc_pairing_manager::dbus;
+use bmc_pairing_manager::contract::manager;
 
 fn check(config_text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -117,7 +117,7 @@ fn bus_names_match_the_packaging_source_of_truth() {
     let names: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(
         names["bmc-pairing-manager"],
-        serde_json::json!([dbus::BUS_NAME, dbus::PROVISIONING_BUS_NAME]),
+        serde_json::json!([manager::BUS_NAME, manager::PROVISIONING_BUS_NAME]),
         "the first name is the unit's BusName="
     );
 }

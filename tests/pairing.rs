@@ -234,7 +234,7 @@ async fn pairing_reports_on_both_surfaces_and_signals_once() {
     );
     let fp_on_a = a.get(SEED_BUS, &paths[0], PEER_IFACE, "IdentityFingerprint");
     let b_leaf = fs::read(b.cert_dir().join("identity.der")).unwrap();
-    let b_fp = bmc_pairing_manager::identity::cert::summarize(&b_leaf)
+    let b_fp = bmc_pairing_manager::identity::summarize(&b_leaf)
         .unwrap()
         .public_key
         .fingerprint();

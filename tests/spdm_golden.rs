@@ -18,20 +18,20 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bmc_pairing_manager::identity::cert::ChainFiles;
-use bmc_pairing_manager::identity::file::FileKeyStore;
-use bmc_pairing_manager::identity::{Fingerprint, KeyRole, KeyStore};
-use bmc_pairing_manager::spdm::crypto::{
+use bmc_pairing_core::spdm::crypto::{
     AsymAlgo, CONTEXT_CHALLENGE_AUTH, CONTEXT_MEASUREMENTS, HashAlgo, signing_input,
     verify_signature,
 };
-use bmc_pairing_manager::spdm::frame::{self, Frame};
-use bmc_pairing_manager::spdm::msgs::{Code, ErrorCode, Message, ParseContext, Payload};
-use bmc_pairing_manager::spdm::transcript::Transcript;
-use bmc_pairing_manager::spdm::verify::{SpdmChain, verify_chain};
-use bmc_pairing_manager::spdm::{
+use bmc_pairing_core::spdm::frame::{self, Frame};
+use bmc_pairing_core::spdm::msgs::{Code, ErrorCode, Message, ParseContext, Payload};
+use bmc_pairing_core::spdm::transcript::Transcript;
+use bmc_pairing_core::spdm::verify::{SpdmChain, verify_chain};
+use bmc_pairing_core::spdm::{
     ChainError, MeasurementBlock, Responder, ResponderConfig, TrustBasis, TrustPolicy,
 };
+use bmc_pairing_manager::identity::cert::ChainFiles;
+use bmc_pairing_manager::identity::file::FileKeyStore;
+use bmc_pairing_manager::identity::{Fingerprint, KeyRole, KeyStore};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 const TRACES: [&str; 5] = [

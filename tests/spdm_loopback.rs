@@ -19,20 +19,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
-use bmc_pairing_manager::identity::file::FileKeyStore;
-use bmc_pairing_manager::identity::{KeyRole, KeyStore};
-use bmc_pairing_manager::spdm::measurement::IndexStatus;
-use bmc_pairing_manager::spdm::msgs::{
+use bmc_pairing_core::spdm::appraisal::IndexStatus;
+use bmc_pairing_core::spdm::msgs::{
     ErrorCode, ErrorResponse, Message, NotReady, ParseContext, Payload,
 };
-use bmc_pairing_manager::spdm::requester::Outcome;
-use bmc_pairing_manager::spdm::transport::{self, Framing, Timeouts};
-use bmc_pairing_manager::spdm::{
+use bmc_pairing_core::spdm::requester::Outcome;
+use bmc_pairing_core::spdm::{
     Action, ChainError, Error, HashAlgo, MeasurementBlock, MeasurementPolicy, PolicyMode,
     ReferenceValues, Requester, RequesterConfig, Responder, ResponderConfig, TrustBasis,
     TrustPolicy, Verdict,
 };
+use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
+use bmc_pairing_manager::identity::file::FileKeyStore;
+use bmc_pairing_manager::identity::{KeyRole, KeyStore};
+use bmc_pairing_manager::spdm::transport::{self, Framing, Timeouts};
 use rand_core::OsRng;
 
 fn now() -> SystemTime {
@@ -755,7 +755,7 @@ async fn truncated_and_oversized_frames_are_refused() {
         &timeouts,
     )
     .await;
-    assert!(matches!(res, Err(Error::Closed)), "{res:?}");
+    assert!(matches!(res, Err(transport::Error::Closed)), "{res:?}");
 
     // Announces 0xFFFF bytes: refused from the prefix alone, nothing more is read.
     let (mut client, mut server) = tokio::io::duplex(1024);
@@ -772,9 +772,9 @@ async fn truncated_and_oversized_frames_are_refused() {
     assert!(
         matches!(
             res,
-            Err(Error::InvalidFrame(
-                bmc_pairing_manager::spdm::InvalidFrame::TooLarge(_)
-            ))
+            Err(transport::Error::Protocol(Error::InvalidFrame(
+                bmc_pairing_core::spdm::InvalidFrame::TooLarge(_)
+            )))
         ),
         "{res:?}"
     );
@@ -795,7 +795,10 @@ async fn truncated_and_oversized_frames_are_refused() {
         &timeouts,
     )
     .await;
-    assert!(matches!(res, Err(Error::InvalidFrame(_))), "{res:?}");
+    assert!(
+        matches!(res, Err(transport::Error::Protocol(Error::InvalidFrame(_)))),
+        "{res:?}"
+    );
     drop(client);
 
     // A requester whose peer goes silent times out instead of hanging.
@@ -810,5 +813,5 @@ async fn truncated_and_oversized_frames_are_refused() {
         },
     )
     .await;
-    assert!(matches!(res, Err(Error::Timeout(_))), "{res:?}");
+    assert!(matches!(res, Err(transport::Error::Timeout(_))), "{res:?}");
 }

@@ -15,15 +15,15 @@
     clippy::cast_possible_truncation
 )]
 
-use bmc_pairing_manager::spdm::frame::{self, EmuHeader, Frame};
-use bmc_pairing_manager::spdm::msgs::measurements::SignatureRequest;
-use bmc_pairing_manager::spdm::msgs::{
+use bmc_pairing_core::spdm::frame::{self, EmuHeader, Frame};
+use bmc_pairing_core::spdm::msgs::measurements::SignatureRequest;
+use bmc_pairing_core::spdm::msgs::{
     AlgStruct, Algorithms, Capabilities, Certificate, Challenge, ChallengeAuth, Digests, ErrorCode,
     ErrorResponse, GetCertificate, GetDigests, GetMeasurements, GetVersion, MeasurementBlock,
     Measurements, Message, NegotiateAlgorithms, Other, ParseContext, Payload, RespondIfReady,
     Version, VersionNumber, fuzz_message,
 };
-use bmc_pairing_manager::spdm::{MeasurementPolicy, Requester, RequesterConfig, TrustPolicy};
+use bmc_pairing_core::spdm::{MeasurementPolicy, Requester, RequesterConfig, TrustPolicy};
 use proptest::prelude::*;
 
 type Case = (Message, ParseContext);
@@ -460,9 +460,9 @@ proptest! {
 
 mod responder_fuzz {
     use super::*;
+    use bmc_pairing_core::spdm::{Responder, ResponderConfig};
     use bmc_pairing_manager::identity::cert::ChainFiles;
     use bmc_pairing_manager::identity::file::FileKeyStore;
-    use bmc_pairing_manager::spdm::{Responder, ResponderConfig};
     use std::sync::{Arc, OnceLock};
 
     fn fixture() -> &'static (tempfile::TempDir, Arc<FileKeyStore>, Vec<Vec<u8>>) {

@@ -42,7 +42,7 @@ fn fingerprint_on(a: &Bmc) -> String {
 
 fn own_fingerprint(b: &Bmc) -> String {
     let leaf = fs::read(b.cert_dir().join("identity.der")).unwrap();
-    let fp = bmc_pairing_manager::identity::cert::summarize(&leaf)
+    let fp = bmc_pairing_manager::identity::summarize(&leaf)
         .unwrap()
         .public_key
         .fingerprint();
@@ -59,13 +59,13 @@ fn two_daemons_pair_with_tpm_keys_and_nothing_private_on_disk() {
     assert_eq!(fingerprint_on(&a.bmc), own_fingerprint(&b.bmc));
     // A foreign TLS client with the wrong certificate gets nothing from a TPM-backed daemon,
     // while its TPM-signed handshake itself completes (the server side works).
-    let hello = bmc_pairing_manager::link::frame::Frame::Hello {
+    let hello = bmc_pairing_core::link::frame::Frame::Hello {
         seq: 0,
         name: "intruder".into(),
     }
     .to_bytes()
     .unwrap();
-    let alive = bmc_pairing_manager::link::frame::Frame::Alive { seq: 0 }
+    let alive = bmc_pairing_core::link::frame::Frame::Alive { seq: 0 }
         .to_bytes()
         .unwrap();
     for wrong in [

@@ -12,10 +12,12 @@ mod swtpm;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use bmc_pairing_core::keys::Error;
 use bmc_pairing_manager::identity::cert::ChainFiles;
 use bmc_pairing_manager::identity::file::{FileKeyStore, looks_like_private_key, walk_files};
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
-use bmc_pairing_manager::identity::{Error, KeyRole, KeyStore, sign_message, verify_digest};
+use bmc_pairing_manager::identity::{KeyRole, KeyStore, sign_message, verify_digest};
+use bmc_pairing_manager::kit::ErrorChain;
 use sha2::{Digest, Sha256};
 use swtpm::Swtpm;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -178,13 +180,16 @@ fn hung_tpm_is_an_error_not_a_hang_and_late_work_is_dropped() {
     tpm.freeze();
     let started = Instant::now();
     match store.sign_digest(KeyRole::Identity, &[1; 32]) {
-        Err(Error::Tpm(msg)) => assert!(msg.contains("no answer"), "{msg}"),
+        Err(e @ Error::Unavailable { .. }) => {
+            let msg = ErrorChain(&e).to_string();
+            assert!(msg.contains("no answer"), "{msg}");
+        }
         other => panic!("expected a timeout, got {other:?}"),
     }
     // Queued behind the hung sign: it must not replace the key once the TPM is back.
     assert!(matches!(
         store.generate(KeyRole::Identity),
-        Err(Error::Tpm(_))
+        Err(Error::Unavailable { .. })
     ));
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -209,8 +214,11 @@ fn killed_tpm_is_a_tpm_error() {
     tpm.kill();
     assert!(matches!(
         store.sign_digest(KeyRole::Identity, &[3; 32]),
-        Err(Error::Tpm(_))
+        Err(Error::Unavailable { .. })
     ));
-    assert!(matches!(store.generate(KeyRole::Ca), Err(Error::Tpm(_))));
+    assert!(matches!(
+        store.generate(KeyRole::Ca),
+        Err(Error::Unavailable { .. })
+    ));
     assert!(!store.blob_path(KeyRole::Ca).exists());
 }

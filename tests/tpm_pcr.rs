@@ -8,7 +8,7 @@
 #[path = "common/swtpm.rs"]
 mod swtpm;
 
-use bmc_pairing_manager::identity::Error;
+use bmc_pairing_core::keys::Error;
 use bmc_pairing_manager::identity::tpm::{PCR_COUNT, PcrBank, TpmKeyStore};
 use sha2::{Digest, Sha256};
 use swtpm::Swtpm;
@@ -68,6 +68,6 @@ fn a_subset_is_returned_sorted_and_matches_the_full_read() {
 
     assert!(matches!(
         store.read_pcrs(PcrBank::Sha256, &[PCR_COUNT]),
-        Err(Error::Tpm(_))
+        Err(Error::Unavailable { .. })
     ));
 }

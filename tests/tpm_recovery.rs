@@ -12,9 +12,11 @@ mod swtpm;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use bmc_pairing_core::keys::Error;
 use bmc_pairing_manager::identity::cert::{ChainFiles, IdentityProblem};
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
-use bmc_pairing_manager::identity::{Error, KeyRole, KeyStore, verify_digest};
+use bmc_pairing_manager::identity::{KeyRole, KeyStore, verify_digest};
+use bmc_pairing_manager::kit::ErrorChain;
 use swtpm::Swtpm;
 
 fn now() -> SystemTime {
@@ -116,8 +118,9 @@ fn corrupt_blob_is_unusable_and_create_recovers() {
     std::fs::write(&path, b"this is not a TPM blob at all").unwrap();
 
     match bmc.store.public_key(KeyRole::Identity) {
-        Err(Error::KeyUnusable { role, reason }) => {
+        Err(e @ Error::KeyUnusable { role, .. }) => {
             assert_eq!(role, KeyRole::Identity);
+            let reason = ErrorChain(&e).to_string();
             assert!(reason.contains(path.to_str().unwrap()), "{reason}");
         }
         other => panic!("expected KeyUnusable, got {other:?}"),

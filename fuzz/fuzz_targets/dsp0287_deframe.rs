@@ -2,7 +2,7 @@
 //! every accepted frame re-encodes to exactly the bytes it was split from.
 #![no_main]
 
-use bmc_pairing_manager::spdm::frame;
+use bmc_pairing_core::spdm::frame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

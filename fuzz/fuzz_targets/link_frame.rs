@@ -2,7 +2,7 @@
 //! and every accepted frame re-encodes to exactly the bytes it was decoded from.
 #![no_main]
 
-use bmc_pairing_manager::link::frame::{Frame, MAX_FRAME_LEN};
+use bmc_pairing_core::link::frame::{Frame, MAX_FRAME_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

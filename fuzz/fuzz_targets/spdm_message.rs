@@ -3,7 +3,7 @@
 //! The first byte selects the negotiated sizes the parser is given.
 #![no_main]
 
-use bmc_pairing_manager::spdm::msgs::{ParseContext, fuzz_message};
+use bmc_pairing_core::spdm::msgs::{ParseContext, fuzz_message};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

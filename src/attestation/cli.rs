@@ -21,11 +21,15 @@ use tokio_util::task::TaskTracker;
 use super::config::{self, TPM_DEVICE};
 use super::keys::{self, KeyFile};
 use super::measurements::Measurements;
-use super::requester::{self, PolicyChoice, parse_address};
+use super::requester::{self, parse_address};
 use super::responder::{self, IdentitySource};
+use crate::contract::TrustPolicyArg;
 use crate::identity::{Fingerprint, KeyStore};
 use crate::spdm::transport::{DEFAULT_PORT, Framing, Timeouts};
-use crate::spdm::{MeasurementPolicy, PolicyMode, ReferenceValues, ResponderConfig, TrustPolicy};
+use bmc_pairing_core::pairing::AttestPolicy;
+use bmc_pairing_core::spdm::{
+    MeasurementPolicy, PolicyMode, ReferenceValues, ResponderConfig, TrustPolicy,
+};
 
 /// Success; for `attest`: the peer is trusted.
 pub const EXIT_OK: u8 = 0;
@@ -206,7 +210,7 @@ pub async fn attest_command(args: AttestArgs) -> u8 {
     };
     let (choice, trust) = if let Some(pin) = &args.pin {
         match Fingerprint::from_hex(pin) {
-            Ok(fp) => (PolicyChoice::Pinned(fp), TrustPolicy::Pinned(fp)),
+            Ok(fp) => (AttestPolicy::Pinned(fp), TrustPolicy::Pinned(fp)),
             Err(e) => return usage(format_args!("--pin: {e}")),
         }
     } else if !args.trust_anchors.is_empty() {
@@ -217,22 +221,22 @@ pub async fn attest_command(args: AttestArgs) -> u8 {
                 Err(e) => return usage(format_args!("--trust-anchor: {e}")),
             }
         }
-        (PolicyChoice::Anchored, TrustPolicy::Anchored(anchors))
+        (AttestPolicy::Anchored, TrustPolicy::Anchored(anchors))
     } else {
         eprintln!(
             "bmc-attestation: no --trust-anchor or --pin: attesting in first-contact mode; \
              the fingerprint in the report is the identity to pin"
         );
-        (PolicyChoice::FirstContact, TrustPolicy::FirstContact)
+        (AttestPolicy::FirstContact, TrustPolicy::FirstContact)
     };
     let reference = match &args.reference_values {
         None => ReferenceValues::default(),
-        Some(p) => match crate::spdm::measure::load_reference_values(p) {
+        Some(p) => match super::load_reference_values(p) {
             Ok(r) => r,
             Err(e) => {
                 return usage(format_args!(
                     "--reference-values: {}",
-                    requester::error_chain(&e)
+                    crate::kit::ErrorChain(&e)
                 ));
             }
         },
@@ -258,7 +262,15 @@ pub async fn attest_command(args: AttestArgs) -> u8 {
         measurements: MeasurementPolicy { mode, reference },
     };
     let verify_time = crate::clock::floored_now(0);
-    match requester::attest(addr, choice.text(), trust, &settings, verify_time).await {
+    match requester::attest(
+        addr,
+        TrustPolicyArg(choice).to_string(),
+        trust,
+        &settings,
+        verify_time,
+    )
+    .await
+    {
         Ok(report) => {
             print_json(&report);
             if report.trusted {
@@ -271,30 +283,50 @@ pub async fn attest_command(args: AttestArgs) -> u8 {
             print_json(&serde_json::json!({
                 "address": addr.ip().to_string(),
                 "port": addr.port(),
-                "trust_policy": choice.text(),
+                "trust_policy": TrustPolicyArg(choice).to_string(),
                 "trusted": false,
                 "outcome": "NotAttested",
                 "authenticated": false,
-                "error": requester::error_chain(&failure),
+                "error": crate::kit::ErrorChain(&failure).to_string(),
             }));
             EXIT_NOT_TRUSTED
         }
     }
 }
 
-fn fixed_identity(key: &Path, chain_files: &[PathBuf]) -> Result<IdentitySource, String> {
-    let store: Arc<dyn KeyStore> = Arc::new(KeyFile::load(key).map_err(|e| format!("--key: {e}"))?);
+/// Why `respond --key/--chain` cannot serve.
+#[derive(Debug, thiserror::Error)]
+enum FixedIdentityError {
+    /// The key file.
+    #[error("--key")]
+    Key(#[source] keys::FileError),
+    /// A chain file.
+    #[error("--chain")]
+    Chain(#[source] keys::FileError),
+    /// The chain does not fit the key, or does not parse as an SPDM chain.
+    #[error("--chain/--key")]
+    Mismatch(#[source] bmc_pairing_core::spdm::Error),
+    /// The key cannot be read as the identity key.
+    #[error("--key")]
+    Store(#[source] bmc_pairing_core::keys::Error),
+}
+
+fn fixed_identity(
+    key: &Path,
+    chain_files: &[PathBuf],
+) -> Result<IdentitySource, FixedIdentityError> {
+    let store: Arc<dyn KeyStore> = Arc::new(KeyFile::load(key).map_err(FixedIdentityError::Key)?);
     let mut chain = Vec::new();
     for f in chain_files {
-        chain.extend(keys::read_certificates(f).map_err(|e| format!("--chain: {e}"))?);
+        chain.extend(keys::read_certificates(f).map_err(FixedIdentityError::Chain)?);
     }
     // The responder refuses a chain whose leaf is not the key's certificate.
-    crate::spdm::Responder::new(
+    bmc_pairing_core::spdm::Responder::new(
         ResponderConfig::new(chain.clone(), Vec::new()),
         store.clone(),
     )
-    .map_err(|e| format!("--chain/--key: {}", requester::error_chain(&e)))?;
-    IdentitySource::fixed(chain, store).map_err(|e| format!("--key: {e}"))
+    .map_err(FixedIdentityError::Mismatch)?;
+    IdentitySource::fixed(chain, store).map_err(FixedIdentityError::Store)
 }
 
 /// `respond`: serves until `shutdown`.
@@ -319,7 +351,7 @@ pub async fn respond_command(
                 Measurements::new(&args.measure, None, &[]),
                 Timeouts::default(),
             ),
-            Err(e) => return usage(e),
+            Err(e) => return usage(crate::kit::ErrorChain(&e)),
         },
         None => {
             let tpm_present = Path::new(TPM_DEVICE).exists();
@@ -331,10 +363,14 @@ pub async fn respond_command(
                 Ok(c) => c,
                 Err(e) => return usage(format_args!("invalid configuration: {e}")),
             };
-            let store = match keys::open_store(&config.key_backend, &config.key_dir()) {
+            let store = match crate::identity::store::open(
+                &config.key_backend,
+                &config.key_dir(),
+                crate::identity::store::Probe::Now,
+            ) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    tracing::warn!(error = %requester::error_chain(&e), "cannot open the key store; will retry");
+                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot open the key store; will retry");
                     None
                 }
             };

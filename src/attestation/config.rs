@@ -27,7 +27,7 @@
 //! | `measured_files` | bmc-pairing-manager, bmc-attestation binaries, `/etc/os-release` | absolute paths, at most 63, measurement indices 1.. |
 //! | `firmware_image` | none | absolute path, measurement index 64 |
 //! | `pcrs` | 0-7 | SHA-256 PCRs reported as indices 128 + n (TPM backend only) |
-//! | `reference_values` | none | JSON reference values for peers ([`crate::spdm::measurement`]) |
+//! | `reference_values` | none | JSON reference values for peers ([`crate::spdm::appraisal`]) |
 //! | `measurement_policy` | `"audit"` | `off`, `audit` or `enforce` (needs `reference_values`) |
 //! | `trust_anchors_dir` | `<cert_root>/etc/bmc-pairing-manager/certs/anchors` | roots for `anchored`: `*.der`, `*.pem`, `*.crt`, `*.cer` |
 //! | `connect_timeout_ms` | 3000 | TCP connect of an outgoing attestation |
@@ -47,7 +47,7 @@ use serde::Deserialize;
 
 use crate::config::{self, RawKeyBackend};
 pub use crate::config::{EXIT_CONFIG, Error, KeyBackend, TPM_DEVICE};
-use crate::spdm::PolicyMode;
+use bmc_pairing_core::spdm::PolicyMode;
 
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/bmc-pairing-manager/bmc-attestation.conf";

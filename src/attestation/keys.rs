@@ -6,7 +6,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::hazmat::PrehashSigner as _;
@@ -14,10 +13,7 @@ use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use crate::config::KeyBackend;
-use crate::identity::file::FileKeyStore;
-use crate::identity::tpm::TpmKeyStore;
-use crate::identity::{self, Backend, KeyRole, KeyStore, PublicKey, SHA256_LEN};
+use bmc_pairing_core::keys::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
 
 /// Largest certificate or key file read.
 pub const MAX_FILE_LEN: u64 = 256 * 1024;
@@ -56,42 +52,6 @@ pub enum FileError {
         /// The file.
         path: PathBuf,
     },
-}
-
-/// The configured key store, and the TPM behind it when there is one (for PCR reads).
-#[derive(Clone, Debug)]
-pub struct OpenedStore {
-    /// Signs SPDM responses.
-    pub store: Arc<dyn KeyStore>,
-    /// The same store as a TPM, when the backend is the TPM.
-    pub tpm: Option<Arc<TpmKeyStore>>,
-}
-
-/// Opens the key store of `backend` with its keys under `key_dir` (the pairing manager's
-/// `<state_dir>/keys`). Read-only use: this daemon never generates or deletes keys.
-///
-/// # Errors
-/// [`identity::Error`] when the TPM cannot be reached.
-pub fn open_store(backend: &KeyBackend, key_dir: &Path) -> Result<OpenedStore, identity::Error> {
-    match backend {
-        KeyBackend::File => {
-            tracing::warn!(
-                "using the file key backend: private keys are on disk (development only)"
-            );
-            Ok(OpenedStore {
-                store: Arc::new(FileKeyStore::new(key_dir)),
-                tpm: None,
-            })
-        }
-        KeyBackend::Tpm { tcti } => {
-            let tpm = Arc::new(TpmKeyStore::open(tcti, key_dir)?);
-            tracing::info!(tcti = %tcti, "using the TPM key backend: only wrapped blobs on disk");
-            Ok(OpenedStore {
-                store: tpm.clone(),
-                tpm: Some(tpm),
-            })
-        }
-    }
 }
 
 fn read_limited(path: &Path) -> Result<Vec<u8>, FileError> {
@@ -238,45 +198,50 @@ impl KeyFile {
         })
     }
 
-    fn read_only(&self, role: KeyRole) -> identity::Error {
-        identity::Error::KeyUnusable {
+    fn read_only(&self, role: KeyRole) -> Error {
+        Error::KeyUnusable {
             role,
-            reason: format!("{} is a read-only identity key", self.path.display()),
+            source: Box::new(ReadOnly(self.path.clone())),
         }
     }
 }
+
+/// `respond --key` names a key file this process must not replace or delete.
+#[derive(Debug, thiserror::Error)]
+#[error("{} is a read-only identity key", .0.display())]
+struct ReadOnly(PathBuf);
 
 impl KeyStore for KeyFile {
     fn backend(&self) -> Backend {
         Backend::File
     }
 
-    fn generate(&self, role: KeyRole) -> Result<PublicKey, identity::Error> {
+    fn generate(&self, role: KeyRole) -> Result<PublicKey, Error> {
         Err(self.read_only(role))
     }
 
-    fn public_key(&self, role: KeyRole) -> Result<PublicKey, identity::Error> {
+    fn public_key(&self, role: KeyRole) -> Result<PublicKey, Error> {
         match role {
             KeyRole::Identity => Ok(self.public.clone()),
-            KeyRole::Ca => Err(identity::Error::KeyMissing(role)),
+            KeyRole::Ca => Err(Error::KeyMissing(role)),
         }
     }
 
-    fn sign_digest(&self, role: KeyRole, digest: &[u8]) -> Result<Vec<u8>, identity::Error> {
+    fn sign_digest(&self, role: KeyRole, digest: &[u8]) -> Result<Vec<u8>, Error> {
         if digest.len() != SHA256_LEN {
-            return Err(identity::Error::BadDigestLength(digest.len()));
+            return Err(Error::BadDigestLength(digest.len()));
         }
         if role != KeyRole::Identity {
-            return Err(identity::Error::KeyMissing(role));
+            return Err(Error::KeyMissing(role));
         }
         let sig: p256::ecdsa::Signature = self
             .key
             .sign_prehash(digest)
-            .map_err(|_| identity::Error::Sign(role))?;
+            .map_err(|_| Error::Sign(role))?;
         Ok(sig.to_bytes().to_vec())
     }
 
-    fn delete(&self, role: KeyRole) -> Result<(), identity::Error> {
+    fn delete(&self, role: KeyRole) -> Result<(), Error> {
         Err(self.read_only(role))
     }
 }
@@ -285,6 +250,7 @@ impl KeyStore for KeyFile {
 mod tests {
     use super::*;
     use crate::identity::cert::ChainFiles;
+    use crate::identity::{self, file::FileKeyStore};
     use std::time::SystemTime;
 
     #[test]

@@ -1,5 +1,5 @@
 //! What this BMC reports in MEASUREMENTS: configured files, the firmware image and TPM PCRs,
-//! turned into DMTF digest blocks through [`crate::spdm::measure::build_blocks`].
+//! as DMTF digest blocks sorted by index.
 //!
 //! # Index layout
 //! | index | value | DMTF value type |
@@ -23,11 +23,14 @@ use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
 
+use bmc_pairing_core::spdm::MeasurementBlock;
+
 use crate::identity::tpm::{PcrBank, TpmKeyStore};
-use crate::spdm::MeasurementBlock;
-use crate::spdm::measure::{
-    ExtraMeasurement, TYPE_FIRMWARE_CONFIG, TYPE_MUTABLE_FIRMWARE, build_blocks,
-};
+
+/// DMTFSpecMeasurementValueType: mutable firmware (the usual type for a BMC image).
+pub const TYPE_MUTABLE_FIRMWARE: u8 = 1;
+/// DMTFSpecMeasurementValueType: firmware configuration (PCRs).
+pub const TYPE_FIRMWARE_CONFIG: u8 = 3;
 
 /// Measurement index of the firmware image.
 pub const FIRMWARE_INDEX: u8 = 64;
@@ -39,10 +42,7 @@ pub const PCR_INDEX_BASE: u8 = 128;
 pub enum Error {
     /// The PCRs could not be read.
     #[error("cannot read the pcrs")]
-    Pcr(#[source] crate::identity::Error),
-    /// The configured blocks are unusable (never caused by a peer).
-    #[error("measurement blocks")]
-    Blocks(#[source] crate::spdm::Error),
+    Pcr(#[source] bmc_pairing_core::keys::Error),
 }
 
 /// Identity of a file version, for the digest cache.
@@ -106,18 +106,15 @@ impl Measurements {
     /// The blocks as of now, sorted by index; PCRs only when `tpm` is given.
     ///
     /// # Errors
-    /// [`Error::Pcr`] when the TPM cannot be read; [`Error::Blocks`] never for a valid
-    /// configuration.
+    /// [`Error::Pcr`] when the TPM cannot be read.
     pub fn blocks(&self, tpm: Option<&TpmKeyStore>) -> Result<Vec<MeasurementBlock>, Error> {
-        let mut extra = Vec::new();
+        // (index, value type, digest); indices are distinct by construction: files 1..=63,
+        // the image 64, PCRs 128..152.
+        let mut blocks: Vec<(u8, u8, Vec<u8>)> = Vec::new();
         let mut unreadable = BTreeSet::new();
         for (index, path) in &self.files {
             match self.digest(path) {
-                Ok(digest) => extra.push(ExtraMeasurement {
-                    index: *index,
-                    value_type: TYPE_MUTABLE_FIRMWARE,
-                    digest: digest.to_vec(),
-                }),
+                Ok(digest) => blocks.push((*index, TYPE_MUTABLE_FIRMWARE, digest.to_vec())),
                 Err(e) => {
                     tracing::debug!(path = %path.display(), error = %e, "cannot measure");
                     unreadable.insert(path.clone());
@@ -140,14 +137,15 @@ impl Measurements {
                 .read_pcrs(PcrBank::Sha256, &self.pcrs)
                 .map_err(Error::Pcr)?
             {
-                extra.push(ExtraMeasurement {
-                    index: PCR_INDEX_BASE.saturating_add(pcr),
-                    value_type: TYPE_FIRMWARE_CONFIG,
-                    digest: value.to_vec(),
-                });
+                let index = PCR_INDEX_BASE.saturating_add(pcr);
+                blocks.push((index, TYPE_FIRMWARE_CONFIG, value.to_vec()));
             }
         }
-        build_blocks(&[], &extra).map_err(Error::Blocks)
+        blocks.sort_by_key(|(index, _, _)| *index);
+        Ok(blocks
+            .iter()
+            .map(|(index, value_type, digest)| MeasurementBlock::dmtf(*index, *value_type, digest))
+            .collect())
     }
 
     /// SHA-256 of `path`, from the cache while the file is unchanged.

@@ -29,46 +29,62 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use self::config::Config;
-use crate::dbus::Bus;
+use crate::kit::{self, Bus, StartError};
 use crate::spdm::transport::{Framing, Timeouts};
-use crate::spdm::{MeasurementPolicy, ReferenceValues};
+use bmc_pairing_core::spdm::appraisal::{MAX_REFERENCE_FILE_LEN, ReferenceError};
+use bmc_pairing_core::spdm::{MeasurementPolicy, ReferenceValues};
 
-/// Why the daemon could not run.
+/// Why a reference-values file could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The SPDM port could not be bound.
-    #[error("cannot listen on port {port}{}", device.as_ref().map(|d| format!(" on {d}")).unwrap_or_default())]
-    Listen {
-        /// The port.
-        port: u16,
-        /// The interface it was bound to.
-        device: Option<String>,
-        /// Why.
+pub enum ReferenceFileError {
+    /// The file cannot be read.
+    #[error("cannot read {path}")]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
         #[source]
         source: std::io::Error,
     },
-    /// D-Bus setup failed (NameTaken when another instance runs).
-    #[error("cannot set up D-Bus")]
-    Dbus(#[source] zbus::Error),
+    /// Its content was refused.
+    #[error("reference values")]
+    Reference(#[from] ReferenceError),
+}
+
+/// Reads and parses a reference-values file (format in [`bmc_pairing_core::spdm::appraisal`]).
+///
+/// # Errors
+/// [`ReferenceFileError::File`], or [`ReferenceFileError::Reference`] for bad content.
+pub fn load_reference_values(
+    path: &std::path::Path,
+) -> Result<ReferenceValues, ReferenceFileError> {
+    let file_err = |source| ReferenceFileError::File {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(file_err)?;
+    if meta.len() > u64::try_from(MAX_REFERENCE_FILE_LEN).unwrap_or(u64::MAX) {
+        return Err(ReferenceFileError::Reference(ReferenceError::TooLarge));
+    }
+    let text = std::fs::read_to_string(path).map_err(file_err)?;
+    Ok(ReferenceValues::from_json(&text)?)
 }
 
 /// Reads the configured reference values into the measurement policy.
 ///
 /// # Errors
 /// [`config::Error::Invalid`] naming `reference_values` when the file cannot be read or
-/// is not in the documented format ([`crate::spdm::measurement`]).
+/// is not in the documented format ([`crate::spdm::appraisal`]).
 pub fn load_measurement_policy(
     config_path: &std::path::Path,
     config: &Config,
 ) -> Result<MeasurementPolicy, config::Error> {
     let reference = match &config.reference_values {
         None => ReferenceValues::default(),
-        Some(path) => crate::spdm::measure::load_reference_values(path).map_err(|e| {
-            config::Error::Invalid {
-                path: config_path.to_path_buf(),
-                key: "reference_values".to_owned(),
-                message: requester::error_chain(&e),
-            }
+        Some(path) => load_reference_values(path).map_err(|e| config::Error::Invalid {
+            path: config_path.to_path_buf(),
+            key: "reference_values".to_owned(),
+            message: crate::kit::ErrorChain(&e).to_string(),
         })?,
     };
     Ok(MeasurementPolicy {
@@ -100,7 +116,7 @@ pub fn requester_settings(config: &Config, measurements: MeasurementPolicy) -> r
 /// works without it and the responder keeps trying (see [`responder`]).
 ///
 /// # Errors
-/// [`Error`] for start-up failures; runtime failures are logged and handled.
+/// [`StartError`] for start-up failures; runtime failures are logged and handled.
 ///
 /// # Cancel safety
 /// Not cancel safe: drive it to completion (pass the shutdown future instead).
@@ -109,19 +125,22 @@ pub async fn run(
     measurements: MeasurementPolicy,
     bus: Bus,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
+) -> Result<(), StartError> {
     let device = config
         .bind_to_interface
         .then(|| config.interface_id.clone());
     let opened = {
         let backend = config.key_backend.clone();
         let key_dir = config.key_dir();
-        tokio::task::spawn_blocking(move || keys::open_store(&backend, &key_dir)).await
+        tokio::task::spawn_blocking(move || {
+            crate::identity::store::open(&backend, &key_dir, crate::identity::store::Probe::Now)
+        })
+        .await
     };
     let store = match opened {
         Ok(Ok(s)) => Some(s),
         Ok(Err(e)) => {
-            tracing::error!(error = %requester::error_chain(&e), "cannot open the key store; will retry");
+            tracing::error!(error = %crate::kit::ErrorChain(&e), "cannot open the key store; will retry");
             None
         }
         Err(e) => {
@@ -145,7 +164,7 @@ pub async fn run(
         status_tx,
     ));
     let listener = crate::link::server::bind(config.listen_address, config.port, device.as_deref())
-        .map_err(|source| Error::Listen {
+        .map_err(|source| StartError::Listen {
             port: config.port,
             device: device.clone(),
             source,
@@ -183,10 +202,8 @@ pub async fn run(
     let conn = match dbus::serve(&bus, service, config.port, status_rx.clone()).await {
         Ok(c) => c,
         Err(e) => {
-            cancel.cancel();
-            tracker.close();
-            tracker.wait().await;
-            return Err(Error::Dbus(e));
+            kit::stop(&cancel, &tracker).await;
+            return Err(StartError::Dbus(e));
         }
     };
     tracing::info!(port = config.port, "bmc-attestation ready");
@@ -201,6 +218,31 @@ pub async fn run(
         });
     }
 
-    crate::daemon::serve_until(&conn, shutdown, &cancel, &tracker).await;
+    kit::serve_until(&conn, shutdown, &cancel, &tracker).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_file_errors_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ref.json");
+        std::fs::write(&p, r#"{"version":1,"measurements":{"1":"00ff"}}"#).unwrap();
+        assert_eq!(
+            load_reference_values(&p).unwrap().get(1),
+            Some(&[0, 0xff][..])
+        );
+        std::fs::write(&p, r#"{"version":1,"measurements":{"x":"00"}}"#).unwrap();
+        assert!(matches!(
+            load_reference_values(&p),
+            Err(ReferenceFileError::Reference(_))
+        ));
+        assert!(matches!(
+            load_reference_values(&dir.path().join("none")),
+            Err(ReferenceFileError::File { .. })
+        ));
+    }
 }

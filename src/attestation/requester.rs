@@ -17,10 +17,13 @@ use std::time::{Duration, SystemTime};
 
 use tokio::net::{TcpSocket, TcpStream};
 
+use bmc_pairing_core::pairing::AttestationOutcome;
+
 use crate::identity::Fingerprint;
-use crate::spdm::requester::Outcome;
-use crate::spdm::transport::{self, Framing, Timeouts};
-use crate::spdm::{self, MeasurementPolicy, RequesterConfig, TrustPolicy, Verdict};
+use crate::kit::ErrorChain;
+use crate::spdm::transport::{self, Error, Framing, Timeouts};
+use bmc_pairing_core::spdm::requester::Outcome;
+use bmc_pairing_core::spdm::{self, MeasurementPolicy, RequesterConfig, TrustPolicy, Verdict};
 
 /// Longest address string accepted.
 pub const MAX_ADDRESS_LEN: usize = 128;
@@ -38,8 +41,8 @@ pub enum InputError {
     #[error("{0} cannot be a peer address")]
     Unusable(IpAddr),
     /// Not `first-contact`, `anchored` or `pinned:<64 hex characters>`.
-    #[error("{0:?} is not a trust policy: first-contact, anchored or pinned:<64 hex characters>")]
-    Policy(String),
+    #[error(transparent)]
+    Policy(#[from] crate::contract::UnknownPolicy),
 }
 
 /// Parses a peer address: `ip` (then `default_port`), `ip:port`, `[ipv6]:port` or
@@ -67,44 +70,6 @@ pub fn parse_address(text: &str, default_port: u16) -> Result<SocketAddr, InputE
     Ok(addr)
 }
 
-/// The trust policy a caller asks for (the anchors are read when it is applied).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PolicyChoice {
-    /// Accept a self-consistent chain whose root it includes; the caller pins the result.
-    FirstContact,
-    /// The chain must lead to a certificate of the trust-anchor directory.
-    Anchored,
-    /// The leaf key must have this fingerprint.
-    Pinned(Fingerprint),
-}
-
-impl PolicyChoice {
-    /// Parses `first-contact`, `anchored` or `pinned:<64 hex characters>`.
-    ///
-    /// # Errors
-    /// [`InputError::Policy`].
-    pub fn parse(text: &str) -> Result<Self, InputError> {
-        match text {
-            "first-contact" => Ok(PolicyChoice::FirstContact),
-            "anchored" => Ok(PolicyChoice::Anchored),
-            _ => text
-                .strip_prefix("pinned:")
-                .and_then(|hex| Fingerprint::from_hex(hex).ok())
-                .map(PolicyChoice::Pinned)
-                .ok_or_else(|| InputError::Policy(text.chars().take(80).collect())),
-        }
-    }
-
-    /// The canonical text (`pinned:` with lowercase hex).
-    pub fn text(&self) -> String {
-        match self {
-            PolicyChoice::FirstContact => "first-contact".to_owned(),
-            PolicyChoice::Anchored => "anchored".to_owned(),
-            PolicyChoice::Pinned(fp) => format!("pinned:{fp}"),
-        }
-    }
-}
-
 /// How an attestation is carried out.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -122,31 +87,6 @@ pub struct Settings {
     pub measurements: MeasurementPolicy,
 }
 
-/// The result of an attestation whose protocol ran (or was refused) to the end.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub enum PeerOutcome {
-    /// Never attested (a peer object before its first result).
-    NotAttested,
-    /// Identity trusted and measurements matched or were not appraised.
-    Trusted,
-    /// Identity trusted; Audit mode recorded measurement mismatches.
-    TrustedWithFindings,
-    /// Refused: chain, pin, signature, protocol, or measurements in Enforce mode.
-    Rejected,
-}
-
-impl PeerOutcome {
-    /// The enumeration value name (`Trusted`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PeerOutcome::NotAttested => "NotAttested",
-            PeerOutcome::Trusted => "Trusted",
-            PeerOutcome::TrustedWithFindings => "TrustedWithFindings",
-            PeerOutcome::Rejected => "Rejected",
-        }
-    }
-}
-
 /// What one attestation established. Serialised as the `verdictJson` of the D-Bus reply and
 /// the output of `bmc-attestation attest`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -157,10 +97,10 @@ pub struct Report {
     pub port: u16,
     /// The policy applied (`first-contact`, `anchored`, `pinned:<hex>`).
     pub trust_policy: String,
-    /// True for [`PeerOutcome::Trusted`] and [`PeerOutcome::TrustedWithFindings`].
+    /// True for [`AttestationOutcome::Trusted`] and [`AttestationOutcome::TrustedWithFindings`].
     pub trusted: bool,
     /// The outcome.
-    pub outcome: PeerOutcome,
+    pub outcome: AttestationOutcome,
     /// True when the peer proved its identity (both signatures verified under its chain),
     /// whether or not it was then trusted.
     pub authenticated: bool,
@@ -204,7 +144,7 @@ pub enum Failure {
         addr: SocketAddr,
         /// The cause.
         #[source]
-        source: spdm::Error,
+        source: Error,
     },
     /// A deadline passed.
     #[error("{addr} did not answer in time ({what})")]
@@ -221,20 +161,8 @@ pub enum Failure {
         addr: SocketAddr,
         /// The cause.
         #[source]
-        source: spdm::Error,
+        source: Error,
     },
-}
-
-/// `error: source: source ...`, for messages and reports.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 async fn connect(addr: SocketAddr, device: Option<&str>) -> io::Result<TcpStream> {
@@ -296,7 +224,7 @@ pub async fn attest(
             trust_policy: policy_text.clone(),
             trusted: matches!(
                 outcome,
-                PeerOutcome::Trusted | PeerOutcome::TrustedWithFindings
+                AttestationOutcome::Trusted | AttestationOutcome::TrustedWithFindings
             ),
             outcome,
             authenticated,
@@ -308,31 +236,41 @@ pub async fn attest(
     let done = match result {
         Ok(verdict) => {
             let outcome = match verdict.outcome {
-                Outcome::Trusted => PeerOutcome::Trusted,
-                Outcome::TrustedWithFindings => PeerOutcome::TrustedWithFindings,
-                Outcome::Rejected => PeerOutcome::Rejected,
+                Outcome::Trusted => AttestationOutcome::Trusted,
+                Outcome::TrustedWithFindings => AttestationOutcome::TrustedWithFindings,
+                Outcome::Rejected => AttestationOutcome::Rejected,
             };
             report(outcome, None, Some(verdict))
         }
-        Err(spdm::Error::MeasurementsRejected(verdict)) => {
+        Err(Error::Protocol(spdm::Error::MeasurementsRejected(verdict))) => {
             let e = spdm::Error::MeasurementsRejected(verdict.clone());
-            report(PeerOutcome::Rejected, Some(error_chain(&e)), Some(*verdict))
+            report(
+                AttestationOutcome::Rejected,
+                Some(ErrorChain(&e).to_string()),
+                Some(*verdict),
+            )
         }
-        Err(spdm::Error::Timeout(what)) => return Err(Failure::Timeout { addr, what }),
-        Err(source @ (spdm::Error::Io(_) | spdm::Error::Closed)) => {
+        Err(Error::Timeout(what)) => return Err(Failure::Timeout { addr, what }),
+        Err(source @ (Error::Io(_) | Error::Closed)) => {
             return Err(Failure::Lost { addr, source });
         }
         Err(
-            source @ (spdm::Error::KeyStore(_)
-            | spdm::Error::Config(_)
-            | spdm::Error::File { .. }
-            | spdm::Error::Reference(_)
-            | spdm::Error::ApiMisuse(_)),
+            source @ (Error::Panicked
+            | Error::Protocol(
+                spdm::Error::KeyStore(_)
+                | spdm::Error::Config(_)
+                | spdm::Error::Reference(_)
+                | spdm::Error::ApiMisuse(_),
+            )),
         ) => return Err(Failure::Local { addr, source }),
-        Err(e) => report(PeerOutcome::Rejected, Some(error_chain(&e)), None),
+        Err(e) => report(
+            AttestationOutcome::Rejected,
+            Some(ErrorChain(&e).to_string()),
+            None,
+        ),
     };
     match done.outcome {
-        PeerOutcome::Rejected => tracing::warn!(
+        AttestationOutcome::Rejected => tracing::warn!(
             error = done.error.as_deref().unwrap_or_default(),
             "peer rejected"
         ),
@@ -398,32 +336,5 @@ mod tests {
             );
         }
         assert!(parse_address(&"1".repeat(MAX_ADDRESS_LEN + 1), 1).is_err());
-    }
-
-    #[test]
-    fn policies_parse_canonically_or_are_refused() {
-        assert_eq!(
-            PolicyChoice::parse("first-contact"),
-            Ok(PolicyChoice::FirstContact)
-        );
-        assert_eq!(PolicyChoice::parse("anchored"), Ok(PolicyChoice::Anchored));
-        let hex = "AB".repeat(32);
-        let p = PolicyChoice::parse(&format!("pinned:{hex}")).unwrap();
-        assert_eq!(p.text(), format!("pinned:{}", "ab".repeat(32)));
-        for bad in [
-            "",
-            "tofu",
-            "Anchored",
-            "first-contact ",
-            "pinned:",
-            "pinned:abc",
-            &format!("pinned:{}", "ab".repeat(33)),
-            &format!("pinned:{}", "zz".repeat(32)),
-        ] {
-            assert!(
-                matches!(PolicyChoice::parse(bad), Err(InputError::Policy(_))),
-                "{bad}"
-            );
-        }
     }
 }

@@ -32,13 +32,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use super::keys::{self, OpenedStore};
 use super::measurements::Measurements;
 use crate::config::KeyBackend;
 use crate::identity::cert::ChainFiles;
+use crate::identity::cert::IdentityProblem;
+use crate::identity::store::{self, OpenedStore, Probe};
 use crate::identity::{Fingerprint, KeyRole, KeyStore};
-use crate::spdm::ResponderConfig;
 use crate::spdm::transport::{self, Framing, Timeouts};
+use bmc_pairing_core::spdm::ResponderConfig;
 
 /// Listener settings.
 #[derive(Clone, Debug)]
@@ -142,11 +143,11 @@ impl IdentitySource {
     /// A fixed identity: `chain` root first, its leaf's key in `store`.
     ///
     /// # Errors
-    /// [`crate::identity::Error`] when the store has no identity key.
+    /// A key-store error when the store has no identity key.
     pub fn fixed(
         chain: Vec<Vec<u8>>,
         store: Arc<dyn KeyStore>,
-    ) -> Result<Self, crate::identity::Error> {
+    ) -> Result<Self, bmc_pairing_core::keys::Error> {
         let fingerprint = store.public_key(KeyRole::Identity)?.fingerprint();
         Ok(IdentitySource {
             kind: Kind::Fixed(Served {
@@ -161,8 +162,8 @@ impl IdentitySource {
     /// The identity to serve now, or why there is none. Blocking (files, TPM).
     ///
     /// # Errors
-    /// A description of why nothing can be served.
-    pub fn current(&self) -> Result<Served, String> {
+    /// Why nothing can be served.
+    pub fn current(&self) -> Result<Served, Unservable> {
         match &self.kind {
             Kind::Fixed(served) => Ok(served.clone()),
             Kind::Daemon {
@@ -173,7 +174,10 @@ impl IdentitySource {
             } => {
                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                 let result = load_daemon_identity(&mut st, backend, key_dir, cert_dir);
-                let problem = result.as_ref().err().cloned();
+                let problem = result
+                    .as_ref()
+                    .err()
+                    .map(|e| crate::kit::ErrorChain(e).to_string());
                 if problem != st.problem {
                     match (&problem, &result) {
                         (Some(why), _) => {
@@ -192,17 +196,30 @@ impl IdentitySource {
     }
 }
 
+/// Why the responder has nothing to serve.
+#[derive(Debug, thiserror::Error)]
+pub enum Unservable {
+    /// The key store cannot be opened.
+    #[error("cannot open the key store")]
+    KeyStore(#[source] bmc_pairing_core::keys::Error),
+    /// There is no usable identity.
+    #[error("no usable identity")]
+    Identity(#[source] IdentityProblem),
+    /// The measurements cannot be read.
+    #[error("cannot build the measurements")]
+    Measurements(#[source] super::measurements::Error),
+}
+
 fn load_daemon_identity(
     st: &mut DaemonState,
     backend: &KeyBackend,
     key_dir: &Path,
     cert_dir: &Path,
-) -> Result<Served, String> {
+) -> Result<Served, Unservable> {
     let opened = match &st.store {
         Some(s) => s.clone(),
         None => {
-            let s = keys::open_store(backend, key_dir)
-                .map_err(|e| format!("key store: {}", super::requester::error_chain(&e)))?;
+            let s = store::open(backend, key_dir, Probe::Now).map_err(Unservable::KeyStore)?;
             st.store = Some(s.clone());
             s
         }
@@ -222,7 +239,7 @@ fn load_daemon_identity(
     st.cached = None;
     let loaded = ChainFiles::new(cert_dir)
         .load(opened.store.as_ref())
-        .map_err(|e| e.to_string())?;
+        .map_err(Unservable::Identity)?;
     let served = Served {
         fingerprint: loaded.fingerprint(),
         chain: loaded.spdm_chain(&crate::identity::anchors::load(cert_dir)),
@@ -274,14 +291,14 @@ impl Responder {
     ///
     /// # Errors
     /// Why nothing can be served (no identity, unreadable PCRs).
-    pub fn prepare(&self) -> Result<(ResponderConfig, Arc<dyn KeyStore>), String> {
+    pub fn prepare(&self) -> Result<(ResponderConfig, Arc<dyn KeyStore>), Unservable> {
         let served = self.identity.current();
         self.publish(served.as_ref().ok().map(|s| s.fingerprint));
         let served = served?;
         let blocks = self
             .measurements
             .blocks(served.tpm.as_deref())
-            .map_err(|e| super::requester::error_chain(&e))?;
+            .map_err(Unservable::Measurements)?;
         Ok((ResponderConfig::new(served.chain, blocks), served.store))
     }
 }
@@ -351,14 +368,14 @@ async fn session(
     settings: Settings,
 ) {
     let run = async {
-        let prepared = tokio::task::spawn_blocking(move || responder.prepare())
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r);
-        let (config, store) = match prepared {
-            Ok(p) => p,
-            Err(why) => {
-                tracing::debug!(reason = %why, "no identity; closing");
+        let (config, store) = match tokio::task::spawn_blocking(move || responder.prepare()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(why)) => {
+                tracing::debug!(reason = %crate::kit::ErrorChain(&why), "nothing to serve; closing");
+                return;
+            }
+            Err(_) => {
+                tracing::error!("preparing a session panicked; closing");
                 return;
             }
         };
@@ -373,7 +390,7 @@ async fn session(
         {
             Ok(()) => tracing::debug!("spdm session ended"),
             Err(e) => tracing::info!(
-                error = %super::requester::error_chain(&e),
+                error = %crate::kit::ErrorChain(&e),
                 "spdm session ended with an error"
             ),
         }

@@ -7,35 +7,18 @@ use std::process::ExitCode;
 use bmc_pairing_manager::attestation::cli::{self, Args, Command, EXIT_USAGE};
 use bmc_pairing_manager::attestation::config::{self, TPM_DEVICE};
 use bmc_pairing_manager::attestation::{self, load_measurement_policy};
-use bmc_pairing_manager::daemon;
-use bmc_pairing_manager::dbus::Bus;
+use bmc_pairing_manager::kit::{self, Bus, ErrorChain};
 use clap::Parser;
 
-fn init_tracing(default_level: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        // journald and test logs read plain text; colours only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-}
-
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("bmc-attestation: cannot start the async runtime: {e}");
-            None
-        }
-    }
+    kit::runtime()
+        .map_err(|e| {
+            eprintln!(
+                "bmc-attestation: cannot start the async runtime: {}",
+                ErrorChain(&e)
+            )
+        })
+        .ok()
 }
 
 fn main() -> ExitCode {
@@ -43,21 +26,21 @@ fn main() -> ExitCode {
     if !args.check_config {
         match args.command {
             Some(Command::Attest(a)) => {
-                init_tracing("warn");
+                kit::init_tracing("warn");
                 let Some(rt) = runtime() else {
                     return ExitCode::FAILURE;
                 };
                 return ExitCode::from(rt.block_on(cli::attest_command(a)));
             }
             Some(Command::Respond(r)) => {
-                init_tracing("info");
+                kit::init_tracing("info");
                 let Some(rt) = runtime() else {
                     return ExitCode::FAILURE;
                 };
                 let code = rt.block_on(cli::respond_command(
                     r,
                     &args.config,
-                    daemon::shutdown_signal(),
+                    kit::shutdown_signal(),
                 ));
                 return ExitCode::from(code);
             }
@@ -78,25 +61,14 @@ fn main() -> ExitCode {
         println!("{}: configuration is valid", args.config.display());
         return ExitCode::SUCCESS;
     }
-    init_tracing("info");
-    let Some(rt) = runtime() else {
-        return ExitCode::FAILURE;
-    };
-    let bus = args.bus.map_or(Bus::System, Bus::Address);
-    match rt.block_on(attestation::run(
-        config,
-        policy,
-        bus,
-        daemon::shutdown_signal(),
-    )) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = attestation::requester::error_chain(&e);
-            if msg.contains("NameTaken") || msg.contains("name already taken") {
-                msg.push_str(" (is another bmc-attestation running on this bus?)");
-            }
-            tracing::error!("{msg}");
-            ExitCode::FAILURE
-        }
-    }
+    kit::init_tracing("info");
+    let bus = Bus::from_arg(args.bus);
+    kit::run_daemon("bmc-attestation", |rt| {
+        rt.block_on(attestation::run(
+            config,
+            policy,
+            bus,
+            kit::shutdown_signal(),
+        ))
+    })
 }

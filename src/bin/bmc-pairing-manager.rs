@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bmc_pairing_manager::attestation::requester::error_chain;
 use bmc_pairing_manager::config::{self, EXIT_CONFIG, TPM_DEVICE};
 use bmc_pairing_manager::daemon;
-use bmc_pairing_manager::dbus::Bus;
+use bmc_pairing_manager::identity::store::{self, Probe};
+use bmc_pairing_manager::kit::{self, Bus, ErrorChain};
 use clap::{Parser, Subcommand};
 
 /// Command line.
@@ -49,34 +49,70 @@ enum Command {
     },
 }
 
-/// Runs a certificate subcommand; returns the exit code.
+/// Why a certificate subcommand failed.
+#[derive(Debug, thiserror::Error)]
+enum CommandError {
+    /// The input file cannot be read.
+    #[error("cannot read {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The key store cannot be opened.
+    #[error("cannot open the key store")]
+    KeyStore(#[source] bmc_pairing_core::keys::Error),
+    /// The certificate work failed.
+    #[error(transparent)]
+    Identity(#[from] bmc_pairing_manager::identity::Error),
+}
+
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CommandError> {
+    std::fs::read(path).map_err(|source| CommandError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Runs a certificate subcommand; prints what it did, or the whole error chain.
 fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
     use bmc_pairing_manager::identity::{anchors, cert::ChainFiles};
     let chain = ChainFiles::new(config.cert_dir());
+    let open = || {
+        store::open(
+            &config.key_backend,
+            &config.state_dir.join("keys"),
+            Probe::Now,
+        )
+        .map(|opened| opened.store)
+        .map_err(CommandError::KeyStore)
+    };
     let result = match command {
-        Command::InstallAnchor { file } => std::fs::read(&file)
-            .map_err(|e| format!("{}: {e}", file.display()))
-            .and_then(|b| anchors::install(&config.cert_dir(), &b).map_err(|e| e.to_string()))
-            .map(|path| println!("installed trust anchor {}", path.display())),
-        Command::Csr | Command::InstallCaCert { .. } => match daemon::open_key_store(config) {
-            Err(e) => Err(e.to_string()),
-            Ok(store) => match command {
-                Command::Csr => chain.ca_csr(store.as_ref()).map(|pem| print!("{pem}")).map_err(|e| e.to_string()),
-                Command::InstallCaCert { file } => std::fs::read(&file)
-                    .map_err(|e| format!("{}: {e}", file.display()))
-                    .and_then(|b| {
-                        let now = bmc_pairing_manager::clock::floored_now(0);
-                        chain.install_ca_cert(store.as_ref(), &b, now).map_err(|e| e.to_string())
-                    })
-                    .map(|()| println!("installed the CA certificate; the daemon uses it from its next identity check")),
-                Command::InstallAnchor { .. } => Ok(()),
-            },
-        },
+        Command::InstallAnchor { file } => read_file(&file).and_then(|bytes| {
+            let path = anchors::install(&config.cert_dir(), &bytes)?;
+            println!("installed trust anchor {}", path.display());
+            Ok(())
+        }),
+        Command::Csr => open().and_then(|store| {
+            print!("{}", chain.ca_csr(store.as_ref())?);
+            Ok(())
+        }),
+        Command::InstallCaCert { file } => open().and_then(|store| {
+            let bytes = read_file(&file)?;
+            let now = bmc_pairing_manager::clock::floored_now(0);
+            chain.install_ca_cert(store.as_ref(), &bytes, now)?;
+            println!(
+                "installed the CA certificate; the daemon uses it from its next identity check"
+            );
+            Ok(())
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bmc-pairing-manager: {e}");
+            eprintln!("bmc-pairing-manager: {}", ErrorChain(&e));
             ExitCode::FAILURE
         }
     }
@@ -105,38 +141,9 @@ fn main() -> ExitCode {
     if let Some(command) = args.command {
         return certificate_command(&config, command);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        // journald and test logs read plain text; colours only on a terminal.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let bus = args.bus.map_or(Bus::System, Bus::Address);
-    let result = runtime.block_on(daemon::run(config, bus, daemon::shutdown_signal()));
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = error_chain(&e);
-            if msg.contains("NameTaken") || msg.contains("name already taken") {
-                msg.push_str(" (is another bmc-pairing-manager running on this bus?)");
-            }
-            tracing::error!("{msg}");
-            ExitCode::FAILURE
-        }
-    }
+    kit::init_tracing("info");
+    let bus = Bus::from_arg(args.bus);
+    kit::run_daemon("bmc-pairing-manager", |rt| {
+        rt.block_on(daemon::run(config, bus, kit::shutdown_signal()))
+    })
 }

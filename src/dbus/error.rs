@@ -1,8 +1,9 @@
-//! Errors returned over D-Bus: OpenBMC's `xyz.openbmc_project.Common.Error.*` names.
+//! Errors both daemons return over D-Bus: OpenBMC's `xyz.openbmc_project.Common.Error.*`
+//! names (phosphor-dbus-interfaces `Common.errors.yaml`).
 
-use crate::pairing::state::Refusal;
+use bmc_pairing_core::pairing::Refusal;
 
-/// The D-Bus error of every method we serve.
+/// The D-Bus error of every method either daemon serves.
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "xyz.openbmc_project.Common.Error")]
 pub enum Error {
@@ -17,6 +18,10 @@ pub enum Error {
     ResourceNotFound(String),
     /// `xyz.openbmc_project.Common.Error.Unavailable`.
     Unavailable(String),
+    /// `xyz.openbmc_project.Common.Error.Timeout`.
+    Timeout(String),
+    /// `xyz.openbmc_project.Common.Error.InternalFailure`: a local fault, never the caller's.
+    InternalFailure(String),
 }
 
 impl From<Refusal> for Error {

@@ -9,7 +9,7 @@
 
 use super::Error;
 use super::provisioning::status_string;
-use crate::pairing::driver::Handle;
+use crate::pairing::handle::Handle;
 
 /// The seed 000 object.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct Manager {
 }
 
 impl Manager {
-    /// Serves the driver behind `handle`.
+    /// Serves the actor behind `handle`.
     pub fn new(handle: Handle) -> Self {
         Manager { handle }
     }

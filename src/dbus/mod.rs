@@ -2,10 +2,9 @@
 //!
 //! One file per interface; [`serve`] builds the connection (objects first, then the bus
 //! names, as oo7 does, so no call can arrive before its object exists) and [`publish`]
-//! turns driver snapshots into PropertiesChanged, InterfacesAdded/Removed and
-//! `PeerProvisioned`. Interface methods only forward to the driver; they hold no state.
+//! turns the pairing actor's snapshots into PropertiesChanged, InterfacesAdded/Removed and
+//! `PeerProvisioned`. Interface methods only forward to the actor; they hold no state.
 
-pub mod attestation_client;
 pub mod error;
 pub mod manager;
 pub mod peer;
@@ -20,47 +19,17 @@ use zbus::zvariant::ObjectPath;
 
 pub use error::Error;
 
-use crate::pairing::driver::{Handle, Notice, Snapshot};
-use crate::pairing::state::PeerId;
+use crate::kit::Bus;
+use crate::pairing::handle::{Handle, Notice, Snapshot};
+use bmc_pairing_core::pairing::PeerId;
 
-/// Bus name of the seed 000 surface.
-pub const BUS_NAME: &str = "xyz.openbmc_project.BmcPairingManager";
-/// Bus name of the PDI surface (seed 001).
-pub const PROVISIONING_BUS_NAME: &str = "xyz.openbmc_project.Provisioning";
-/// Path of the PDI Provisioning object.
-pub const PROVISIONING_PATH: &str = "/xyz/openbmc_project/Provisioning";
-/// Path of the seed 000 object and of the ObjectManager for peers.
-pub const MANAGER_PATH: &str = "/xyz/openbmc_project/BmcPairingManager";
-/// Parent of the per-peer objects.
-pub const PEERS_PATH: &str = "/xyz/openbmc_project/BmcPairingManager/peers";
+use crate::contract::manager::{
+    BUS_NAME, MANAGER_PATH, PEERS_PATH, PROVISIONING_BUS_NAME, PROVISIONING_PATH,
+};
 
 /// Object path of a peer.
 pub fn peer_path(id: &PeerId) -> String {
     format!("{PEERS_PATH}/{id}")
-}
-
-/// Which bus to connect to.
-#[derive(Clone, Debug)]
-pub enum Bus {
-    /// The system bus (honours `DBUS_SYSTEM_BUS_ADDRESS`).
-    System,
-    /// An explicit address (`--bus unix:path=...`), e.g. a test's private dbus-daemon.
-    Address(String),
-}
-
-/// A plain client connection to `bus`.
-///
-/// # Errors
-/// zbus errors.
-pub async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
-    match bus {
-        Bus::System => zbus::Connection::system().await,
-        Bus::Address(addr) => {
-            zbus::connection::Builder::address(addr.as_str())?
-                .build()
-                .await
-        }
-    }
 }
 
 /// Connects, serves every object, then owns both bus names.
@@ -68,11 +37,8 @@ pub async fn connect(bus: &Bus) -> zbus::Result<zbus::Connection> {
 /// # Errors
 /// zbus errors; `zbus::Error::NameTaken` when another daemon owns a name.
 pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection> {
-    let builder = match bus {
-        Bus::System => zbus::connection::Builder::system()?,
-        Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())?,
-    };
-    let conn = builder
+    let conn = bus
+        .builder()?
         .serve_at(
             PROVISIONING_PATH,
             provisioning::Provisioning::new(handle.clone()),
@@ -113,14 +79,14 @@ pub async fn publish(
                 }
                 let now = rx.borrow_and_update().clone();
                 if let Err(e) = emit_changes(&conn, &handle, &shown, &now).await {
-                    tracing::warn!(error = %e, "cannot publish state change");
+                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot publish state change");
                 }
                 shown = now;
             }
             Some(notice) = notices.recv() => {
                 let Notice::PeerProvisioned(ok) = notice;
                 if let Err(e) = emit_peer_provisioned(&conn, ok).await {
-                    tracing::warn!(error = %e, "cannot emit PeerProvisioned");
+                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot emit PeerProvisioned");
                 }
             }
         }
@@ -159,7 +125,7 @@ async fn emit_changes(
                         changed.into_iter().collect();
                     zbus::fdo::Properties::properties_changed(
                         &emitter,
-                        peer::INTERFACE.try_into()?,
+                        crate::contract::manager::PEER_INTERFACE.try_into()?,
                         changed,
                         std::borrow::Cow::Borrowed(&[]),
                     )

@@ -7,11 +7,11 @@ use zbus::zvariant::Value;
 
 use super::Error;
 use crate::config::TrustMode;
-use crate::pairing::driver::{Handle, PeerView};
-use crate::pairing::state::{ConnState, PeerId};
+use crate::pairing::handle::{Handle, PeerView};
+use bmc_pairing_core::pairing::{ConnState, PeerId};
 
-/// D-Bus name of the interface.
-pub const INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Peer";
+/// D-Bus name of the interface (from the contract).
+pub use crate::contract::manager::PEER_INTERFACE as INTERFACE;
 
 /// `xyz.openbmc_project.BmcPairing.Peer.ConnectionState.<State>`.
 pub fn state_string(state: ConnState) -> String {
@@ -28,7 +28,7 @@ pub fn trust_string(mode: TrustMode) -> String {
 }
 
 /// `xyz.openbmc_project.BmcPairing.Peer.AttestationOutcome.<Outcome>`.
-pub fn attestation_string(outcome: crate::pairing::state::AttestationOutcome) -> String {
+pub fn attestation_string(outcome: bmc_pairing_core::pairing::AttestationOutcome) -> String {
     format!("{INTERFACE}.AttestationOutcome.{}", outcome.as_str())
 }
 

@@ -9,8 +9,8 @@
 use zbus::object_server::SignalEmitter;
 
 use super::Error;
-use crate::pairing::driver::Handle;
-use crate::pairing::state::ConnState;
+use crate::pairing::handle::Handle;
+use bmc_pairing_core::pairing::ConnState;
 
 /// Prefix of the PDI enum strings.
 pub const PEER_CONNECTION_STATUS: &str =
@@ -28,7 +28,7 @@ pub struct Provisioning {
 }
 
 impl Provisioning {
-    /// Serves the driver behind `handle`.
+    /// Serves the actor behind `handle`.
     pub fn new(handle: Handle) -> Self {
         Provisioning { handle }
     }

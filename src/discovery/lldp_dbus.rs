@@ -33,7 +33,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::{MatchRule, MessageStream};
 
 use super::{Error, Event, Neighbour, Source, SourceFuture};
-use crate::link::heartbeat::Backoff;
+use bmc_pairing_core::link::heartbeat::Backoff;
 
 /// phosphor-networkd's LLDP service name.
 pub const SERVICE: &str = "xyz.openbmc_project.LLDP";

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Error, Event, Neighbour, Source, SourceFuture};
-use crate::link::heartbeat::Backoff;
+use bmc_pairing_core::link::heartbeat::Backoff;
 
 /// Largest single JSON object accepted from `lldpcli watch` (one neighbour change).
 pub const MAX_MESSAGE: usize = 1 << 20;

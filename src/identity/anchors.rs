@@ -98,7 +98,7 @@ pub fn load(cert_dir: &Path) -> Vec<Vec<u8>> {
 pub fn install(cert_dir: &Path, bytes: &[u8]) -> Result<PathBuf, Error> {
     let der = parse_certificate(bytes)?;
     check_anchor(&der)?;
-    let name = super::hex_encode(&<sha2::Sha256 as sha2::Digest>::digest(&der));
+    let name = bmc_pairing_core::hex::hex_encode(&<sha2::Sha256 as sha2::Digest>::digest(&der));
     let path = dir(cert_dir).join(format!("{name}.der"));
     persist::write_atomic(&path, &der).map_err(|source| Error::Persist {
         path: path.clone(),

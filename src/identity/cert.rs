@@ -6,7 +6,7 @@
 //! (127 bits), SKI/AKI are set, and notBefore is the caller's clock (already floored, see
 //! the time floor) minus a small margin, never the epoch.
 //!
-//! The rcgen adapter [`StoreSigner`] is how rcgen reaches the key: rcgen hands it the TBS
+//! The rcgen adapter [`RcgenSigner`] is how rcgen reaches the key: rcgen hands it the TBS
 //! bytes, it hashes them with SHA-256 and asks the store to sign the digest.
 
 use std::path::{Path, PathBuf};
@@ -20,7 +20,10 @@ use rcgen::{
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{Error, Fingerprint, KeyRole, KeyStore, PublicKey, sign_message, signature_to_der};
+use super::{
+    Error, Fingerprint, KeyRole, KeyStore, PublicKey, sign_message, signature_to_der, summarize,
+    verify_digest,
+};
 use crate::persist;
 
 /// How far notBefore is set before "now", so a peer whose clock is slightly behind accepts it.
@@ -33,24 +36,24 @@ pub const LEAF_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 pub const RENEW_BEFORE: Duration = Duration::from_secs(60 * 24 * 3600);
 
 /// rcgen's view of a key held by a [`KeyStore`].
-pub struct StoreSigner<'a> {
+pub struct RcgenSigner<'a> {
     store: &'a dyn KeyStore,
     role: KeyRole,
     point: Vec<u8>,
 }
 
-impl<'a> StoreSigner<'a> {
+impl<'a> RcgenSigner<'a> {
     /// Binds `role` of `store`; reads its public key once.
     ///
     /// # Errors
     /// As [`KeyStore::public_key`].
     pub fn new(store: &'a dyn KeyStore, role: KeyRole) -> Result<Self, Error> {
         let point = store.public_key(role)?.p256_point()?;
-        Ok(StoreSigner { store, role, point })
+        Ok(RcgenSigner { store, role, point })
     }
 }
 
-impl rcgen::PublicKeyData for StoreSigner<'_> {
+impl rcgen::PublicKeyData for RcgenSigner<'_> {
     fn der_bytes(&self) -> &[u8] {
         &self.point
     }
@@ -60,7 +63,7 @@ impl rcgen::PublicKeyData for StoreSigner<'_> {
     }
 }
 
-impl rcgen::SigningKey for StoreSigner<'_> {
+impl rcgen::SigningKey for RcgenSigner<'_> {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         let raw =
             sign_message(self.store, self.role, msg).map_err(|_| rcgen::Error::RemoteKeyError)?;
@@ -82,6 +85,10 @@ fn to_offset(t: SystemTime) -> OffsetDateTime {
 
 fn cert_err(e: impl std::fmt::Display) -> Error {
     Error::Certificate(e.to_string())
+}
+
+fn not_a_certificate(what: &'static str) -> impl FnOnce(super::NotACertificate) -> Error {
+    move |source| Error::NotACertificate { what, source }
 }
 
 fn ca_params(bmc_name: &str, now: SystemTime) -> CertificateParams {
@@ -107,7 +114,7 @@ fn ca_params(bmc_name: &str, now: SystemTime) -> CertificateParams {
 /// # Errors
 /// [`Error::Certificate`] or a key-store error.
 pub fn issue_ca(store: &dyn KeyStore, bmc_name: &str, now: SystemTime) -> Result<Vec<u8>, Error> {
-    let signer = StoreSigner::new(store, KeyRole::Ca)?;
+    let signer = RcgenSigner::new(store, KeyRole::Ca)?;
     let cert = ca_params(bmc_name, now)
         .self_signed(&signer)
         .map_err(cert_err)?;
@@ -125,9 +132,9 @@ pub fn issue_leaf(
     bmc_name: &str,
     now: SystemTime,
 ) -> Result<Vec<u8>, Error> {
-    let ca_signer = StoreSigner::new(store, KeyRole::Ca)?;
+    let ca_signer = RcgenSigner::new(store, KeyRole::Ca)?;
     let issuer = Issuer::from_ca_cert_der(&ca_der.into(), ca_signer).map_err(cert_err)?;
-    let subject = StoreSigner::new(store, KeyRole::Identity)?;
+    let subject = RcgenSigner::new(store, KeyRole::Identity)?;
 
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -166,54 +173,6 @@ fn copy_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName
         dn.push(DnType::from_oid(&oid), value);
     }
     Ok(dn)
-}
-
-/// What an X.509 certificate says that we act on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CertSummary {
-    /// The subject public key.
-    pub public_key: PublicKey,
-    /// Subject common name, if any.
-    pub common_name: Option<String>,
-    /// notBefore.
-    pub not_before: SystemTime,
-    /// notAfter.
-    pub not_after: SystemTime,
-    /// Subject, RFC 4514-ish, for display.
-    pub subject: String,
-}
-
-/// Parses the fields of `der` that we act on.
-///
-/// # Errors
-/// [`Error::Certificate`] when `der` is not exactly one X.509 certificate.
-pub fn summarize(der: &[u8]) -> Result<CertSummary, Error> {
-    let (rest, cert) = X509Certificate::from_der(der).map_err(cert_err)?;
-    if !rest.is_empty() {
-        return Err(Error::Certificate(
-            "trailing bytes after certificate".into(),
-        ));
-    }
-    let to_system = |t: x509_parser::time::ASN1Time| {
-        let secs = t.timestamp();
-        if secs >= 0 {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-        } else {
-            SystemTime::UNIX_EPOCH
-        }
-    };
-    Ok(CertSummary {
-        public_key: PublicKey::from_spki_der(cert.public_key().raw.to_vec()),
-        common_name: cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned),
-        not_before: to_system(cert.validity().not_before),
-        not_after: to_system(cert.validity().not_after),
-        subject: cert.subject().to_string(),
-    })
 }
 
 /// The identity chain on disk, next to the keys it names: `<dir>/ca.der`, `<dir>/identity.der`.
@@ -280,20 +239,24 @@ pub enum IdentityProblem {
     #[error("no identity has been created")]
     Absent,
     /// Certificates or keys are missing or unusable, or do not match each other.
-    #[error("identity is invalid: {0}")]
-    Invalid(String),
+    #[error("the identity is invalid")]
+    Invalid(#[source] Error),
     /// The key store cannot answer right now (TPM unreachable or hung). Says nothing about
     /// the identity itself; try again later.
-    #[error("key store unavailable: {0}")]
-    Unavailable(String),
+    #[error("the key store does not answer")]
+    Unavailable(#[source] bmc_pairing_core::keys::Error),
 }
 
 /// Sorts a key-store error into lost (invalid) or transient (unavailable).
-fn key_problem(e: Error) -> IdentityProblem {
+fn key_problem(e: bmc_pairing_core::keys::Error) -> IdentityProblem {
     match e {
-        Error::Tpm(why) => IdentityProblem::Unavailable(why),
-        other => IdentityProblem::Invalid(other.to_string()),
+        e @ bmc_pairing_core::keys::Error::Unavailable { .. } => IdentityProblem::Unavailable(e),
+        other => IdentityProblem::Invalid(Error::Key(other)),
     }
+}
+
+fn invalid(why: impl Into<String>) -> IdentityProblem {
+    IdentityProblem::Invalid(Error::Certificate(why.into()))
 }
 
 impl ChainFiles {
@@ -316,7 +279,12 @@ impl ChainFiles {
     }
 
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, IdentityProblem> {
-        persist::read_optional(path).map_err(|e| IdentityProblem::Invalid(format!("{e}")))
+        persist::read_optional(path).map_err(|source| {
+            IdentityProblem::Invalid(Error::Persist {
+                path: path.to_path_buf(),
+                source,
+            })
+        })
     }
 
     /// Loads the chain and checks it against the store's keys.
@@ -332,28 +300,32 @@ impl ChainFiles {
             (Some(ca), Some(leaf)) => (ca, leaf),
             (None, None) => {
                 return match store.public_key(KeyRole::Identity) {
-                    Err(Error::KeyMissing(_)) => Err(IdentityProblem::Absent),
-                    Err(e @ Error::Tpm(_)) => Err(key_problem(e)),
-                    _ => Err(IdentityProblem::Invalid("certificates are missing".into())),
+                    Err(bmc_pairing_core::keys::Error::KeyMissing(_)) => {
+                        Err(IdentityProblem::Absent)
+                    }
+                    Err(e @ bmc_pairing_core::keys::Error::Unavailable { .. }) => {
+                        Err(key_problem(e))
+                    }
+                    _ => Err(invalid("certificates are missing")),
                 };
             }
             _ => {
-                return Err(IdentityProblem::Invalid(
-                    "one certificate of the chain is missing".into(),
-                ));
+                return Err(invalid("one certificate of the chain is missing"));
             }
         };
         let ca = summarize(&ca_der)
-            .map_err(|e| IdentityProblem::Invalid(format!("CA certificate: {e}")))?;
+            .map_err(not_a_certificate("the CA certificate"))
+            .map_err(IdentityProblem::Invalid)?;
         let leaf = summarize(&leaf_der)
-            .map_err(|e| IdentityProblem::Invalid(format!("identity certificate: {e}")))?;
+            .map_err(not_a_certificate("the identity certificate"))
+            .map_err(IdentityProblem::Invalid)?;
         for (role, cert_key) in [
             (KeyRole::Ca, &ca.public_key),
             (KeyRole::Identity, &leaf.public_key),
         ] {
             let key = store.public_key(role).map_err(key_problem)?;
             if &key != cert_key {
-                return Err(IdentityProblem::Invalid(format!(
+                return Err(invalid(format!(
                     "the {role} certificate does not match the {role} key"
                 )));
             }
@@ -361,8 +333,8 @@ impl ChainFiles {
             // load; a test signature proves the key is really usable.
             let digest = [0x5au8; super::SHA256_LEN];
             let sig = store.sign_digest(role, &digest).map_err(key_problem)?;
-            super::verify_digest(&key, &digest, &sig)
-                .map_err(|_| IdentityProblem::Invalid(format!("the {role} key signs wrongly")))?;
+            verify_digest(&key, &digest, &sig)
+                .map_err(|_| invalid(format!("the {role} key signs wrongly")))?;
         }
         Ok(LoadedIdentity {
             public_key: leaf.public_key,
@@ -395,7 +367,7 @@ impl ChainFiles {
         let leaf_der = issue_leaf(store, &ca_der, bmc_name, now)?;
         self.write(&self.ca_path(), &ca_der)?;
         self.write(&self.leaf_path(), &leaf_der)?;
-        let leaf = summarize(&leaf_der)?;
+        let leaf = summarize(&leaf_der).map_err(not_a_certificate("the new leaf"))?;
         Ok(LoadedIdentity {
             ca_der,
             leaf_der,
@@ -421,7 +393,7 @@ impl ChainFiles {
         }
         let leaf_der = issue_leaf(store, &identity.ca_der, bmc_name, now)?;
         self.write(&self.leaf_path(), &leaf_der)?;
-        let leaf = summarize(&leaf_der)?;
+        let leaf = summarize(&leaf_der).map_err(not_a_certificate("the new leaf"))?;
         Ok(LoadedIdentity {
             leaf_der,
             leaf_not_after: leaf.not_after,
@@ -453,7 +425,7 @@ impl ChainFiles {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let signer = StoreSigner::new(store, KeyRole::Ca)?;
+        let signer = RcgenSigner::new(store, KeyRole::Ca)?;
         params
             .serialize_request(&signer)
             .and_then(|csr| csr.pem())

@@ -12,8 +12,8 @@ use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rand_core::OsRng;
 
-use super::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
 use crate::persist;
+use bmc_pairing_core::keys::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
 
 /// Keys as files in one directory: `<dir>/<role>.p8`.
 #[derive(Debug)]
@@ -41,14 +41,17 @@ impl FileKeyStore {
     fn load(&self, role: KeyRole) -> Result<SigningKey, Error> {
         let path = self.key_path(role);
         let der = persist::read_optional(&path)
-            .map_err(|source| Error::Persist {
+            .map_err(|source| Error::Storage {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?
             .ok_or(Error::KeyMissing(role))?;
         SigningKey::from_pkcs8_der(&der).map_err(|e| Error::KeyUnusable {
             role,
-            reason: format!("{} does not hold a P-256 PKCS#8 key: {e}", path.display()),
+            source: Box::new(NotAKey {
+                path,
+                reason: e.to_string(),
+            }),
         })
     }
 
@@ -77,9 +80,9 @@ impl KeyStore for FileKeyStore {
         let key = SigningKey::random(&mut OsRng);
         let der = key.to_pkcs8_der().map_err(|_| Error::Sign(role))?;
         let path = self.key_path(role);
-        persist::write_atomic(&path, der.as_bytes()).map_err(|source| Error::Persist {
+        persist::write_atomic(&path, der.as_bytes()).map_err(|source| Error::Storage {
             path: path.clone(),
-            source,
+            source: Box::new(source),
         })?;
         public_of(role, &key)
     }
@@ -103,8 +106,19 @@ impl KeyStore for FileKeyStore {
     fn delete(&self, role: KeyRole) -> Result<(), Error> {
         let _g = self.guard();
         let path = self.key_path(role);
-        persist::remove_if_exists(&path).map_err(|source| Error::Persist { path, source })
+        persist::remove_if_exists(&path).map_err(|source| Error::Storage {
+            path,
+            source: Box::new(source),
+        })
     }
+}
+
+/// A key file that does not hold a P-256 PKCS#8 key.
+#[derive(Debug, thiserror::Error)]
+#[error("{path} does not hold a P-256 PKCS#8 key: {reason}")]
+struct NotAKey {
+    path: PathBuf,
+    reason: String,
 }
 
 /// True if `bytes` parse as a private key in any encoding this project could have written
@@ -148,7 +162,7 @@ mod tests {
     fn file_store_meets_the_contract() {
         let dir = tempfile::tempdir().unwrap();
         let store = FileKeyStore::new(dir.path().join("keys"));
-        crate::identity::contract::run(&store);
+        bmc_pairing_core::keys::contract::run(&store);
     }
 
     #[test]

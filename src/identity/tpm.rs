@@ -45,7 +45,7 @@
 //! All TPM calls run on one dedicated thread. [`KeyStore`] methods (synchronous on purpose:
 //! rustls calls the signer synchronously inside the handshake) send the work over a std
 //! channel and block on the reply for at most the call timeout. A hung TPM therefore yields
-//! [`Error::Tpm`] rather than a hung caller; work that was still queued when its caller gave
+//! [`Error::Unavailable`] rather than a hung caller; work that was still queued when its caller gave
 //! up is skipped, and a `generate` that finishes late does not replace the stored key.
 //!
 //! # Sharing a simulator between processes
@@ -60,11 +60,12 @@
 //!
 //! # Errors
 //! Missing blob → [`Error::KeyMissing`]; corrupt blob, or one the TPM no longer loads →
-//! [`Error::KeyUnusable`]; TPM unreachable, hung or failing → [`Error::Tpm`]. Nothing here
+//! [`Error::KeyUnusable`]; TPM unreachable, hung or failing → [`Error::Unavailable`]. Nothing here
 //! panics on a bad blob or a bad TPM.
 
 mod blob;
 mod device;
+mod error;
 #[cfg(test)]
 #[path = "../../tests/common/swtpm.rs"]
 mod swtpm;
@@ -86,13 +87,15 @@ use tss_esapi::traits::{Marshall, UnMarshall};
 
 use self::blob::Blob;
 use self::device::{Device, describe, p256_point, parse_tcti};
-use super::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
+use bmc_pairing_core::keys::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
+
+pub use self::error::TpmError;
 use crate::persist;
 
 /// Number of PCRs a TPM 2.0 (PC Client and server profiles) has per bank.
 pub const PCR_COUNT: u8 = 24;
 
-/// How long a caller waits for the TPM by default before getting [`Error::Tpm`]. Generous:
+/// How long a caller waits for the TPM by default before getting [`Error::Unavailable`]. Generous:
 /// one operation is CreatePrimary + Load + Sign, which a slow discrete TPM does in well
 /// under a second.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -139,7 +142,7 @@ impl TpmKeyStore {
     /// TPM answers and can derive the storage primary.
     ///
     /// # Errors
-    /// [`Error::Tpm`] when the TCTI string is invalid, the TPM cannot be reached, or it
+    /// [`Error::Unavailable`] when the TCTI string is invalid, the TPM cannot be reached, or it
     /// cannot create the storage primary (owner hierarchy disabled or protected by a
     /// password, no ECC P-256).
     ///
@@ -169,7 +172,7 @@ impl TpmKeyStore {
     /// yet. Every operation connects on demand, so the store works once the TPM does.
     ///
     /// # Errors
-    /// [`Error::Tpm`] for a TCTI string this backend cannot use, or when the owner thread
+    /// [`Error::Unavailable`] for a TCTI string this backend cannot use, or when the owner thread
     /// cannot be started.
     pub fn open_unprobed(tcti: &str, blob_dir: impl Into<PathBuf>) -> Result<Self, Error> {
         Self::start(tcti, blob_dir.into(), DEFAULT_CALL_TIMEOUT)
@@ -184,7 +187,7 @@ impl TpmKeyStore {
         thread::Builder::new()
             .name("tpm-owner".into())
             .spawn(move || owner_loop(conf, tcti_text, owner_dir, queue))
-            .map_err(|e| Error::Tpm(format!("cannot start the tpm owner thread: {e}")))?;
+            .map_err(|e| TpmError::Thread(e).unavailable())?;
         Ok(TpmKeyStore {
             jobs,
             tcti: tcti.to_owned(),
@@ -197,7 +200,7 @@ impl TpmKeyStore {
     /// primary.
     ///
     /// # Errors
-    /// [`Error::Tpm`].
+    /// [`Error::Unavailable`].
     pub fn probe(&self) -> Result<(), Error> {
         self.call(|owner, _| owner.device.probe())
     }
@@ -223,16 +226,14 @@ impl TpmKeyStore {
     /// Runs on the owner thread, like every other TPM call.
     ///
     /// # Errors
-    /// [`Error::Tpm`] for an index of [`PCR_COUNT`] or more, a bank the TPM does not have,
+    /// [`Error::Unavailable`] for an index of [`PCR_COUNT`] or more, a bank the TPM does not have,
     /// or any TPM failure.
     pub fn read_pcrs(&self, bank: PcrBank, indices: &[u8]) -> Result<Vec<(u8, [u8; 32])>, Error> {
         let PcrBank::Sha256 = bank;
         let mut wanted = BTreeSet::new();
         for &index in indices {
             if index >= PCR_COUNT {
-                return Err(Error::Tpm(format!(
-                    "pcr index {index} is out of range 0..{PCR_COUNT}"
-                )));
+                return Err(TpmError::PcrIndex(index).unavailable());
             }
             wanted.insert(index);
         }
@@ -273,13 +274,11 @@ impl TpmKeyStore {
         });
         self.jobs
             .send(job)
-            .map_err(|_| Error::Tpm("the tpm owner thread has stopped".into()))?;
+            .map_err(|_| TpmError::OwnerGone.unavailable())?;
         match answer.recv_timeout(timeout) {
             Ok(result) => result,
             Err(mpsc::RecvTimeoutError::Timeout) => Err(timed_out(&self.tcti, timeout)),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err(Error::Tpm(
-                "the tpm call failed inside the tpm library".into(),
-            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(TpmError::Panicked.unavailable()),
         }
     }
 }
@@ -310,9 +309,11 @@ impl KeyStore for TpmKeyStore {
 }
 
 fn timed_out(tcti: &str, timeout: Duration) -> Error {
-    Error::Tpm(format!(
-        "no answer from the tpm at {tcti} within {timeout:?}"
-    ))
+    TpmError::Timeout {
+        tcti: tcti.to_owned(),
+        timeout,
+    }
+    .unavailable()
 }
 
 fn blob_path(dir: &Path, role: KeyRole) -> PathBuf {
@@ -420,25 +421,34 @@ impl Owner {
         let (public, private) = self.device.create_key()?;
         let key = p256_point(&public)
             .and_then(|point| spki_of(&point))
-            .map_err(|why| Error::Tpm(format!("the tpm created an unexpected key: {why}")))?;
+            .map_err(|why| {
+                TpmError::Unexpected(format!("the tpm created an unexpected key: {why}"))
+                    .unavailable()
+            })?;
         let public_area = public
             .marshall()
-            .map_err(|e| Error::Tpm(format!("cannot marshal the public area: {}", describe(e))))?;
+            .map_err(|e| TpmError::tss("cannot marshal the public area", e).unavailable())?;
         let bytes = Blob {
             public: public_area,
             private: private.value().to_vec(),
         }
         .encode()
-        .map_err(|e| Error::Tpm(format!("the tpm returned an unstorable key: {e}")))?;
+        .map_err(|e| {
+            TpmError::Unexpected(format!("the tpm returned an unstorable key: {e}")).unavailable()
+        })?;
         if deadline.is_some_and(|d| Instant::now() >= d) {
             // The caller already got a timeout; replacing its key behind its back would
             // leave certificates that name the old key.
-            return Err(Error::Tpm(
+            return Err(TpmError::Unexpected(
                 "timed out before the new key was stored; the old key is unchanged".into(),
-            ));
+            )
+            .unavailable());
         }
         let path = blob_path(&self.dir, role);
-        persist::write_atomic(&path, &bytes).map_err(|source| Error::Persist { path, source })?;
+        persist::write_atomic(&path, &bytes).map_err(|source| Error::Storage {
+            path,
+            source: Box::new(source),
+        })?;
         tracing::info!(%role, fingerprint = %key.fingerprint(), "generated tpm key");
         Ok(key)
     }
@@ -462,7 +472,10 @@ impl Owner {
 
     fn delete(&mut self, role: KeyRole) -> Result<(), Error> {
         let path = blob_path(&self.dir, role);
-        persist::remove_if_exists(&path).map_err(|source| Error::Persist { path, source })?;
+        persist::remove_if_exists(&path).map_err(|source| Error::Storage {
+            path,
+            source: Box::new(source),
+        })?;
         tracing::info!(%role, "deleted tpm key");
         Ok(())
     }
@@ -470,14 +483,17 @@ impl Owner {
     fn read_stored(&self, role: KeyRole) -> Result<StoredKey, Error> {
         let path = blob_path(&self.dir, role);
         let bytes = persist::read_optional(&path)
-            .map_err(|source| Error::Persist {
+            .map_err(|source| Error::Storage {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?
             .ok_or(Error::KeyMissing(role))?;
-        let unusable = |reason: String| Error::KeyUnusable {
-            role,
-            reason: format!("{}: {reason}", path.display()),
+        let unusable = |reason: String| {
+            TpmError::Blob {
+                path: path.clone(),
+                reason,
+            }
+            .unusable(role)
         };
         let blob = Blob::decode(&bytes).map_err(|e| unusable(e.to_string()))?;
         let public = Public::unmarshall(&blob.public)

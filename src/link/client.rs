@@ -16,11 +16,11 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use super::LinkEvent;
 use super::connection::Connection;
-use super::heartbeat::Backoff;
 use super::session::{self, Side, Timing};
 use super::tls::{CaptureSlot, CapturedIdentity};
+use super::{LinkEvent, LinkId};
+use bmc_pairing_core::link::heartbeat::Backoff;
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum DialError {
 
 /// Where and how to dial.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct DialTarget {
     /// The peer's pairing-channel address.
     pub addr: SocketAddr,
     /// Interface to bind the socket to (SO_BINDTODEVICE), if configured.
@@ -90,7 +90,7 @@ pub fn scoped(addr: SocketAddr, device: Option<&str>) -> SocketAddr {
 }
 
 async fn connect_tls(
-    target: &Target,
+    target: &DialTarget,
     config: Arc<ClientConfig>,
 ) -> Result<TlsStream<TcpStream>, DialError> {
     let io_err = |source| DialError::Io {
@@ -153,7 +153,7 @@ mod tests {
 /// # Cancel safety
 /// Cancel safe: nothing is recorded until it returns.
 pub async fn probe(
-    target: &Target,
+    target: &DialTarget,
     config: Arc<ClientConfig>,
     slot: Arc<CaptureSlot>,
     deadline: Duration,
@@ -181,7 +181,7 @@ pub async fn probe(
 /// # Cancel safety
 /// Cancel safe.
 pub async fn verify(
-    target: &Target,
+    target: &DialTarget,
     config: Arc<ClientConfig>,
     deadline: Duration,
 ) -> Result<(), DialError> {
@@ -204,7 +204,7 @@ pub async fn verify(
 /// # Cancel safety
 /// Cancel safe (nothing is shared until it returns).
 pub async fn connect(
-    target: &Target,
+    target: &DialTarget,
     config: Arc<ClientConfig>,
     our_name: &str,
     deadline: Duration,
@@ -234,8 +234,8 @@ pub struct Retry {
     pub max: Duration,
 }
 
-/// Keeps an outgoing session to one peer alive until `cancel`. `tag` identifies the peer in
-/// the events it sends; `wake` cuts a backoff wait short (e.g. the peer was just seen on
+/// Keeps an outgoing session to one peer alive until `cancel`. `link` identifies this
+/// dialler in the events it sends; `wake` cuts a backoff wait short (e.g. the peer was just seen on
 /// the link again); `refused` is the slot `config`'s pinned verifier records a wrong
 /// identity in, reported as [`LinkEvent::OutgoingRefused`].
 ///
@@ -243,8 +243,8 @@ pub struct Retry {
 /// Runs until `cancel`.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_outgoing(
-    tag: String,
-    target: Target,
+    link: LinkId,
+    target: DialTarget,
     config: Arc<ClientConfig>,
     refused: Arc<CaptureSlot>,
     our_name: String,
@@ -256,7 +256,7 @@ pub async fn run_outgoing(
 ) {
     let mut backoff = Backoff::new(retry.initial, retry.max);
     loop {
-        let _ = events.send(LinkEvent::OutgoingAttempt { tag: tag.clone() });
+        let _ = events.send(LinkEvent::OutgoingAttempt { link: link.clone() });
         let attempt = tokio::select! {
             () = cancel.cancelled() => return,
             r = connect(&target, config.clone(), &our_name, timing.open_timeout) => r,
@@ -264,23 +264,23 @@ pub async fn run_outgoing(
         match attempt {
             Ok(mut conn) => {
                 backoff.reset();
-                let _ = events.send(LinkEvent::OutgoingUp { tag: tag.clone() });
+                let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
                 let end = session::run(&mut conn, timing, &cancel).await;
-                tracing::info!(peer = %tag, reason = %end, "outgoing session ended");
-                let _ = events.send(LinkEvent::OutgoingDown { tag: tag.clone() });
+                tracing::info!(peer = %link, reason = %end, "outgoing session ended");
+                let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
                 if cancel.is_cancelled() {
                     return;
                 }
             }
             Err(e) => {
-                tracing::debug!(peer = %tag, error = %e, "dial failed");
+                tracing::debug!(peer = %link, error = %e, "dial failed");
                 if let Some(other) = refused.take() {
                     let _ = events.send(LinkEvent::OutgoingRefused {
-                        tag: tag.clone(),
+                        link: link.clone(),
                         presented: other.fingerprint,
                     });
                 }
-                let _ = events.send(LinkEvent::OutgoingDown { tag: tag.clone() });
+                let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
             }
         }
         let delay = backoff.next_delay(OsRng.next_u32());

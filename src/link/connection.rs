@@ -7,7 +7,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{Frame, InvalidFrame, MAX_FRAME_LEN};
+use bmc_pairing_core::link::frame::{Frame, InvalidFrame, MAX_FRAME_LEN};
 
 /// Errors on a framed connection.
 #[derive(Debug, thiserror::Error)]

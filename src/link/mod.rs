@@ -1,22 +1,39 @@
 //! The pairing channel: mutual TLS 1.3 between pinned peers, with framed Hello/Alive and
 //! Ping/Alive heartbeats.
 //!
-//! [`frame`] and [`heartbeat`] are pure (no tokio); [`tls`] builds rustls configurations and
-//! the pin-checking verifiers; [`connection`], [`session`], [`server`] and [`client`] are
+//! The frames, heartbeat schedule and backoff are the core's
+//! ([`bmc_pairing_core::link`]); [`tls`] builds rustls configurations and the pin-checking
+//! verifiers; [`connection`], [`session`], [`server`] and [`client`] are
 //! thin tokio drivers. The link knows peers only by pinned fingerprint (incoming) or by an
-//! opaque tag (outgoing); pairing rules live in `pairing`.
+//! [`LinkId`] (outgoing); pairing rules live in the core's pairing machine.
 
 pub mod client;
 pub mod connection;
-pub mod frame;
-pub mod heartbeat;
 pub mod server;
 pub mod session;
 pub mod tls;
 
+use bmc_pairing_core::pairing::PeerId;
+
 use crate::identity::Fingerprint;
 
-/// What the link reports to the pairing driver.
+/// One dialler of one peer: a peer's dialler is replaced (new generation) whenever its
+/// address, pin or our certificates change, and events of a replaced one are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LinkId {
+    /// The peer.
+    pub peer: PeerId,
+    /// Which of its diallers.
+    pub generation: u64,
+}
+
+impl std::fmt::Display for LinkId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.peer, self.generation)
+    }
+}
+
+/// What the link reports to the pairing actor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkEvent {
     /// A pinned peer connected to us and opened a session.
@@ -35,25 +52,25 @@ pub enum LinkEvent {
         /// The authenticated peer.
         fingerprint: Fingerprint,
     },
-    /// The dialler for `tag` is trying to connect.
+    /// The dialler `link` is trying to connect.
     OutgoingAttempt {
-        /// The peer.
-        tag: String,
+        /// The dialler.
+        link: LinkId,
     },
-    /// The dialler for `tag` has an open session.
+    /// The dialler `link` has an open session.
     OutgoingUp {
-        /// The peer.
-        tag: String,
+        /// The dialler.
+        link: LinkId,
     },
     /// The dialler's attempt failed or its session ended.
     OutgoingDown {
-        /// The peer.
-        tag: String,
+        /// The dialler.
+        link: LinkId,
     },
     /// Something answered at the peer's address with a well-formed chain for another key.
     OutgoingRefused {
-        /// The peer.
-        tag: String,
+        /// The dialler.
+        link: LinkId,
         /// The identity that answered instead.
         presented: Fingerprint,
     },

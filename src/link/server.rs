@@ -258,7 +258,7 @@ async fn handle(
             .1
             .peer_certificates()
             .and_then(|c| c.first())
-            .and_then(|leaf| crate::identity::cert::summarize(leaf.as_ref()).ok())
+            .and_then(|leaf| crate::identity::summarize(leaf.as_ref()).ok())
             .map(|s| s.public_key.fingerprint())
             .ok_or_else(|| io::Error::other("no client certificate after handshake"))?;
         if !settings.pins.contains(&fp) {

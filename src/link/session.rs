@@ -12,8 +12,8 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
 use super::connection::{self, Connection};
-use super::frame::{ByeReason, Frame};
-use super::heartbeat::{Heartbeat, Tick};
+use bmc_pairing_core::link::frame::{ByeReason, Frame};
+use bmc_pairing_core::link::heartbeat::{Heartbeat, Tick};
 
 /// Timing of a session.
 #[derive(Clone, Copy, Debug)]

@@ -116,33 +116,28 @@ impl CaptureSlot {
 }
 
 /// rustls' view of a key in the [`KeyStore`].
-pub struct StoreSigningKey {
+pub struct TlsSigningKey {
     store: Arc<dyn KeyStore>,
     role: KeyRole,
 }
 
-impl StoreSigningKey {
+impl TlsSigningKey {
     /// Signs with `role` of `store`.
     pub fn new(store: Arc<dyn KeyStore>, role: KeyRole) -> Self {
-        StoreSigningKey { store, role }
+        TlsSigningKey { store, role }
     }
 }
 
-impl fmt::Debug for StoreSigningKey {
+impl fmt::Debug for TlsSigningKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "StoreSigningKey({}, {})",
-            self.store.backend(),
-            self.role
-        )
+        write!(f, "TlsSigningKey({}, {})", self.store.backend(), self.role)
     }
 }
 
-impl SigningKey for StoreSigningKey {
+impl SigningKey for TlsSigningKey {
     fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
         offered.contains(&SCHEME).then(|| {
-            Box::new(StoreSigner {
+            Box::new(TlsSigner {
                 store: self.store.clone(),
                 role: self.role,
             }) as Box<dyn Signer>
@@ -159,18 +154,18 @@ impl SigningKey for StoreSigningKey {
     }
 }
 
-struct StoreSigner {
+struct TlsSigner {
     store: Arc<dyn KeyStore>,
     role: KeyRole,
 }
 
-impl fmt::Debug for StoreSigner {
+impl fmt::Debug for TlsSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreSigner({})", self.role)
+        write!(f, "TlsSigner({})", self.role)
     }
 }
 
-impl Signer for StoreSigner {
+impl Signer for TlsSigner {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
         let sign = || sign_message(self.store.as_ref(), self.role, message);
         // rustls signs synchronously inside the handshake, and a TPM signature can take
@@ -252,8 +247,8 @@ pub fn check_chain(
     };
     leaf.verify_for_usage(VERIFY_ALGS.all, &[anchor], &[], now, eku, None, None)
         .map_err(ChainError::Invalid)?;
-    let summary = crate::identity::cert::summarize(end_entity.as_ref())
-        .map_err(|_| ChainError::Unparsable)?;
+    let summary =
+        crate::identity::summarize(end_entity.as_ref()).map_err(|_| ChainError::Unparsable)?;
     Ok(CapturedIdentity {
         fingerprint: summary.public_key.fingerprint(),
         common_name: summary.common_name,
@@ -476,7 +471,7 @@ fn certified_key(identity: &LoadedIdentity, store: Arc<dyn KeyStore>) -> Arc<Cer
         .collect();
     Arc::new(CertifiedKey::new(
         chain,
-        Arc::new(StoreSigningKey::new(store, KeyRole::Identity)),
+        Arc::new(TlsSigningKey::new(store, KeyRole::Identity)),
     ))
 }
 

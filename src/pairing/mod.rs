@@ -1,7 +1,17 @@
-//! Pairing: what this BMC trusts and how its sessions stand.
+//! The pairing actor and its parts. Every pairing rule is in the core's state machine
+//! ([`bmc_pairing_core::pairing`]); this module executes what it decides.
 //!
-//! [`state`] is the pure state machine; [`driver`] is the actor that owns it and carries
-//! out its actions (keys, probes, diallers, persistence, D-Bus snapshots).
+//! - [`actor`]: the one task that owns the state machine and executes its actions;
+//! - [`links`]: the running diallers, one per admitted peer;
+//! - [`identity`]: the identity keeper (key-store work off the actor's thread, the TLS
+//!   configurations built from the identity);
+//! - [`attest`]: the [`attest::Attest`] trait and its D-Bus client of `bmc-attestation`;
+//! - [`dial`]: the [`dial::Dial`] trait and its mutual-TLS implementation;
+//! - [`handle`]: how the D-Bus layer talks to the actor.
 
-pub mod driver;
-pub mod state;
+pub mod actor;
+pub mod attest;
+pub mod dial;
+pub mod handle;
+pub mod identity;
+pub mod links;

@@ -16,16 +16,55 @@ use std::time::Duration;
 use rand_core::OsRng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::frame::{
+use bmc_pairing_core::keys::KeyStore;
+use bmc_pairing_core::spdm::frame::{
     self, EMU_CLIENT_HELLO, EMU_CONTINUE, EMU_HEADER_LEN, EMU_NORMAL, EMU_SERVER_HELLO,
     EMU_SHUTDOWN, EMU_TEST, EMU_TRANSPORT_NONE, EMU_TRANSPORT_TCP, EmuHeader, Frame,
 };
-use super::requester::{Action, Requester, RequesterConfig, Verdict};
-use super::responder::{Responder, ResponderConfig};
-use super::{Error, MAX_MESSAGE_SIZE};
-use crate::identity::KeyStore;
+use bmc_pairing_core::spdm::requester::{Action, Requester, RequesterConfig, Verdict};
+use bmc_pairing_core::spdm::responder::{Responder, ResponderConfig};
+use bmc_pairing_core::spdm::{self, MAX_MESSAGE_SIZE};
 
-pub use super::frame::DEFAULT_PORT;
+pub use bmc_pairing_core::spdm::frame::DEFAULT_PORT;
+
+/// Why an exchange over a stream ended without a result.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The protocol failed: the peer's bytes, its answers, its chain or its signatures.
+    #[error(transparent)]
+    Protocol(#[from] spdm::Error),
+    /// Socket I/O failed.
+    #[error("transport i/o")]
+    Io(#[from] io::Error),
+    /// An await exceeded its timeout.
+    #[error("timed out while {0}")]
+    Timeout(&'static str),
+    /// The peer closed the connection mid-exchange.
+    #[error("peer closed the connection")]
+    Closed,
+    /// The peer sent a DSP0287 error or discovery frame where a message was due.
+    #[error("peer sent transport frame type {0:#04x}")]
+    TransportFrame(u8),
+    /// The signing task panicked (a bug, never caused by the peer).
+    #[error("the signing task panicked")]
+    Panicked,
+}
+
+impl From<frame::InvalidFrame> for Error {
+    fn from(e: frame::InvalidFrame) -> Self {
+        Error::Protocol(e.into())
+    }
+}
+
+impl Error {
+    /// The protocol error, if that is what this is.
+    pub fn protocol(&self) -> Option<&spdm::Error> {
+        match self {
+            Error::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// How SPDM messages are framed on the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -195,9 +234,10 @@ impl<S: Socket> Conn<'_, S> {
                             Frame::Secured(_) => Incoming::Secured,
                             Frame::Discovery(t) => Incoming::Discovery(t),
                         }),
-                        _ => Err(Error::InvalidFrame(frame::InvalidFrame::BadLength(
+                        _ => Err(spdm::Error::InvalidFrame(frame::InvalidFrame::BadLength(
                             "dsp0287 frame inside emulator message",
-                        ))),
+                        ))
+                        .into()),
                     },
                 }
             }
@@ -265,7 +305,11 @@ pub async fn attest<S: Socket>(
         conn.send_emu(EMU_TEST, EMU_CLIENT_HELLO).await?;
         match conn.recv(timeouts.io).await? {
             Incoming::EmuTest => {}
-            _ => return Err(Error::PeerMisbehaved("emulator did not answer the hello")),
+            _ => {
+                return Err(
+                    spdm::Error::PeerMisbehaved("emulator did not answer the hello").into(),
+                );
+            }
         }
     }
     let (mut requester, first) = Requester::new(config, &mut OsRng);
@@ -276,12 +320,12 @@ pub async fn attest<S: Socket>(
             Incoming::Eof => break Err(Error::Closed),
             Incoming::Discovery(t) => break Err(Error::TransportFrame(t)),
             Incoming::Secured => {
-                break Err(Error::PeerMisbehaved("secured message outside a session"));
+                break Err(spdm::Error::PeerMisbehaved("secured message outside a session").into());
             }
             Incoming::EmuTest | Incoming::EmuEnd(_) => {
-                break Err(Error::PeerMisbehaved(
-                    "emulator command in place of a response",
-                ));
+                break Err(
+                    spdm::Error::PeerMisbehaved("emulator command in place of a response").into(),
+                );
             }
         };
         let outcome = {
@@ -296,7 +340,7 @@ pub async fn attest<S: Socket>(
                 conn.send_frame(Frame::Spdm(&message)).await?;
             }
             Ok(Action::Done(verdict)) => break Ok(*verdict),
-            Err(e) => break Err(e),
+            Err(e) => break Err(e.into()),
         }
     };
     if framing != Framing::Dsp0287 {
@@ -341,15 +385,18 @@ pub async fn serve<S: Socket>(
                     request = request.get(1).copied().unwrap_or_default(),
                     "spdm request"
                 );
-                let mut r = responder.take().ok_or(Error::ApiMisuse("responder lost"))?;
+                let mut r = responder
+                    .take()
+                    .ok_or(spdm::Error::ApiMisuse("responder lost"))?;
                 let task = tokio::task::spawn_blocking(move || {
                     let response = r.handle(&request, &mut OsRng);
                     (r, response)
                 });
-                let (r, response) = within(timeouts.io, "signing a response", async {
-                    task.await.map_err(io::Error::from)
-                })
-                .await?;
+                let (r, response) = match tokio::time::timeout(timeouts.io, task).await {
+                    Ok(Ok(done)) => done,
+                    Ok(Err(_)) => return Err(Error::Panicked),
+                    Err(_) => return Err(Error::Timeout("signing a response")),
+                };
                 responder = Some(r);
                 conn.send_frame(Frame::Spdm(&response)).await?;
             }

@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bmc_pairing_core::spdm::{MeasurementPolicy, TrustPolicy};
 use bmc_pairing_manager::attestation::measurements::Measurements;
 use bmc_pairing_manager::attestation::requester::{self, Settings};
 use bmc_pairing_manager::attestation::responder::{self, IdentitySource, Responder};
@@ -24,7 +25,6 @@ use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
 use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
 use bmc_pairing_manager::spdm::transport::{Framing, Timeouts};
-use bmc_pairing_manager::spdm::{MeasurementPolicy, TrustPolicy};
 
 use super::swtpm::Swtpm;
 use super::{Bus, DaemonLaunch, Proc, free_port, start_daemon};

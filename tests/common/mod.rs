@@ -7,6 +7,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod attestation;
+pub mod factory;
 pub mod netns;
 pub mod openssl;
 pub mod pdi;

@@ -40,35 +40,18 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 pub use error::Error;
 
 use super::keys;
-use super::requester::{self as attest, PeerOutcome, PolicyChoice, Report, Settings};
-use crate::dbus::Bus;
+use super::requester::{self as attest, Report, Settings};
+use crate::contract::{AttestReply, MeasurementEntry, TrustPolicyArg, outcome_to_wire};
 use crate::identity::Fingerprint;
-use crate::spdm::TrustPolicy;
-use crate::spdm::crypto::{AsymAlgo, HashAlgo};
-use crate::spdm::measurement::IndexStatus;
+use crate::kit::Bus;
+use bmc_pairing_core::pairing::{AttestPolicy, AttestationOutcome};
+use bmc_pairing_core::spdm::TrustPolicy;
+use bmc_pairing_core::spdm::appraisal::IndexStatus;
+use bmc_pairing_core::spdm::crypto::{AsymAlgo, HashAlgo};
 
-/// The bus name (the seed's, lower case).
-pub const BUS_NAME: &str = "xyz.openbmc_project.attestation";
-/// The manager object: Requester, Responder and the ObjectManager for peers.
-pub const ROOT_PATH: &str = "/xyz/openbmc_project/attestation";
-/// Parent of the per-peer objects.
-pub const PEERS_PATH: &str = "/xyz/openbmc_project/attestation/peers";
+pub use crate::contract::attestation::{BUS_NAME, PEERS_PATH, ROOT_PATH};
 /// Most peer objects kept.
 pub const MAX_PEERS: usize = 64;
-
-/// One measurement index as reported on D-Bus: `(index, value hex, status, expected hex)`.
-pub type MeasurementEntry = (u8, String, String, String);
-
-/// The reply of both `Attest` methods:
-/// `(o peer, b trusted, s fingerprint, aay chain, a(ysss) measurements, s verdictJson)`.
-pub type AttestReply = (
-    OwnedObjectPath,
-    bool,
-    String,
-    Vec<Vec<u8>>,
-    Vec<MeasurementEntry>,
-    String,
-);
 
 /// The object-path element for a peer address: `ipv4_<a>_<b>_<c>_<d>_<port>` or
 /// `ipv6_<8 groups in hex>[_s<scope>]_<port>`; distinct addresses give distinct ids.
@@ -124,14 +107,19 @@ pub fn measurement_entries(report: &Report) -> Vec<MeasurementEntry> {
                 IndexStatus::NotReferenced => ("NotReferenced", String::new()),
                 IndexStatus::NotAppraised => ("NotAppraised", String::new()),
             };
-            (m.index, m.value.clone(), status.to_owned(), expected)
+            MeasurementEntry {
+                index: m.index,
+                value: m.value.clone(),
+                status: status.to_owned(),
+                expected,
+            }
         })
         .collect()
 }
 
 /// What a peer object shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PeerRecord {
+pub struct PeerAttestation {
     /// IP address.
     pub address: String,
     /// SPDM port.
@@ -139,7 +127,7 @@ pub struct PeerRecord {
     /// The policy of the last attestation (used again by `Peer.Attest()`).
     pub trust_policy: String,
     /// Outcome of the last attestation.
-    pub outcome: PeerOutcome,
+    pub outcome: AttestationOutcome,
     /// Unix seconds of the last attestation.
     pub last_attested: u64,
     /// Why the last attestation rejected the peer; empty otherwise.
@@ -158,13 +146,13 @@ pub struct PeerRecord {
     pub measurements: Vec<MeasurementEntry>,
 }
 
-impl PeerRecord {
+impl PeerAttestation {
     fn new(addr: &SocketAddr) -> Self {
-        PeerRecord {
+        PeerAttestation {
             address: addr.ip().to_string(),
             port: addr.port(),
             trust_policy: String::new(),
-            outcome: PeerOutcome::NotAttested,
+            outcome: AttestationOutcome::NotAttested,
             last_attested: 0,
             last_error: String::new(),
             verdict: String::new(),
@@ -192,7 +180,7 @@ impl PeerRecord {
     }
 
     /// Properties whose values differ from `old`, for PropertiesChanged.
-    pub fn changed_since(&self, old: &PeerRecord) -> HashMap<&'static str, Value<'static>> {
+    pub fn changed_since(&self, old: &PeerAttestation) -> HashMap<&'static str, Value<'static>> {
         let mut out = HashMap::new();
         let mut put = |name, changed: bool, value: Value<'static>| {
             if changed {
@@ -207,7 +195,7 @@ impl PeerRecord {
         put(
             "Outcome",
             self.outcome != old.outcome,
-            Value::from(peer::outcome_string(self.outcome)),
+            Value::from(outcome_to_wire(self.outcome)),
         );
         put(
             "LastAttested",
@@ -254,9 +242,9 @@ impl PeerRecord {
 }
 
 /// A record shared between the registry and its peer object.
-pub type SharedRecord = Arc<Mutex<PeerRecord>>;
+pub type SharedRecord = Arc<Mutex<PeerAttestation>>;
 
-fn lock(record: &SharedRecord) -> std::sync::MutexGuard<'_, PeerRecord> {
+fn lock(record: &SharedRecord) -> std::sync::MutexGuard<'_, PeerAttestation> {
     record.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -312,18 +300,18 @@ impl Service {
         self.inner.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn trust_policy(&self, choice: PolicyChoice) -> Result<TrustPolicy, Error> {
+    async fn trust_policy(&self, choice: AttestPolicy) -> Result<TrustPolicy, Error> {
         match choice {
-            PolicyChoice::FirstContact => Ok(TrustPolicy::FirstContact),
-            PolicyChoice::Pinned(fp) => Ok(TrustPolicy::Pinned(fp)),
-            PolicyChoice::Anchored => {
+            AttestPolicy::FirstContact => Ok(TrustPolicy::FirstContact),
+            AttestPolicy::Pinned(fp) => Ok(TrustPolicy::Pinned(fp)),
+            AttestPolicy::Anchored => {
                 let dir = self.inner.anchors_dir.clone();
                 let shown = dir.display().to_string();
                 let anchors = tokio::task::spawn_blocking(move || keys::read_anchor_dir(&dir))
                     .await
                     .map_err(|e| Error::InternalFailure(e.to_string()))?
                     .map_err(|e| {
-                        let text = attest::error_chain(&e);
+                        let text = crate::kit::ErrorChain(&e).to_string();
                         tracing::error!(error = %text, "cannot read the trust anchors");
                         Error::InternalFailure(text)
                     })?;
@@ -350,7 +338,7 @@ impl Service {
         server: &ObjectServer,
         conn: &zbus::Connection,
         addr: SocketAddr,
-        choice: PolicyChoice,
+        choice: AttestPolicy,
     ) -> Result<AttestReply, Error> {
         let trust = self.trust_policy(choice).await?;
         let settings = &self.inner.settings;
@@ -362,19 +350,27 @@ impl Service {
         .map_err(|_| Error::Unavailable("too many attestations in progress".into()))?
         .map_err(|_| Error::Unavailable("shutting down".into()))?;
         let verify_time = crate::clock::floored_now(0);
-        let report = attest::attest(addr, choice.text(), trust, settings, verify_time).await?;
-        let path = self.record(server, conn, &addr, &report).await?;
-        Ok((
-            path,
-            report.trusted,
-            report
+        let report = attest::attest(
+            addr,
+            TrustPolicyArg(choice).to_string(),
+            trust,
+            settings,
+            verify_time,
+        )
+        .await?;
+        let peer = self.record(server, conn, &addr, &report).await?;
+        Ok(AttestReply {
+            peer,
+            trusted: report.trusted,
+            outcome: outcome_to_wire(report.outcome),
+            fingerprint: report
                 .fingerprint
                 .map(|f: Fingerprint| f.to_hex())
                 .unwrap_or_default(),
-            report.chain().to_vec(),
-            measurement_entries(&report),
-            report.to_json(),
-        ))
+            chain: report.chain().to_vec(),
+            measurements: measurement_entries(&report),
+            verdict_json: report.to_json(),
+        })
     }
 
     async fn record(
@@ -408,7 +404,7 @@ impl Service {
                     } else {
                         None
                     };
-                    let mut rec = PeerRecord::new(addr);
+                    let mut rec = PeerAttestation::new(addr);
                     rec.apply(report, now);
                     let record = Arc::new(Mutex::new(rec));
                     peers.insert(
@@ -438,7 +434,9 @@ impl Service {
             None if !changes.is_empty() => {
                 zbus::fdo::Properties::properties_changed(
                     &emitter,
-                    peer::INTERFACE.try_into().map_err(zbus::Error::from)?,
+                    crate::contract::attestation::PEER_INTERFACE
+                        .try_into()
+                        .map_err(zbus::Error::from)?,
                     changes,
                     std::borrow::Cow::Borrowed(&[]),
                 )

@@ -9,18 +9,10 @@ use std::net::SocketAddr;
 
 use zbus::object_server::{ObjectServer, SignalEmitter};
 
-use super::super::requester::{PeerOutcome, PolicyChoice};
+use crate::contract::{MeasurementEntry, TrustPolicyArg};
 use zbus::zvariant::OwnedObjectPath;
 
-use super::{Error, MeasurementEntry, PeerRecord, Service, SharedRecord, lock};
-
-/// D-Bus name of the interface.
-pub const INTERFACE: &str = "xyz.openbmc_project.Attestation.Peer";
-
-/// `xyz.openbmc_project.Attestation.Peer.Outcome.<Value>`.
-pub fn outcome_string(outcome: PeerOutcome) -> String {
-    format!("{INTERFACE}.Outcome.{}", outcome.as_str())
-}
+use super::{Error, PeerAttestation, Service, SharedRecord, lock};
 
 /// One attested peer address.
 #[derive(Debug)]
@@ -40,7 +32,7 @@ impl Peer {
         }
     }
 
-    fn read<T>(&self, f: impl FnOnce(&PeerRecord) -> T) -> T {
+    fn read<T>(&self, f: impl FnOnce(&PeerAttestation) -> T) -> T {
         f(&lock(&self.record))
     }
 }
@@ -54,6 +46,7 @@ impl Peer {
         out_args(
             "peer",
             "trusted",
+            "outcome",
             "fingerprint",
             "chain",
             "measurements",
@@ -65,10 +58,12 @@ impl Peer {
         #[zbus(object_server)] server: &ObjectServer,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<
-        // Spelled out (not `AttestReply`): zbus derives the out arguments from the tuple.
+        // `AttestReplyArgs`, spelled out: zbus takes the out arguments from the tuple's
+        // syntax (an alias would introspect as one struct argument).
         (
             OwnedObjectPath,
             bool,
+            String,
             String,
             Vec<Vec<u8>>,
             Vec<MeasurementEntry>,
@@ -77,8 +72,11 @@ impl Peer {
         Error,
     > {
         let policy = self.read(|r| r.trust_policy.clone());
-        let choice = PolicyChoice::parse(&policy)?;
-        self.service.attest(server, conn, self.addr, choice).await
+        let TrustPolicyArg(choice) = policy
+            .parse()
+            .map_err(super::super::requester::InputError::from)?;
+        let reply = self.service.attest(server, conn, self.addr, choice).await?;
+        Ok(reply.into())
     }
 
     /// The peer's IP address.
@@ -96,7 +94,7 @@ impl Peer {
     /// Outcome of the last attestation.
     #[zbus(property(emits_changed_signal = "true"), name = "Outcome")]
     async fn outcome(&self) -> String {
-        self.read(|r| outcome_string(r.outcome))
+        self.read(|r| crate::contract::outcome_to_wire(r.outcome))
     }
 
     /// The trust policy of the last attestation.

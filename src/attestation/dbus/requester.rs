@@ -7,10 +7,11 @@
 
 use zbus::object_server::ObjectServer;
 
-use super::super::requester::{PolicyChoice, parse_address};
+use super::super::requester::{InputError, parse_address};
+use crate::contract::{MeasurementEntry, TrustPolicyArg};
 use zbus::zvariant::OwnedObjectPath;
 
-use super::{Error, MeasurementEntry, Service};
+use super::{Error, Service};
 
 /// The manager object's requester interface.
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl Requester {
         out_args(
             "peer",
             "trusted",
+            "outcome",
             "fingerprint",
             "chain",
             "measurements",
@@ -48,10 +50,12 @@ impl Requester {
         #[zbus(object_server)] server: &ObjectServer,
         #[zbus(connection)] conn: &zbus::Connection,
     ) -> Result<
-        // Spelled out (not `AttestReply`): zbus derives the out arguments from the tuple.
+        // `AttestReplyArgs`, spelled out: zbus takes the out arguments from the tuple's
+        // syntax (an alias would introspect as one struct argument).
         (
             OwnedObjectPath,
             bool,
+            String,
             String,
             Vec<Vec<u8>>,
             Vec<MeasurementEntry>,
@@ -60,7 +64,8 @@ impl Requester {
         Error,
     > {
         let addr = parse_address(&address, self.service.default_port())?;
-        let choice = PolicyChoice::parse(&trustPolicy)?;
-        self.service.attest(server, conn, addr, choice).await
+        let TrustPolicyArg(choice) = trustPolicy.parse().map_err(InputError::from)?;
+        let reply = self.service.attest(server, conn, addr, choice).await?;
+        Ok(reply.into())
     }
 }

@@ -32,8 +32,8 @@ use tss_esapi::structures::{
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
-use super::super::{Error, KeyRole, P256_SIGNATURE_LEN, SHA256_LEN};
-use super::PCR_COUNT;
+use super::{PCR_COUNT, TpmError};
+use bmc_pairing_core::keys::{Error, KeyRole, P256_SIGNATURE_LEN, SHA256_LEN};
 
 /// Size of one P-256 coordinate or signature half.
 const P256_FIELD_LEN: usize = 32;
@@ -45,7 +45,7 @@ const PCR_READ_ATTEMPTS: usize = 3;
 enum Fault {
     /// The link to the TPM broke (socket closed, device error, torn response). The context is
     /// dropped and the operation tried once more on a fresh connection.
-    Link(String),
+    Link(TpmError),
     /// Anything else: reported as is.
     Fatal(Error),
 }
@@ -66,10 +66,10 @@ pub(super) struct Device {
 /// Parses a TCTI string (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, ...).
 ///
 /// # Errors
-/// [`Error::Tpm`] when tss-esapi does not understand it.
+/// [`Error::Unavailable`] when tss-esapi does not understand it.
 pub(super) fn parse_tcti(tcti: &str) -> Result<TctiNameConf, Error> {
     tcti.parse()
-        .map_err(|e| Error::Tpm(format!("bad tcti {tcti:?}: {}", describe(e))))
+        .map_err(|e| TpmError::tss(format!("bad tcti {tcti:?}"), e).unavailable())
 }
 
 impl Device {
@@ -91,7 +91,7 @@ impl Device {
     /// primary (owner hierarchy enabled, empty owner auth, ECC P-256 supported).
     ///
     /// # Errors
-    /// [`Error::Tpm`].
+    /// [`Error::Unavailable`].
     pub(super) fn probe(&mut self) -> Result<(), Error> {
         self.run(|ctx| {
             let primary = create_primary(ctx)?;
@@ -103,7 +103,7 @@ impl Device {
     /// and wrapped private areas.
     ///
     /// # Errors
-    /// [`Error::Tpm`].
+    /// [`Error::Unavailable`].
     pub(super) fn create_key(&mut self) -> Result<(Public, Private), Error> {
         self.run(|ctx| {
             // Built before anything is loaded, so its failure cannot leave the primary behind.
@@ -122,7 +122,7 @@ impl Device {
     /// Loads the key and flushes it again: proves the blob is still bound to this TPM.
     ///
     /// # Errors
-    /// [`Error::KeyUnusable`] when the TPM rejects the blob, [`Error::Tpm`] otherwise.
+    /// [`Error::KeyUnusable`] when the TPM rejects the blob, [`Error::Unavailable`] otherwise.
     pub(super) fn check_loads(
         &mut self,
         role: KeyRole,
@@ -139,7 +139,7 @@ impl Device {
     ///
     /// # Errors
     /// [`Error::KeyUnusable`] when the TPM rejects the blob, [`Error::Sign`] when the TPM
-    /// returns something that is not a P-256 ECDSA signature, [`Error::Tpm`] otherwise.
+    /// returns something that is not a P-256 ECDSA signature, [`Error::Unavailable`] otherwise.
     pub(super) fn sign(
         &mut self,
         role: KeyRole,
@@ -161,7 +161,7 @@ impl Device {
     /// consistent snapshot: all values come from reads with the same PCR update counter.
     ///
     /// # Errors
-    /// [`Error::Tpm`].
+    /// [`Error::Unavailable`].
     pub(super) fn read_pcrs(&mut self, indices: &BTreeSet<u8>) -> Result<PcrValues, Error> {
         self.run(|ctx| {
             for _ in 0..PCR_READ_ATTEMPTS {
@@ -169,15 +169,16 @@ impl Device {
                     return Ok(values);
                 }
             }
-            Err(Fault::Fatal(Error::Tpm(
-                "pcrs kept changing while they were read".into(),
-            )))
+            Err(Fault::Fatal(
+                TpmError::Unexpected("pcrs kept changing while they were read".into())
+                    .unavailable(),
+            ))
         })
     }
 
     /// Runs `op` on a connected context; after a broken link, once more on a fresh one.
     fn run<T>(&mut self, mut op: impl FnMut(&mut Context) -> Attempt<T>) -> Result<T, Error> {
-        let mut last = String::new();
+        let mut last = TpmError::Unexpected("no attempt was made".into());
         for _ in 0..2 {
             let ctx = self.connect()?;
             match op(ctx) {
@@ -189,10 +190,11 @@ impl Device {
                 }
             }
         }
-        Err(Error::Tpm(format!(
-            "lost the link to the tpm at {}: {last}",
-            self.tcti_text
-        )))
+        Err(TpmError::LinkLost {
+            tcti: self.tcti_text.clone(),
+            last: Box::new(last),
+        }
+        .unavailable())
     }
 
     fn connect(&mut self) -> Result<&mut Context, Error> {
@@ -200,11 +202,8 @@ impl Device {
             Some(ctx) => Ok(ctx),
             slot @ None => {
                 let ctx = Context::new(self.tcti.clone()).map_err(|e| {
-                    Error::Tpm(format!(
-                        "cannot reach the tpm at {}: {}",
-                        self.tcti_text,
-                        describe(e)
-                    ))
+                    TpmError::tss(format!("cannot reach the tpm at {}", self.tcti_text), e)
+                        .unavailable()
                 })?;
                 Ok(slot.insert(ctx))
             }
@@ -407,7 +406,10 @@ fn read_pcr_snapshot(ctx: &mut Context, indices: &BTreeSet<u8>) -> Attempt<Optio
         for selection in read.get_selections() {
             for slot in selection.selected() {
                 let digest = digests.next().ok_or_else(|| {
-                    Fault::Fatal(Error::Tpm("TPM2_PCR_Read returned too few digests".into()))
+                    Fault::Fatal(
+                        TpmError::Unexpected("TPM2_PCR_Read returned too few digests".into())
+                            .unavailable(),
+                    )
                 })?;
                 if selection.hashing_algorithm() != HashingAlgorithm::Sha256 {
                     continue;
@@ -416,14 +418,18 @@ fn read_pcr_snapshot(ctx: &mut Context, indices: &BTreeSet<u8>) -> Attempt<Optio
                     .ok()
                     .filter(|i| *i < PCR_COUNT && remaining.contains(i))
                     .ok_or_else(|| {
-                        Fault::Fatal(Error::Tpm(
-                            "TPM2_PCR_Read returned a pcr that was not asked for".into(),
-                        ))
+                        Fault::Fatal(
+                            TpmError::Unexpected(
+                                "TPM2_PCR_Read returned a pcr that was not asked for".into(),
+                            )
+                            .unavailable(),
+                        )
                     })?;
                 let value = <[u8; 32]>::try_from(digest.value()).map_err(|_| {
-                    Fault::Fatal(Error::Tpm(format!(
-                        "pcr {index} is not a 32-byte sha256 value"
-                    )))
+                    Fault::Fatal(
+                        TpmError::Unexpected(format!("pcr {index} is not a 32-byte sha256 value"))
+                            .unavailable(),
+                    )
                 })?;
                 remaining.remove(&index);
                 values.insert(index, value);
@@ -431,9 +437,12 @@ fn read_pcr_snapshot(ctx: &mut Context, indices: &BTreeSet<u8>) -> Attempt<Optio
             }
         }
         if !progressed {
-            return Err(Fault::Fatal(Error::Tpm(
-                "the tpm returned no sha256 pcr values (is the sha256 bank allocated?)".into(),
-            )));
+            return Err(Fault::Fatal(
+                TpmError::Unexpected(
+                    "the tpm returned no sha256 pcr values (is the sha256 bank allocated?)".into(),
+                )
+                .unavailable(),
+            ));
         }
     }
     Ok(Some(values.into_iter().collect()))
@@ -529,7 +538,7 @@ fn is_rejected_object(e: tss_esapi::Error) -> bool {
 
 fn classify(what: &str, e: tss_esapi::Error) -> Fault {
     if is_link_failure(e) {
-        Fault::Link(format!("{what}: {}", describe(e)))
+        Fault::Link(TpmError::tss(what, e))
     } else {
         fatal(what, e)
     }
@@ -537,20 +546,20 @@ fn classify(what: &str, e: tss_esapi::Error) -> Fault {
 
 fn load_fault(role: KeyRole, e: tss_esapi::Error) -> Fault {
     if is_rejected_object(e) {
-        Fault::Fatal(Error::KeyUnusable {
-            role,
-            reason: format!(
-                "the TPM refuses to load its blob (TPM cleared, or blob damaged): {}",
-                describe(e)
-            ),
-        })
+        Fault::Fatal(
+            TpmError::tss(
+                "the TPM refuses to load its blob (TPM cleared, or blob damaged)",
+                e,
+            )
+            .unusable(role),
+        )
     } else {
         classify("TPM2_Load", e)
     }
 }
 
 fn fatal(what: &str, e: tss_esapi::Error) -> Fault {
-    Fault::Fatal(Error::Tpm(format!("{what}: {}", describe(e))))
+    Fault::Fatal(TpmError::tss(what, e).unavailable())
 }
 
 /// A one-line description with the raw response code, which tss-esapi's own text omits

@@ -2,7 +2,8 @@
 
 use super::swtpm::Swtpm;
 use super::*;
-use crate::identity::contract;
+use crate::kit::ErrorChain;
+use bmc_pairing_core::keys::contract;
 use sha2::{Digest as _, Sha256};
 
 fn fresh() -> (tempfile::TempDir, Swtpm, TpmKeyStore) {
@@ -57,9 +58,10 @@ fn damaged_private_area_is_rejected_by_the_tpm_as_unusable() {
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     match store.sign_digest(KeyRole::Ca, &[1; 32]) {
-        Err(Error::KeyUnusable { role, reason }) => {
+        Err(e @ Error::KeyUnusable { role, .. }) => {
             assert_eq!(role, KeyRole::Ca);
-            assert!(reason.contains("refuses to load"), "{reason}");
+            let chain = ErrorChain(&e).to_string();
+            assert!(chain.contains("refuses to load"), "{chain}");
         }
         other => panic!("expected KeyUnusable, got {other:?}"),
     }
@@ -92,7 +94,7 @@ fn pcr_indices_are_checked_before_the_tpm_is_asked() {
     let (_dir, _tpm, store) = fresh();
     assert!(matches!(
         store.read_pcrs(PcrBank::Sha256, &[3, 24]),
-        Err(Error::Tpm(msg)) if msg.contains("24")
+        Err(ref e @ Error::Unavailable { .. }) if ErrorChain(e).to_string().contains("24")
     ));
     assert!(store.read_pcrs(PcrBank::Sha256, &[]).unwrap().is_empty());
     let dup = store.read_pcrs(PcrBank::Sha256, &[7, 2, 7]).unwrap();
@@ -104,7 +106,7 @@ fn bad_tcti_and_unreachable_tpm_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
         TpmKeyStore::open("no-such-tcti:foo", dir.path()),
-        Err(Error::Tpm(_))
+        Err(Error::Unavailable { .. })
     ));
     // A port nothing listens on: bind, read the port, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -113,7 +115,10 @@ fn bad_tcti_and_unreachable_tpm_are_errors() {
         .unwrap()
         .port();
     match TpmKeyStore::open(&format!("swtpm:host=127.0.0.1,port={port}"), dir.path()) {
-        Err(Error::Tpm(msg)) => assert!(msg.contains("cannot reach"), "{msg}"),
-        other => panic!("expected Error::Tpm, got {other:?}"),
+        Err(e @ Error::Unavailable { .. }) => {
+            let chain = ErrorChain(&e).to_string();
+            assert!(chain.contains("cannot reach"), "{chain}");
+        }
+        other => panic!("expected Error::Unavailable, got {other:?}"),
     }
 }

@@ -16,7 +16,7 @@ use x509_parser::prelude::{ASN1Time, FromDer, X509Certificate};
 
 use super::codec::{InvalidMessage, Reader, len_u16, put_u16};
 use super::crypto::{AsymAlgo, HashAlgo};
-use crate::identity::Fingerprint;
+use crate::keys::Fingerprint;
 
 /// Most certificates a chain may hold.
 pub const MAX_CERTS: usize = 8;

@@ -30,7 +30,7 @@
 use std::collections::BTreeMap;
 
 use super::msgs::MeasurementBlock;
-use crate::identity::{hex_decode, hex_encode};
+use crate::hex::{hex_decode, hex_encode};
 
 /// Largest reference value, in bytes.
 pub const MAX_REFERENCE_VALUE_LEN: usize = 1024;

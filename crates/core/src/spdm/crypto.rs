@@ -3,7 +3,7 @@
 //! SPDM ≥ 1.2 signs `combined_spdm_prefix || H(transcript)`, where the 100-byte prefix is
 //! `"dmtf-spdm-v1.2.*"` four times, zero padding, and a context string; ECDSA then hashes
 //! that message again with the negotiated hash. Signatures are raw big-endian `r || s`.
-//! Signing goes through [`crate::identity::KeyStore`]; nothing here holds a private key.
+//! Signing goes through [`crate::keys::KeyStore`]; nothing here holds a private key.
 
 use p256::pkcs8::DecodePublicKey;
 use sha2::{Digest as _, Sha256, Sha384};
@@ -188,7 +188,7 @@ pub fn verify_signature(
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), SignatureError> {
-    use ecdsa::signature::hazmat::PrehashVerifier;
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
     let prehash = hash.digest(message);
     match asym {
         AsymAlgo::EcdsaP256 => {

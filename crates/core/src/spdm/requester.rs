@@ -15,11 +15,11 @@ use std::time::{Duration, SystemTime};
 
 use rand_core::RngCore;
 
+use super::appraisal::{MeasurementPolicy, MeasurementResult, PolicyMode, appraise};
 use super::crypto::{
     AsymAlgo, CONTEXT_CHALLENGE_AUTH, CONTEXT_MEASUREMENTS, HashAlgo, signing_input,
     verify_signature,
 };
-use super::measurement::{MeasurementPolicy, MeasurementResult, PolicyMode, appraise};
 use super::msgs::algorithms::{
     ASYM_ECDSA_P256, ASYM_ECDSA_P384, HASH_SHA256, HASH_SHA384, MEAS_SPEC_DMTF, OPAQUE_DATA_FMT1,
 };
@@ -34,7 +34,7 @@ use super::msgs::{
 use super::transcript::Transcript;
 use super::verify::{MAX_CHAIN_LEN, TrustBasis, TrustPolicy, VerifiedChain, verify_chain};
 use super::{Error, MAX_MESSAGE_SIZE};
-use crate::identity::Fingerprint;
+use crate::keys::Fingerprint;
 
 /// CERTIFICATE header size; a portion is at most our DataTransferSize minus this.
 const CERTIFICATE_HEADER_LEN: usize = 8;
@@ -147,7 +147,7 @@ pub struct Verdict {
 }
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::identity::hex_encode(bytes))
+    s.serialize_str(&crate::hex::hex_encode(bytes))
 }
 
 #[derive(Debug)]

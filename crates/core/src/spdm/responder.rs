@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use rand_core::RngCore;
 
+use super::appraisal::PolicyMode;
 use super::codec::InvalidMessage;
 use super::crypto::{CONTEXT_CHALLENGE_AUTH, CONTEXT_MEASUREMENTS, HashAlgo, signing_input};
-use super::measurement::PolicyMode;
 use super::msgs::algorithms::{
     ALG_TYPE_AEAD, ALG_TYPE_DHE, ALG_TYPE_KEY_SCHEDULE, ALG_TYPE_REQ_BASE_ASYM, ASYM_ECDSA_P256,
     HASH_SHA256, MEAS_SPEC_DMTF, OPAQUE_DATA_FMT1,
@@ -31,7 +31,7 @@ use super::msgs::{
 use super::transcript::Transcript;
 use super::verify::SpdmChain;
 use super::{Error, MAX_MESSAGE_SIZE};
-use crate::identity::{KeyRole, KeyStore};
+use crate::keys::{KeyRole, KeyStore};
 
 /// CERTIFICATE header size (a portion must fit the requester's DataTransferSize with it).
 const CERTIFICATE_HEADER_LEN: usize = 8;
@@ -138,7 +138,7 @@ impl Responder {
             .certs
             .last()
             .ok_or(Error::Config("certificate chain is empty"))?;
-        let leaf_key = crate::identity::cert::summarize(leaf)
+        let leaf_key = crate::x509::summarize(leaf)
             .map_err(|_| Error::Config("leaf certificate does not parse"))?
             .public_key;
         if leaf_key != keystore.public_key(KeyRole::Identity)? {

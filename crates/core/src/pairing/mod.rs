@@ -1,0 +1,19 @@
+//! Pairing: what this BMC trusts and how its sessions stand.
+//!
+//! - [`model`]: the data (peers, pins, states, outcomes) as persisted and published;
+//! - [`request`]: reading `ProvisionPeer(bmcId)` and the refusals it can get;
+//! - [`machine`]: every pairing rule, as a state machine that returns [`Action`]s.
+
+pub mod machine;
+pub mod model;
+pub mod request;
+
+pub use machine::{
+    Action, AttestPolicy, AttestPurpose, AttestationReport, Captured, IdentityCheck, Outgoing,
+    Pairing, Peer, Settings,
+};
+pub use model::{
+    AttestationOutcome, ConnState, PeerId, PeerRecord, Persisted, STATE_VERSION, TrustMode,
+    UnknownOutcome, is_valid_name,
+};
+pub use request::{Candidate, MAX_ID_LEN, NameBook, Refusal, Request, parse_request};

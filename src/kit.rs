@@ -1,0 +1,242 @@
+//! What both daemons share around their own work: start-up errors, logging and runtime
+//! set-up, the bus to use, the shutdown path, and the error-chain printer. Each daemon's
+//! wiring (`daemon` for the pairing manager, `attestation` for `bmc-attestation`) uses these
+//! and nothing of the other.
+
+use std::fmt;
+use std::future::Future;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Prints an error with every cause after it: `error: cause: cause`. Use it wherever an
+/// error reaches a person (journal, stderr, a D-Bus error message), so no cause is lost.
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An error that displays with its whole chain ([`ErrorChain`]), for seams that take
+/// `impl Display` and should still carry the typed error.
+#[derive(Debug)]
+pub struct Chained<E>(pub E);
+
+impl<E: std::error::Error> fmt::Display for Chained<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        ErrorChain(&self.0).fmt(f)
+    }
+}
+
+/// Why a daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The key store could not be opened.
+    #[error("cannot open the key store")]
+    KeyStore(#[source] bmc_pairing_core::keys::Error),
+    /// A TCP port could not be bound.
+    #[error("cannot listen on port {port}{}", device.as_ref().map(|d| format!(" on {d}")).unwrap_or_default())]
+    Listen {
+        /// The port.
+        port: u16,
+        /// The interface it was bound to.
+        device: Option<String>,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// D-Bus set-up failed.
+    #[error("cannot set up D-Bus")]
+    Dbus(#[source] zbus::Error),
+    /// A start-up task panicked (a bug).
+    #[error("start-up task `{0}` panicked")]
+    Panicked(&'static str),
+}
+
+impl StartError {
+    /// True when another process owns one of our bus names.
+    pub fn name_taken(&self) -> bool {
+        matches!(self, StartError::Dbus(zbus::Error::NameTaken))
+    }
+}
+
+/// Which bus to connect to.
+#[derive(Clone, Debug)]
+pub enum Bus {
+    /// The system bus (honours `DBUS_SYSTEM_BUS_ADDRESS`).
+    System,
+    /// An explicit address (`--bus unix:path=...`), e.g. a test's private dbus-daemon.
+    Address(String),
+}
+
+impl Bus {
+    /// `--bus ADDRESS` if given, else the system bus.
+    pub fn from_arg(address: Option<String>) -> Bus {
+        address.map_or(Bus::System, Bus::Address)
+    }
+
+    /// A connection builder for this bus.
+    ///
+    /// # Errors
+    /// zbus errors for a malformed address.
+    pub fn builder(&self) -> zbus::Result<zbus::connection::Builder<'static>> {
+        match self {
+            Bus::System => zbus::connection::Builder::system(),
+            Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str()),
+        }
+    }
+
+    /// A plain client connection.
+    ///
+    /// # Errors
+    /// zbus errors.
+    pub async fn connect(&self) -> zbus::Result<zbus::Connection> {
+        self.builder()?.build().await
+    }
+}
+
+/// Logs to stderr (journald reads it), plain text unless on a terminal; `RUST_LOG`
+/// overrides `default_level`.
+pub fn init_tracing(default_level: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The async runtime both daemons run on: two worker threads (a BMC has one or two cores).
+///
+/// # Errors
+/// The OS refused the threads or the reactor.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// Runs a daemon to its end and turns the result into the exit status, logging a start-up
+/// failure with its whole chain.
+pub fn run_daemon(
+    daemon: &str,
+    run: impl FnOnce(&tokio::runtime::Runtime) -> Result<(), StartError>,
+) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %ErrorChain(&e), "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&rt) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let hint = if e.name_taken() {
+                format!(" (is another {daemon} running on this bus?)")
+            } else {
+                String::new()
+            };
+            tracing::error!("{}{hint}", ErrorChain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs until `shutdown` completes or the bus connection closes, then cancels every task and
+/// waits (at most 5 s) for them to stop. Both daemons end this way.
+///
+/// # Cancel safety
+/// Not cancel safe: the tasks are only stopped if it runs to the end.
+pub async fn serve_until(
+    conn: &zbus::Connection,
+    shutdown: impl Future<Output = ()>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let closed = async {
+        // zbus ends its message stream when the bus goes away.
+        use futures_util::StreamExt;
+        let mut stream = zbus::MessageStream::from(conn);
+        while stream.next().await.is_some() {}
+    };
+    tokio::select! {
+        () = shutdown => tracing::info!("shutting down"),
+        () = closed => tracing::warn!("D-Bus connection closed; shutting down"),
+    }
+    stop(cancel, tracker).await;
+}
+
+/// Cancels every task and waits (at most 5 s) for them to stop.
+pub async fn stop(cancel: &CancellationToken, tracker: &TaskTracker) {
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(5), tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within 5 s");
+    }
+}
+
+/// Completes on SIGTERM (systemd stopping the unit) or SIGINT, for either daemon's
+/// `shutdown` future. Falls back to Ctrl-C alone if the handlers cannot be installed.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn the_chain_prints_every_cause() {
+        let e = Outer(std::io::Error::other("inner"));
+        assert_eq!(ErrorChain(&e).to_string(), "outer: inner");
+    }
+
+    #[test]
+    fn name_taken_is_matched_by_type() {
+        assert!(StartError::Dbus(zbus::Error::NameTaken).name_taken());
+        assert!(!StartError::Dbus(zbus::Error::InvalidReply).name_taken());
+    }
+}

@@ -1,0 +1,177 @@
+//! How the D-Bus layer talks to the pairing actor: commands in ([`Handle`]), state out
+//! ([`Snapshot`], through a watch channel) and one-off signals ([`Notice`]).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bmc_pairing_core::pairing::{
+    AttestationOutcome, ConnState, Pairing, PeerId, Refusal, TrustMode,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// A request from the D-Bus layer.
+#[derive(Debug)]
+pub enum Command {
+    /// `ProvisionPeer(bmc_id)`.
+    Provision {
+        /// The argument as given.
+        bmc_id: String,
+        /// Accepted, or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// `Unpair()` on a peer object.
+    Unpair {
+        /// Which peer.
+        id: PeerId,
+        /// Done, or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// `Reattest()` on a peer object.
+    Reattest {
+        /// Which peer.
+        id: PeerId,
+        /// Done (the result is on the peer object), or why not.
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+}
+
+/// One-off events for D-Bus (signals, not state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// `PeerProvisioned(b)`.
+    PeerProvisioned(bool),
+}
+
+/// What D-Bus shows of a peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerView {
+    /// Its name.
+    pub name: String,
+    /// Its address.
+    pub address: String,
+    /// Its port.
+    pub port: u16,
+    /// Pinned identity, hex.
+    pub fingerprint: String,
+    /// `first-contact` or `anchored`.
+    pub trust_mode: TrustMode,
+    /// Sessions it opened to us.
+    pub incoming: ConnState,
+    /// Our session to it.
+    pub outgoing: ConnState,
+    /// The higher of both.
+    pub state: ConnState,
+    /// Unix seconds of the last session opening, 0 if never.
+    pub last_seen: u64,
+    /// Another identity answered at its address since the last good session.
+    pub identity_mismatch: bool,
+    /// Its last attestation result.
+    pub attestation: AttestationOutcome,
+    /// Unix seconds of that attestation, 0 if never.
+    pub attested_at: u64,
+}
+
+/// What D-Bus shows of this BMC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// `Provisioned`.
+    pub provisioned: bool,
+    /// `PeerConnected`.
+    pub peer_connected: ConnState,
+    /// Paired peers.
+    pub peers: BTreeMap<PeerId, PeerView>,
+}
+
+impl Snapshot {
+    /// What D-Bus shows of `p`.
+    pub fn of(p: &Pairing) -> Self {
+        Snapshot {
+            provisioned: p.provisioned(),
+            peer_connected: p.aggregate(),
+            peers: p
+                .peers()
+                .iter()
+                .map(|(id, peer)| {
+                    (
+                        id.clone(),
+                        PeerView {
+                            name: peer.record.name.clone(),
+                            address: peer.record.address.to_string(),
+                            port: peer.record.port,
+                            fingerprint: peer.record.fingerprint.to_hex(),
+                            trust_mode: peer.record.trust_mode,
+                            incoming: peer.incoming,
+                            outgoing: peer.outgoing,
+                            state: peer.aggregate(),
+                            last_seen: peer.last_seen.unwrap_or(0),
+                            identity_mismatch: peer.identity_mismatch,
+                            attestation: peer.record.attestation,
+                            attested_at: peer.record.attested_at,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Handles the D-Bus layer holds: commands in, state and signals out.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    /// Commands to the actor.
+    pub commands: mpsc::Sender<Command>,
+    /// The latest state.
+    pub snapshot: watch::Receiver<Snapshot>,
+}
+
+impl Handle {
+    /// Sends `ProvisionPeer(bmc_id)` and waits for acceptance (not for the pairing outcome).
+    ///
+    /// # Errors
+    /// The [`Refusal`]; `Unavailable` if the driver is gone or does not answer in time.
+    ///
+    /// # Cancel safety
+    /// Cancel safe; the driver may still act on a request whose reply is dropped.
+    pub async fn provision(&self, bmc_id: String) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Command::Provision { bmc_id, reply }, rx).await
+    }
+
+    /// Sends `Reattest()` for `id` and waits for the result to be recorded.
+    ///
+    /// # Errors
+    /// As [`Handle::provision`].
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn reattest(&self, id: PeerId) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Command::Reattest { id, reply }, rx).await
+    }
+
+    /// Sends `Unpair()` for `id`.
+    ///
+    /// # Errors
+    /// As [`Handle::provision`].
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn unpair(&self, id: PeerId) -> Result<(), Refusal> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Command::Unpair { id, reply }, rx).await
+    }
+
+    async fn request(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<(), Refusal>>,
+    ) -> Result<(), Refusal> {
+        let gone = || Refusal::Unavailable("the pairing actor is not running".into());
+        self.commands.send(cmd).await.map_err(|_| gone())?;
+        // Identity creation on a TPM takes a few hundred milliseconds; nothing else waits.
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| Refusal::Unavailable("the pairing actor did not answer in time".into()))?
+            .map_err(|_| gone())?
+    }
+}

@@ -1,0 +1,310 @@
+//! The identity keeper: owns this BMC's loaded identity and everything built from it (the
+//! listener's TLS configuration, the diallers' credentials, the trust anchors), and does all
+//! key-store work on blocking threads, so a slow or hung TPM never stalls the actor. Its
+//! results come back on its own channel ([`Keeper::next`]); what they mean for pairing is
+//! the core's decision.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bmc_pairing_core::keys::KeyStore;
+use bmc_pairing_core::pairing::TrustMode;
+use rustls::ServerConfig;
+use rustls::pki_types::UnixTime;
+use tokio::sync::{mpsc, watch};
+use tokio_util::task::TaskTracker;
+
+use super::dial::Credentials;
+use crate::identity::cert::{ChainFiles, IdentityProblem, LoadedIdentity};
+use crate::identity::{Fingerprint, anchors};
+use crate::kit::ErrorChain;
+use crate::link::server::Sessions;
+use crate::link::tls::{self, PinSet};
+
+/// What the keeper found, for the actor to hand to the core.
+#[derive(Debug)]
+pub enum IdentityNews {
+    /// `ProvisionPeer("self")` work finished: the identity exists (created or re-used).
+    Ready(Fingerprint),
+    /// `ProvisionPeer("self")` work failed; nothing changed.
+    Failed(EnsureError),
+    /// Same key, new certificates on disk: they are in use from now on.
+    CertificatesChanged,
+    /// The identity is gone (TPM cleared, blob or certificate corrupt or missing).
+    Lost,
+}
+
+/// Why `ProvisionPeer("self")` could not create or re-use the identity.
+#[derive(Debug, thiserror::Error)]
+pub enum EnsureError {
+    /// The key store or certificate work failed.
+    #[error("cannot create the identity")]
+    Identity(#[source] crate::identity::Error),
+    /// The blocking task panicked (a bug).
+    #[error("the identity task panicked")]
+    Panicked,
+}
+
+enum Work {
+    Ensured(Result<(LoadedIdentity, bool), EnsureError>),
+    Checked(Result<LoadedIdentity, IdentityProblem>),
+}
+
+/// Everything the keeper needs from the daemon.
+pub struct KeeperParts {
+    /// The key store.
+    pub store: Arc<dyn KeyStore>,
+    /// The chain on disk.
+    pub chain: ChainFiles,
+    /// This BMC's name (certificate CN and SAN).
+    pub bmc_name: String,
+    /// Anchors admit peers only in anchored mode.
+    pub trust_mode: TrustMode,
+    /// The listener's pin set (its verifier reads it).
+    pub pins: PinSet,
+    /// The listener's sessions (cut when our key changes).
+    pub sessions: Sessions,
+    /// Where the listener takes its TLS configuration from.
+    pub server_tls: watch::Sender<Option<Arc<ServerConfig>>>,
+    /// Where the diallers take their credentials from.
+    pub credentials: watch::Sender<Option<Credentials>>,
+    /// Blocking work runs under it.
+    pub tracker: TaskTracker,
+}
+
+/// The identity keeper.
+pub struct Keeper {
+    parts: KeeperParts,
+    identity: Option<LoadedIdentity>,
+    anchors: Vec<Vec<u8>>,
+    floor: UnixTime,
+    ensuring: bool,
+    checking: bool,
+    done_tx: mpsc::UnboundedSender<Work>,
+    done_rx: mpsc::UnboundedReceiver<Work>,
+}
+
+impl Keeper {
+    /// Loads the identity. Blocking (TPM): call it at start-up from a blocking context.
+    pub fn load(parts: KeeperParts, floor_unix: u64) -> Self {
+        let identity = match parts.chain.load(parts.store.as_ref()) {
+            Ok(id) => Some(id),
+            Err(IdentityProblem::Absent) => {
+                tracing::info!("no identity yet; ProvisionPeer(\"self\") creates one");
+                None
+            }
+            Err(problem @ IdentityProblem::Invalid(_)) => {
+                tracing::error!(reason = %ErrorChain(&problem), "identity is invalid; Provisioned is false until ProvisionPeer(\"self\") re-creates it");
+                None
+            }
+            Err(problem @ IdentityProblem::Unavailable(_)) => {
+                tracing::error!(reason = %ErrorChain(&problem), "key store unavailable at start-up; Provisioned is false until it answers");
+                None
+            }
+        };
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut keeper = Keeper {
+            anchors: Vec::new(),
+            identity,
+            floor: unix_time(floor_unix),
+            ensuring: false,
+            checking: false,
+            done_tx,
+            done_rx,
+            parts,
+        };
+        keeper.anchors = keeper.load_anchors();
+        keeper.install();
+        keeper
+    }
+
+    /// The loaded identity's pin, if there is one.
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.identity.as_ref().map(LoadedIdentity::fingerprint)
+    }
+
+    /// Raises the time floor certificates are checked against (from the core's floor).
+    pub fn set_floor(&mut self, floor_unix: u64) {
+        let floor = unix_time(floor_unix);
+        if floor != self.floor {
+            self.floor = floor;
+            self.publish_credentials();
+        }
+    }
+
+    /// Starts creating or re-using (and renewing) the identity; [`IdentityNews::Ready`] or
+    /// [`IdentityNews::Failed`] follows. Returns false if that work is already running.
+    pub fn ensure(&mut self, now: SystemTime) -> bool {
+        if self.ensuring {
+            return false;
+        }
+        self.ensuring = true;
+        let store = self.parts.store.clone();
+        let chain = self.parts.chain.clone();
+        let name = self.parts.bmc_name.clone();
+        let tx = self.done_tx.clone();
+        self.parts.tracker.spawn(async move {
+            let work =
+                tokio::task::spawn_blocking(move || ensure(&chain, store.as_ref(), &name, now));
+            let result = work.await.unwrap_or(Err(EnsureError::Panicked));
+            let _ = tx.send(Work::Ensured(result));
+        });
+        true
+    }
+
+    /// Starts a check of the identity (a test signature, the files on disk, the anchors);
+    /// [`IdentityNews::CertificatesChanged`] or [`IdentityNews::Lost`] may follow.
+    pub fn check(&mut self) {
+        if self.identity.is_none() || self.checking || self.ensuring {
+            return;
+        }
+        self.checking = true;
+        let store = self.parts.store.clone();
+        let chain = self.parts.chain.clone();
+        let tx = self.done_tx.clone();
+        self.parts.tracker.spawn(async move {
+            let work = tokio::task::spawn_blocking(move || chain.load(store.as_ref()));
+            let result = work.await.unwrap_or_else(|_| {
+                Err(IdentityProblem::Invalid(
+                    crate::identity::Error::Certificate("the identity check panicked".into()),
+                ))
+            });
+            let _ = tx.send(Work::Checked(result));
+        });
+    }
+
+    /// The next finished piece of work, as news for the core (`None` when it changed
+    /// nothing).
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn next(&mut self) -> Option<IdentityNews> {
+        let work = self.done_rx.recv().await?;
+        Some(match work {
+            Work::Ensured(result) => self.ensured(result),
+            Work::Checked(result) => self.checked(result)?,
+        })
+    }
+
+    fn ensured(&mut self, result: Result<(LoadedIdentity, bool), EnsureError>) -> IdentityNews {
+        self.ensuring = false;
+        match result {
+            Ok((identity, created)) => {
+                let fp = identity.fingerprint();
+                if created {
+                    tracing::info!(fingerprint = %fp, backend = %self.parts.store.backend(), "identity created");
+                    // A new key makes every existing session stale.
+                    self.parts.sessions.cancel_unless(|_| false);
+                }
+                self.identity = Some(identity);
+                self.install();
+                IdentityNews::Ready(fp)
+            }
+            Err(e) => {
+                tracing::error!(error = %ErrorChain(&e), "cannot create the identity");
+                IdentityNews::Failed(e)
+            }
+        }
+    }
+
+    fn checked(&mut self, result: Result<LoadedIdentity, IdentityProblem>) -> Option<IdentityNews> {
+        self.checking = false;
+        let anchors = self.load_anchors();
+        if anchors != self.anchors {
+            tracing::info!(count = anchors.len(), "trust store changed");
+            self.anchors = anchors;
+            self.install();
+        }
+        match result {
+            Ok(loaded) => {
+                let current = self.identity.as_ref()?;
+                let changed = current.fingerprint() == loaded.fingerprint()
+                    && (current.ca_der != loaded.ca_der || current.leaf_der != loaded.leaf_der);
+                if !changed {
+                    return None;
+                }
+                tracing::info!("identity certificates changed on disk; using them");
+                self.identity = Some(loaded);
+                self.install();
+                Some(IdentityNews::CertificatesChanged)
+            }
+            // A hung or restarting TPM is not a lost key: keep the state, check again later.
+            Err(problem @ IdentityProblem::Unavailable(_)) => {
+                tracing::warn!(reason = %ErrorChain(&problem), "key store did not answer the identity check");
+                None
+            }
+            // `ensure` may have replaced the identity while this check ran.
+            Err(_) if self.identity.is_none() || self.ensuring => None,
+            Err(problem) => {
+                tracing::error!(reason = %ErrorChain(&problem), backend = %self.parts.store.backend(), "identity lost; Provisioned is now false");
+                self.identity = None;
+                self.install();
+                self.parts.sessions.cancel_unless(|_| false);
+                Some(IdentityNews::Lost)
+            }
+        }
+    }
+
+    /// The trust store, in anchored mode (in first-contact mode no anchor admits anyone).
+    fn load_anchors(&self) -> Vec<Vec<u8>> {
+        match self.parts.trust_mode {
+            TrustMode::Anchored => anchors::load(self.parts.chain.dir()),
+            TrustMode::FirstContact => Vec::new(),
+        }
+    }
+
+    /// Publishes the listener's TLS configuration and the diallers' credentials for the
+    /// current identity (none without one).
+    fn install(&mut self) {
+        let config = self.identity.as_ref().and_then(|id| {
+            tls::server_config(
+                id,
+                self.parts.store.clone(),
+                self.parts.pins.clone(),
+                self.floor,
+                self.anchors.clone(),
+            )
+            .map_err(|e| tracing::error!(error = %ErrorChain(&e), "cannot build the TLS server configuration"))
+            .ok()
+        });
+        self.parts.server_tls.send_replace(config);
+        self.publish_credentials();
+    }
+
+    fn publish_credentials(&self) {
+        self.parts
+            .credentials
+            .send_replace(self.identity.as_ref().map(|identity| Credentials {
+                identity: identity.clone(),
+                store: self.parts.store.clone(),
+                floor: self.floor,
+            }));
+    }
+}
+
+fn unix_time(secs: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(Duration::from_secs(secs.max(crate::clock::build_epoch())))
+}
+
+/// Re-uses (renewing when due) or creates the identity. Blocking.
+fn ensure(
+    chain: &ChainFiles,
+    store: &dyn KeyStore,
+    name: &str,
+    now: SystemTime,
+) -> Result<(LoadedIdentity, bool), EnsureError> {
+    let result = match chain.load(store) {
+        Ok(id) => chain
+            .renew_if_due(store, id, name, now)
+            .map(|id| (id, false)),
+        // Never replace an identity just because the TPM is slow to answer.
+        Err(IdentityProblem::Unavailable(e)) => Err(e.into()),
+        Err(problem) => {
+            if let IdentityProblem::Invalid(_) = &problem {
+                tracing::warn!(reason = %ErrorChain(&problem), "re-creating the invalid identity; peers must pair again");
+            }
+            chain.create(store, name, now).map(|id| (id, true))
+        }
+    };
+    result.map_err(EnsureError::Identity)
+}

@@ -1,0 +1,541 @@
+//! The pairing actor driven in memory, under `tokio::time::pause()`: its [`Attest`] and
+//! [`Dial`] parts are fakes (a scripted attestation service and a simulated network), the
+//! rest is the real actor, identity keeper (file keys in a temporary directory), state file
+//! and listener pin set. No sockets, no D-Bus: seconds of backoff pass in no time.
+//!
+//! Covers pairing, a peer that dies and comes back, an actor restart, quarantine (which no
+//! discovery report or certificate change may get around), and unpair.
+#![cfg(test)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bmc_pairing_core::keys::Fingerprint;
+use bmc_pairing_core::pairing::{
+    AttestPolicy, AttestationOutcome, AttestationReport, Captured, ConnState, IdentityCheck,
+    PeerId, Settings, TrustMode,
+};
+use bmc_pairing_manager::discovery::{self, Neighbour};
+use bmc_pairing_manager::identity::cert::ChainFiles;
+use bmc_pairing_manager::identity::file::FileKeyStore;
+use bmc_pairing_manager::link::server::Sessions;
+use bmc_pairing_manager::link::tls::PinSet;
+use bmc_pairing_manager::link::{LinkEvent, LinkId};
+use bmc_pairing_manager::pairing::actor::{self, Actor, Listener, Parts};
+use bmc_pairing_manager::pairing::attest::{Attest, AttestError};
+use bmc_pairing_manager::pairing::dial::{Dial, DialFailure};
+use bmc_pairing_manager::pairing::handle::{Handle, Notice, Snapshot};
+use bmc_pairing_manager::pairing::identity::{Keeper, KeeperParts};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const PORT: u16 = 8090;
+const SPDM_PORT: u16 = 4194;
+/// Long enough for any backoff of the fake dialler and any actor reaction.
+const SETTLE: Duration = Duration::from_secs(30);
+
+fn fp(n: u8) -> Fingerprint {
+    Fingerprint([n; 32])
+}
+
+fn ip(n: u8) -> IpAddr {
+    IpAddr::from([0xfd00, 0, 0, 0, 0, 0, 0, u16::from(n)])
+}
+
+fn endpoint(n: u8) -> SocketAddr {
+    SocketAddr::new(ip(n), PORT)
+}
+
+/// A simulated network: which identity answers the pairing channel at each address, and
+/// which addresses are up. Records every dial, so a test can prove one never happened.
+#[derive(Default)]
+struct Net {
+    answers: BTreeMap<SocketAddr, Fingerprint>,
+    down: BTreeSet<SocketAddr>,
+    /// Every dialler started (address, pin) and every one-off check.
+    dialled: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Default)]
+struct FakeNet {
+    net: Arc<Mutex<Net>>,
+    changed: Arc<Notify>,
+}
+
+impl FakeNet {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Net> {
+        self.net.lock().unwrap()
+    }
+
+    fn host(&self, at: SocketAddr, who: Fingerprint) {
+        self.lock().answers.insert(at, who);
+        self.changed.notify_waiters();
+    }
+
+    fn set_down(&self, at: SocketAddr, down: bool) {
+        if down {
+            self.lock().down.insert(at);
+        } else {
+            self.lock().down.remove(&at);
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn answering(&self, at: SocketAddr) -> Option<Fingerprint> {
+        let net = self.lock();
+        (!net.down.contains(&at))
+            .then(|| net.answers.get(&at).copied())
+            .flatten()
+    }
+
+    fn dials_to(&self, at: SocketAddr) -> usize {
+        self.lock().dialled.iter().filter(|a| **a == at).count()
+    }
+}
+
+/// The [`Dial`] fake: a dialler that is up while its peer answers with the pin, and retries
+/// every second (or when woken) otherwise.
+impl Dial for FakeNet {
+    fn link(
+        &self,
+        link: LinkId,
+        endpoint: SocketAddr,
+        pin: Fingerprint,
+        wake: Arc<Notify>,
+        events: mpsc::UnboundedSender<LinkEvent>,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let net = self.clone();
+        net.lock().dialled.push(endpoint);
+        async move {
+            loop {
+                let _ = events.send(LinkEvent::OutgoingAttempt { link: link.clone() });
+                match net.answering(endpoint) {
+                    Some(who) if who == pin => {
+                        let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
+                        loop {
+                            let changed = net.changed.notified();
+                            if net.answering(endpoint) != Some(pin) {
+                                break;
+                            }
+                            tokio::select! {
+                                () = cancel.cancelled() => return,
+                                () = changed => {}
+                            }
+                        }
+                        let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
+                    }
+                    Some(other) => {
+                        let _ = events.send(LinkEvent::OutgoingRefused {
+                            link: link.clone(),
+                            presented: other,
+                        });
+                        let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
+                    }
+                    None => {
+                        let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
+                    }
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = wake.notified() => {}
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    }
+
+    fn check(
+        &self,
+        endpoint: SocketAddr,
+        expected: Fingerprint,
+    ) -> impl Future<Output = IdentityCheck<DialFailure>> + Send + 'static {
+        self.lock().dialled.push(endpoint);
+        let result = match self.answering(endpoint) {
+            Some(who) if who == expected => IdentityCheck::Answered,
+            Some(other) => IdentityCheck::OtherIdentity(other),
+            None => IdentityCheck::Unreached(DialFailure::NoIdentity),
+        };
+        async move { result }
+    }
+
+    fn capture(
+        &self,
+        endpoint: SocketAddr,
+    ) -> impl Future<Output = Result<Captured, DialFailure>> + Send + 'static {
+        self.lock().dialled.push(endpoint);
+        let result = self
+            .answering(endpoint)
+            .map(|fingerprint| Captured {
+                fingerprint,
+                common_name: None,
+            })
+            .ok_or(DialFailure::NoIdentity);
+        async move { result }
+    }
+}
+
+/// The [`Attest`] fake: what each peer's SPDM responder proves, and the measurement verdict
+/// this BMC's policy gives it. Records every request.
+/// What a responder proves, its name, and the verdict our policy gives it.
+type Responder = (Fingerprint, String, AttestationOutcome);
+
+#[derive(Clone, Default)]
+struct FakeAttestor {
+    peers: Arc<Mutex<BTreeMap<IpAddr, Responder>>>,
+    asked: Arc<Mutex<Vec<(SocketAddr, AttestPolicy)>>>,
+}
+
+impl FakeAttestor {
+    fn responder(&self, at: IpAddr, who: Fingerprint, name: &str, outcome: AttestationOutcome) {
+        self.peers
+            .lock()
+            .unwrap()
+            .insert(at, (who, name.to_owned(), outcome));
+    }
+}
+
+impl Attest for FakeAttestor {
+    async fn attest(
+        &self,
+        address: SocketAddr,
+        policy: AttestPolicy,
+    ) -> Result<AttestationReport, AttestError> {
+        self.asked.lock().unwrap().push((address, policy));
+        assert_eq!(
+            address.port(),
+            SPDM_PORT,
+            "attestation goes to the SPDM port"
+        );
+        let found = self.peers.lock().unwrap().get(&address.ip()).cloned();
+        let (who, name, outcome) = found.ok_or(AttestError::Off)?;
+        if let AttestPolicy::Pinned(pin) = policy
+            && pin != who
+        {
+            return Ok(AttestationReport {
+                outcome: AttestationOutcome::Rejected,
+                fingerprint: None,
+                common_name: None,
+                reason: Some("pin mismatch".into()),
+            });
+        }
+        Ok(AttestationReport {
+            outcome,
+            fingerprint: Some(who),
+            common_name: Some(name),
+            reason: None,
+        })
+    }
+}
+
+/// One BMC's actor with its fakes, state in `dir`.
+struct Bmc {
+    handle: Handle,
+    notices: mpsc::UnboundedReceiver<Notice>,
+    discovery: mpsc::Sender<discovery::Event>,
+    pins: PinSet,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+    chain: ChainFiles,
+    store: Arc<FileKeyStore>,
+}
+
+impl Bmc {
+    fn start(dir: &std::path::Path, net: &FakeNet, attestor: &FakeAttestor) -> Bmc {
+        let store = Arc::new(FileKeyStore::new(dir.join("keys")));
+        let chain = ChainFiles::new(dir.join("certs"));
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let pins = PinSet::new();
+        let sessions = Sessions::new();
+        let (server_tls, _server_tls_rx) = watch::channel(None);
+        let (credentials, _credentials_rx) = watch::channel(None);
+        let (link_tx, link_rx) = mpsc::unbounded_channel();
+        let (notices_tx, notices) = mpsc::unbounded_channel();
+        let (discovery_tx, discovery_rx) = mpsc::channel(16);
+        let (_admission_tx, admission_rx) = mpsc::channel(16);
+        let state_path = dir.join("state.json");
+        let persisted = actor::load_state(&state_path);
+        let keeper = Keeper::load(
+            KeeperParts {
+                store: store.clone(),
+                chain: chain.clone(),
+                bmc_name: "bmc-a".into(),
+                trust_mode: TrustMode::FirstContact,
+                pins: pins.clone(),
+                sessions: sessions.clone(),
+                server_tls,
+                credentials,
+                tracker: tracker.clone(),
+            },
+            persisted.time_floor,
+        );
+        let (actor, handle, commands) = Actor::new(Parts {
+            settings: Settings {
+                trust_mode: TrustMode::FirstContact,
+                attestation: true,
+                pairing_port: PORT,
+                attestation_port: SPDM_PORT,
+            },
+            persisted,
+            state_path,
+            interface: "eth1".into(),
+            port: PORT,
+            check_interval: Duration::from_secs(5),
+            attest: Arc::new(attestor.clone()),
+            dial: Arc::new(net.clone()),
+            keeper,
+            listener: Listener {
+                pins: pins.clone(),
+                sessions,
+                admissions: admission_rx,
+            },
+            link_events: link_rx,
+            link_events_tx: link_tx,
+            discovery: discovery_rx,
+            notices: notices_tx,
+            tracker: tracker.clone(),
+            cancel: cancel.clone(),
+        });
+        tracker.spawn(actor.run(commands));
+        Bmc {
+            handle,
+            notices,
+            discovery: discovery_tx,
+            pins,
+            cancel,
+            tracker,
+            chain,
+            store,
+        }
+    }
+
+    /// Stops the actor and every task it started (a kill, as far as state goes: only what
+    /// was persisted survives).
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    async fn wait(&self, what: &str, mut ok: impl FnMut(&Snapshot) -> bool) -> Snapshot {
+        let mut rx = self.handle.snapshot.clone();
+        let reached = tokio::time::timeout(SETTLE, rx.wait_for(|s| ok(s)))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .map(|s| s.clone());
+        reached.unwrap_or_else(|| panic!("{what}: not reached; last {:?}", *rx.borrow()))
+    }
+
+    async fn peer_state(&self, id: &PeerId, state: ConnState) -> Snapshot {
+        self.wait(&format!("{id} {state:?}"), |s| {
+            s.peers.get(id).is_some_and(|p| p.state == state)
+        })
+        .await
+    }
+
+    async fn next_notice(&mut self) -> Notice {
+        tokio::time::timeout(SETTLE, self.notices.recv())
+            .await
+            .expect("a notice")
+            .expect("actor running")
+    }
+
+    /// Lets everything that is due happen (timers included).
+    async fn settle() {
+        tokio::time::sleep(SETTLE).await;
+    }
+}
+
+/// Pairs a fresh BMC with peer `n` (named `bmc-b`), which attests with `outcome`.
+async fn paired(
+    dir: &std::path::Path,
+    net: &FakeNet,
+    attestor: &FakeAttestor,
+    outcome: AttestationOutcome,
+) -> (Bmc, PeerId) {
+    net.host(endpoint(2), fp(2));
+    attestor.responder(ip(2), fp(2), "bmc-b", outcome);
+    let mut bmc = Bmc::start(dir, net, attestor);
+    bmc.handle.provision("self".into()).await.unwrap();
+    bmc.handle.provision(endpoint(2).to_string()).await.unwrap();
+    assert_eq!(bmc.next_notice().await, Notice::PeerProvisioned(true));
+    let id = PeerId::from_name("bmc-b");
+    bmc.peer_state(&id, ConnState::Connected).await;
+    (bmc, id)
+}
+
+/// Re-attests `id` against a responder that now fails `outcome`; returns the reply.
+async fn reattest_as(
+    bmc: &Bmc,
+    attestor: &FakeAttestor,
+    id: &PeerId,
+    outcome: AttestationOutcome,
+) -> Result<(), bmc_pairing_core::pairing::Refusal> {
+    attestor.responder(ip(2), fp(2), "bmc-b", outcome);
+    bmc.handle.reattest(id.clone()).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn pairing_attests_binds_pins_and_connects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    let snap = bmc.handle.snapshot.borrow().clone();
+    assert!(snap.provisioned);
+    assert_eq!(snap.peer_connected, ConnState::Connected);
+    let peer = &snap.peers[&id];
+    assert_eq!(peer.fingerprint, fp(2).to_hex());
+    assert_eq!(peer.attestation, AttestationOutcome::Trusted);
+    assert!(
+        bmc.pins.contains(&fp(2)),
+        "the listener accepts the pinned peer"
+    );
+    assert_eq!(
+        attestor.asked.lock().unwrap().as_slice(),
+        [(
+            SocketAddr::new(ip(2), SPDM_PORT),
+            AttestPolicy::FirstContact
+        )]
+    );
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_channel_with_another_key_than_the_attested_one_pins_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    // SPDM proves key 2, but key 3 answers the pairing channel.
+    net.host(endpoint(2), fp(3));
+    attestor.responder(ip(2), fp(2), "bmc-b", AttestationOutcome::Trusted);
+    let mut bmc = Bmc::start(dir.path(), &net, &attestor);
+    bmc.handle.provision("self".into()).await.unwrap();
+    bmc.handle.provision(endpoint(2).to_string()).await.unwrap();
+    assert_eq!(bmc.next_notice().await, Notice::PeerProvisioned(false));
+    assert!(bmc.handle.snapshot.borrow().peers.is_empty());
+    assert!(!bmc.pins.contains(&fp(2)) && !bmc.pins.contains(&fp(3)));
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_dies_is_reconnected_and_a_restart_resumes_without_provisioning() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+
+    net.set_down(endpoint(2), true);
+    bmc.peer_state(&id, ConnState::NotConnected).await;
+    net.set_down(endpoint(2), false);
+    bmc.peer_state(&id, ConnState::Connected).await;
+
+    // Our daemon restarts: the persisted pin is dialled again, nothing is attested again.
+    bmc.stop().await;
+    let asked = attestor.asked.lock().unwrap().len();
+    let again = Bmc::start(dir.path(), &net, &attestor);
+    let snap = again.peer_state(&id, ConnState::Connected).await;
+    assert!(snap.provisioned);
+    assert_eq!(attestor.asked.lock().unwrap().len(), asked);
+    again.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_quarantined_peer_is_never_dialled_until_a_reattestation_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+
+    reattest_as(&bmc, &attestor, &id, AttestationOutcome::Rejected)
+        .await
+        .unwrap();
+    let snap = bmc.peer_state(&id, ConnState::NotConnected).await;
+    assert_eq!(snap.peers[&id].attestation, AttestationOutcome::Rejected);
+    assert!(!bmc.pins.contains(&fp(2)), "not accepted while quarantined");
+    Bmc::settle().await;
+    let dials = net.dials_to(endpoint(2));
+
+    // Discovery reports it at a new address where its pinned identity answers.
+    let moved = SocketAddr::new(ip(9), PORT);
+    net.host(moved, fp(2));
+    bmc.discovery
+        .send(discovery::Event::Seen(Neighbour {
+            interface: "eth1".into(),
+            chassis_id: "b".into(),
+            system_name: Some("bmc-b".into()),
+            addresses: vec![ip(9)],
+            port: None,
+        }))
+        .await
+        .unwrap();
+    // Our certificates change (the leaf is re-issued for the same key).
+    let loaded = bmc.chain.load(bmc.store.as_ref()).unwrap();
+    let renew_at = loaded.leaf_not_after - Duration::from_secs(24 * 3600);
+    bmc.chain
+        .renew_if_due(bmc.store.as_ref(), loaded, "bmc-a", renew_at)
+        .unwrap();
+    Bmc::settle().await;
+    assert_eq!(
+        net.dials_to(endpoint(2)),
+        dials,
+        "dialled at its old address"
+    );
+    assert_eq!(net.dials_to(moved), 0, "dialled at its new address");
+    let snap = bmc.handle.snapshot.borrow().clone();
+    assert_eq!(snap.peers[&id].state, ConnState::NotConnected);
+
+    // A restart keeps the quarantine.
+    bmc.stop().await;
+    let bmc = Bmc::start(dir.path(), &net, &attestor);
+    Bmc::settle().await;
+    assert_eq!(net.dials_to(endpoint(2)), dials);
+    assert!(!bmc.pins.contains(&fp(2)));
+
+    // A pass lifts it.
+    reattest_as(&bmc, &attestor, &id, AttestationOutcome::Trusted)
+        .await
+        .unwrap();
+    bmc.peer_state(&id, ConnState::Connected).await;
+    assert!(bmc.pins.contains(&fp(2)));
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reattestation_that_proves_nothing_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    attestor.peers.lock().unwrap().clear();
+    assert!(bmc.handle.reattest(id.clone()).await.is_err());
+    // Another identity at its SPDM port.
+    attestor.responder(ip(2), fp(7), "impostor", AttestationOutcome::Trusted);
+    assert!(bmc.handle.reattest(id.clone()).await.is_err());
+    let snap = bmc.peer_state(&id, ConnState::Connected).await;
+    assert_eq!(snap.peers[&id].attestation, AttestationOutcome::Trusted);
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn unpair_forgets_the_peer_and_stops_dialling_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    bmc.handle.unpair(id.clone()).await.unwrap();
+    bmc.wait("peer gone", |s| s.peers.is_empty()).await;
+    assert!(!bmc.pins.contains(&fp(2)));
+    let dials = net.dials_to(endpoint(2));
+    net.set_down(endpoint(2), true);
+    net.set_down(endpoint(2), false);
+    Bmc::settle().await;
+    assert_eq!(net.dials_to(endpoint(2)), dials);
+    assert!(bmc.handle.unpair(id.clone()).await.is_err(), "already gone");
+    // And it stays forgotten across a restart.
+    bmc.stop().await;
+    let bmc = Bmc::start(dir.path(), &net, &attestor);
+    Bmc::settle().await;
+    assert!(bmc.handle.snapshot.borrow().peers.is_empty());
+    assert_eq!(net.dials_to(endpoint(2)), dials);
+    bmc.stop().await;
+}

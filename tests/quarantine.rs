@@ -1,0 +1,103 @@
+//! A quarantined peer (its pinned identity proved itself, but an Enforce measurement policy
+//! rejected it) is never dialled or accepted until a `Reattest()` passes: not when discovery
+//! reports it at a new address, not when our own certificates change, not after a restart.
+//! Real daemons on private dbus-daemons, real SPDM, real OpenSSL for the factory CA.
+#![cfg(test)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::factory::Factory;
+use common::*;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const REJECTED: &str = "s \"xyz.openbmc_project.BmcPairing.Peer.AttestationOutcome.Rejected\"";
+
+/// How long a quarantined peer is watched for a session that must not come.
+const QUIET: Duration = Duration::from_secs(6);
+
+/// A enforces B's measured firmware; B listens on every loopback address (so it also answers
+/// where discovery may later report it). They pair, then B's firmware changes and A's
+/// `Reattest()` quarantines B. Returns both, and the path of B's object on A.
+fn quarantined_pair(root: &Path) -> (Bmc, Bmc, String) {
+    let mut a = Bmc::new(root, "bmc-a", json!({"identity_check_interval_ms": 200}));
+    let mut b = Bmc::new(root, "bmc-b", json!({"listen_address": null}));
+    b.start();
+    let firmware = b.measured_files().remove(0);
+    let reference = root.join("reference.json");
+    let digest = bmc_pairing_core::hex::hex_encode(&Sha256::digest(fs::read(&firmware).unwrap()));
+    fs::write(
+        &reference,
+        format!(r#"{{"version": 1, "measurements": {{"1": "{digest}"}}}}"#),
+    )
+    .unwrap();
+    a.set_attestation_config("measurement_policy", json!("enforce"));
+    a.set_attestation_config("reference_values", json!(reference));
+    a.start();
+    pair(&a, &b);
+    let peer = a.peer_paths().remove(0);
+
+    fs::write(&firmware, b"unapproved firmware").unwrap();
+    let out = a.busctl(&["call", SEED_BUS, &peer, PEER_IFACE, "Reattest"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        a.get(SEED_BUS, &peer, PEER_IFACE, "AttestationOutcome"),
+        REJECTED
+    );
+    a.wait_peer_connected(NOT_CONNECTED, Duration::from_secs(15));
+    b.wait_peer_connected(NOT_CONNECTED, Duration::from_secs(15));
+    (a, b, peer)
+}
+
+/// Asserts that for `QUIET` neither side shows a session and A starts no dial to B.
+fn stays_apart(a: &Bmc, b: &Bmc, peer: &str, why: &str) {
+    let deadline = std::time::Instant::now() + QUIET;
+    while std::time::Instant::now() < deadline {
+        let outgoing = a.get(SEED_BUS, peer, PEER_IFACE, "OutgoingState");
+        assert!(
+            outgoing.ends_with(".NotConnected\"") || outgoing.ends_with(".NotDetermined\""),
+            "{why}: A dialled its quarantined peer (OutgoingState {outgoing})"
+        );
+        assert_ne!(b.peer_connected(), CONNECTED, "{why}: B got a session");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn a_quarantined_peer_reported_at_a_new_address_is_not_dialled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, b, peer) = quarantined_pair(tmp.path());
+    // Discovery (a static peer) now reports B, by its certificate name, at another address
+    // where B's pinned identity answers.
+    a.kill9();
+    a.set_config(
+        "static_peers",
+        json!([{"name": "bmc-b", "address": "127.0.0.1", "port": b.port}]),
+    );
+    a.start();
+    stays_apart(&a, &b, &peer, "after discovery moved the peer");
+    assert_eq!(
+        a.get(SEED_BUS, &peer, PEER_IFACE, "AttestationOutcome"),
+        REJECTED
+    );
+}
+
+#[test]
+fn a_quarantined_peer_is_not_dialled_when_our_certificates_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, peer) = quarantined_pair(tmp.path());
+    // A's CA certificate is replaced by one the factory signed (same keys): the daemon picks
+    // up the new chain at its next identity check and restarts its diallers.
+    let factory = Factory::new(&tmp.path().join("factory"));
+    factory.enrol(&a);
+    wait_for(Duration::from_secs(10), "A to use its new chain", || {
+        a.log()
+            .contains("identity certificates changed on disk")
+            .then_some(())
+    });
+    stays_apart(&a, &b, &peer, "after our certificates changed");
+}
