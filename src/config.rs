@@ -125,13 +125,9 @@ pub struct Config {
     /// Deadline for one attestation through `bmc-attestation`.
     pub attestation_timeout: Duration,
     /// Prefix under which certificates live: `<cert_root>/etc/bmc-pairing-manager/certs`.
-    pub cert_root: PathBuf,
+    pub identity: IdentityConfig,
     /// This BMC's name: certificate CN and SAN, and what it tells peers in `Hello`.
     pub bmc_name: String,
-    /// Where state, pins and key blobs are kept.
-    pub state_dir: PathBuf,
-    /// Where the private keys live.
-    pub key_backend: KeyBackend,
     /// How peers come to be trusted.
     pub trust_mode: TrustMode,
     /// Interval between our `Ping`s on an established session.
@@ -161,57 +157,65 @@ pub struct Config {
 impl Config {
     /// Directory holding the identity chain and trust anchors.
     pub fn cert_dir(&self) -> PathBuf {
-        self.cert_root.join("etc/bmc-pairing-manager/certs")
+        self.identity.cert_dir()
     }
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default = "default_port")]
     port: u16,
-    #[serde(default = "default_interface")]
     interface_id: String,
-    #[serde(default = "default_true")]
     bind_to_interface: bool,
-    #[serde(default)]
     listen_address: Option<String>,
-    #[serde(default = "default_attestation")]
     attestation: Attestation,
-    #[serde(default = "default_attestation_port")]
     attestation_port: u16,
-    #[serde(default = "default_attestation_timeout")]
     attestation_timeout_ms: u64,
-    #[serde(default = "default_cert_root")]
     cert_root: PathBuf,
-    #[serde(default)]
     bmc_name: Option<String>,
-    #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
-    #[serde(default)]
     key_backend: Option<RawKeyBackend>,
-    #[serde(default = "default_trust_mode")]
     trust_mode: TrustMode,
-    #[serde(default = "default_heartbeat_interval")]
     heartbeat_interval_ms: u64,
-    #[serde(default = "default_heartbeat_timeout")]
     heartbeat_timeout_ms: u64,
-    #[serde(default = "default_handshake_timeout")]
     handshake_timeout_ms: u64,
-    #[serde(default = "default_backoff_initial")]
     backoff_initial_ms: u64,
-    #[serde(default = "default_backoff_max")]
     backoff_max_ms: u64,
-    #[serde(default = "default_max_pending")]
     max_pending_handshakes: usize,
-    #[serde(default = "default_identity_check")]
     identity_check_interval_ms: u64,
-    #[serde(default)]
     static_peers: Vec<RawStaticPeer>,
-    #[serde(default = "default_lldp_source")]
     lldp_source: LldpSource,
-    #[serde(default)]
     lldpd_socket: Option<PathBuf>,
+}
+
+impl Default for RawConfig {
+    /// The documented defaults (README, Configuration).
+    fn default() -> Self {
+        RawConfig {
+            port: DEFAULT_PORT,
+            interface_id: defaults::INTERFACE.to_owned(),
+            bind_to_interface: true,
+            listen_address: None,
+            attestation: Attestation::Required,
+            attestation_port: 4194,
+            attestation_timeout_ms: 25_000,
+            cert_root: PathBuf::from(defaults::CERT_ROOT),
+            bmc_name: None,
+            state_dir: PathBuf::from(defaults::STATE_DIR),
+            key_backend: None,
+            trust_mode: TrustMode::FirstContact,
+            heartbeat_interval_ms: 1000,
+            heartbeat_timeout_ms: 3000,
+            handshake_timeout_ms: 5000,
+            backoff_initial_ms: 100,
+            backoff_max_ms: 5000,
+            max_pending_handshakes: 32,
+            identity_check_interval_ms: defaults::IDENTITY_CHECK_MS,
+            static_peers: Vec::new(),
+            lldp_source: LldpSource::Lldpd,
+            lldpd_socket: None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -223,57 +227,18 @@ struct RawStaticPeer {
     port: Option<u16>,
 }
 
-fn default_port() -> u16 {
-    DEFAULT_PORT
+/// Defaults of the keys both daemons' configurations share.
+pub(crate) mod defaults {
+    /// `interface_id`.
+    pub(crate) const INTERFACE: &str = "eth1";
+    /// `cert_root`.
+    pub(crate) const CERT_ROOT: &str = "/";
+    /// `state_dir`.
+    pub(crate) const STATE_DIR: &str = "/var/lib/bmc-pairing-manager";
+    /// `identity_check_interval_ms`.
+    pub(crate) const IDENTITY_CHECK_MS: u64 = 30_000;
 }
-fn default_interface() -> String {
-    "eth1".to_owned()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_cert_root() -> PathBuf {
-    PathBuf::from("/")
-}
-fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/bmc-pairing-manager")
-}
-fn default_trust_mode() -> TrustMode {
-    TrustMode::FirstContact
-}
-fn default_heartbeat_interval() -> u64 {
-    1000
-}
-fn default_heartbeat_timeout() -> u64 {
-    3000
-}
-fn default_handshake_timeout() -> u64 {
-    5000
-}
-fn default_backoff_initial() -> u64 {
-    100
-}
-fn default_backoff_max() -> u64 {
-    5000
-}
-fn default_max_pending() -> usize {
-    32
-}
-fn default_attestation() -> Attestation {
-    Attestation::Required
-}
-fn default_attestation_port() -> u16 {
-    4194
-}
-fn default_attestation_timeout() -> u64 {
-    25_000
-}
-fn default_lldp_source() -> LldpSource {
-    LldpSource::Lldpd
-}
-fn default_identity_check() -> u64 {
-    30_000
-}
+
 fn default_tcti() -> String {
     "device:/dev/tpmrm0".to_owned()
 }
@@ -314,13 +279,10 @@ fn validate(
 
     check.port("port", raw.port)?;
     check.interface("interface_id", &raw.interface_id)?;
-    let socket = raw.lldpd_socket.iter().map(|p| ("lldpd_socket", p));
-    for (key, p) in [("cert_root", &raw.cert_root), ("state_dir", &raw.state_dir)]
-        .into_iter()
-        .chain(socket)
-    {
-        check.absolute(key, p)?;
+    if let Some(p) = &raw.lldpd_socket {
+        check.absolute("lldpd_socket", p)?;
     }
+    let identity = check.identity(raw.cert_root, raw.state_dir, raw.key_backend, tpm_present)?;
     let bmc_name = match raw.bmc_name {
         Some(name) if is_valid_name(&name) => name,
         Some(name) => {
@@ -338,7 +300,6 @@ fn validate(
             }
         }
     };
-    let key_backend = check.key_backend(raw.key_backend, tpm_present)?;
     let heartbeat_interval = ms_in(
         "heartbeat_interval_ms",
         raw.heartbeat_interval_ms,
@@ -446,10 +407,8 @@ fn validate(
         attestation: raw.attestation,
         attestation_port: raw.attestation_port,
         attestation_timeout,
-        cert_root: raw.cert_root,
+        identity,
         bmc_name,
-        state_dir: raw.state_dir,
-        key_backend,
         trust_mode: raw.trust_mode,
         heartbeat_interval,
         heartbeat_timeout,
@@ -542,6 +501,31 @@ pub(crate) enum RawKeyBackend {
     File {},
 }
 
+/// Where this BMC's identity lives. Both daemons serve one identity, so both configurations
+/// have these keys, with the same defaults and checks: `cert_root`, `state_dir`,
+/// `key_backend`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// Prefix under which certificates live: `<cert_root>/etc/bmc-pairing-manager/certs`.
+    pub cert_root: PathBuf,
+    /// Where state, pins and key blobs are kept; the keys in `<state_dir>/keys`.
+    pub state_dir: PathBuf,
+    /// Where the private keys live.
+    pub key_backend: KeyBackend,
+}
+
+impl IdentityConfig {
+    /// Directory holding the identity chain and the trust anchors.
+    pub fn cert_dir(&self) -> PathBuf {
+        self.cert_root.join("etc/bmc-pairing-manager/certs")
+    }
+
+    /// Directory holding the key files or TPM blobs.
+    pub fn key_dir(&self) -> PathBuf {
+        self.state_dir.join("keys")
+    }
+}
+
 /// Validation of single values, each error naming its key; shared by both daemons'
 /// configurations so that the same key means and checks the same thing in both.
 pub(crate) struct Checker<'a> {
@@ -628,9 +612,26 @@ impl<'a> Checker<'a> {
         Ok(Some(ip))
     }
 
+    /// The identity section ([`IdentityConfig`]).
+    pub(crate) fn identity(
+        &self,
+        cert_root: PathBuf,
+        state_dir: PathBuf,
+        key_backend: Option<RawKeyBackend>,
+        tpm_present: bool,
+    ) -> Result<IdentityConfig, Error> {
+        self.absolute("cert_root", &cert_root)?;
+        self.absolute("state_dir", &state_dir)?;
+        Ok(IdentityConfig {
+            cert_root,
+            state_dir,
+            key_backend: self.key_backend(key_backend, tpm_present)?,
+        })
+    }
+
     /// The key backend: as configured, else the TPM when `tpm_present`, else an error (never
     /// a silent fallback to keys on disk).
-    pub(crate) fn key_backend(
+    fn key_backend(
         &self,
         raw: Option<RawKeyBackend>,
         tpm_present: bool,
@@ -673,7 +674,7 @@ mod tests {
         let c = parse_ok(r#"{"key_backend": {"type": "file"}}"#);
         assert_eq!(c.port, 8090);
         assert_eq!(c.interface_id, "eth1");
-        assert_eq!(c.cert_root, PathBuf::from("/"));
+        assert_eq!(c.identity.cert_root, PathBuf::from("/"));
         assert_eq!(c.bmc_name, "bmc-a");
         assert_eq!(c.trust_mode, TrustMode::FirstContact);
         assert_eq!(
@@ -692,7 +693,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            c.key_backend,
+            c.identity.key_backend,
             KeyBackend::Tpm {
                 tcti: "device:/dev/tpmrm0".into()
             }

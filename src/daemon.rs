@@ -30,7 +30,7 @@ use crate::pairing::identity::{Keeper, KeeperParts};
 
 /// The path of the state file.
 pub fn state_path(config: &Config) -> std::path::PathBuf {
-    config.state_dir.join("state.json")
+    config.identity.state_dir.join("state.json")
 }
 
 /// Session timing from the configuration.
@@ -94,7 +94,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
     let opened = {
-        let (backend, key_dir) = (config.key_backend.clone(), config.state_dir.join("keys"));
+        let (backend, key_dir) = (
+            config.identity.key_backend.clone(),
+            config.identity.key_dir(),
+        );
         tokio::task::spawn_blocking(move || store::open(&backend, &key_dir, Probe::Deferred))
             .await
             .map_err(|_| StartError::Panicked("opening the key store"))?
@@ -148,7 +151,7 @@ pub async fn run(
     let keeper = {
         let parts = KeeperParts {
             store: opened.store.clone(),
-            chain: ChainFiles::new(config.cert_dir()),
+            chain: ChainFiles::new(config.identity.cert_dir()),
             bmc_name: config.bmc_name.clone(),
             trust_mode: config.trust_mode,
             pins: pins.clone(),

@@ -108,7 +108,10 @@ fn the_installed_default_config_is_valid_on_a_bmc() {
     // On the BMC /dev/tpmrm0 exists, which selects the TPM backend.
     let c = config::load(&path, "bmc", true).unwrap();
     assert_eq!(c.port, config::DEFAULT_PORT);
-    assert!(matches!(c.key_backend, config::KeyBackend::Tpm { .. }));
+    assert!(matches!(
+        c.identity.key_backend,
+        config::KeyBackend::Tpm { .. }
+    ));
 }
 
 #[test]

@@ -364,8 +364,8 @@ pub async fn respond_command(
                 Err(e) => return usage(format_args!("invalid configuration: {e}")),
             };
             let store = match crate::identity::store::open(
-                &config.key_backend,
-                &config.key_dir(),
+                &config.identity.key_backend,
+                &config.identity.key_dir(),
                 crate::identity::store::Probe::Now,
             ) {
                 Ok(s) => Some(s),
@@ -384,9 +384,9 @@ pub async fn respond_command(
                 Measurements::new(&args.measure, None, &config.pcrs)
             };
             let id = IdentitySource::daemon(
-                config.key_backend.clone(),
-                config.key_dir(),
-                config.cert_dir(),
+                config.identity.key_backend.clone(),
+                config.identity.key_dir(),
+                config.identity.cert_dir(),
                 store,
             );
             let timeouts = Timeouts {

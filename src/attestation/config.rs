@@ -45,8 +45,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{self, RawKeyBackend};
-pub use crate::config::{EXIT_CONFIG, Error, KeyBackend, TPM_DEVICE};
+use crate::config::{self, RawKeyBackend, defaults};
+pub use crate::config::{EXIT_CONFIG, Error, IdentityConfig, KeyBackend, TPM_DEVICE};
 use bmc_pairing_core::spdm::PolicyMode;
 
 /// Default location of the configuration file.
@@ -68,12 +68,8 @@ pub struct Config {
     pub bind_to_interface: bool,
     /// Listen on this address only, instead of every address.
     pub listen_address: Option<std::net::IpAddr>,
-    /// Prefix of the certificate directory, as in the pairing manager's configuration.
-    pub cert_root: PathBuf,
-    /// State directory of the pairing manager; the keys are in `<state_dir>/keys`.
-    pub state_dir: PathBuf,
-    /// Where the private keys live (same as the pairing manager).
-    pub key_backend: KeyBackend,
+    /// Where the identity lives (the same values as in the pairing manager's configuration).
+    pub identity: IdentityConfig,
     /// Files whose SHA-256 this BMC reports, measurement indices 1, 2, ... in order.
     pub measured_files: Vec<PathBuf>,
     /// The firmware image reported as measurement index 64, if configured.
@@ -104,84 +100,61 @@ pub struct Config {
     pub identity_check_interval: Duration,
 }
 
-impl Config {
-    /// Directory holding the identity chain (`ca.der`, `identity.der`).
-    pub fn cert_dir(&self) -> PathBuf {
-        cert_dir(&self.cert_root)
-    }
-
-    /// Directory holding the key files or TPM blobs.
-    pub fn key_dir(&self) -> PathBuf {
-        self.state_dir.join("keys")
-    }
-}
-
-fn cert_dir(cert_root: &Path) -> PathBuf {
-    cert_root.join("etc/bmc-pairing-manager/certs")
-}
-
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 struct RawConfig {
-    #[serde(default = "default_port")]
     port: u16,
-    #[serde(default = "default_interface")]
     interface_id: String,
-    #[serde(default = "default_true")]
     bind_to_interface: bool,
-    #[serde(default)]
     listen_address: Option<String>,
-    #[serde(default = "default_cert_root")]
     cert_root: PathBuf,
-    #[serde(default = "default_state_dir")]
     state_dir: PathBuf,
-    #[serde(default)]
     key_backend: Option<RawKeyBackend>,
-    #[serde(default = "default_measured_files")]
     measured_files: Vec<PathBuf>,
-    #[serde(default)]
     firmware_image: Option<PathBuf>,
-    #[serde(default = "default_pcrs")]
     pcrs: Vec<u8>,
-    #[serde(default)]
     reference_values: Option<PathBuf>,
-    #[serde(default = "default_policy")]
     measurement_policy: PolicyMode,
-    #[serde(default)]
     trust_anchors_dir: Option<PathBuf>,
-    #[serde(default = "default_connect_timeout")]
     connect_timeout_ms: u64,
-    #[serde(default = "default_io_timeout")]
     io_timeout_ms: u64,
-    #[serde(default = "default_idle_timeout")]
     idle_timeout_ms: u64,
-    #[serde(default = "default_session_timeout")]
     session_timeout_ms: u64,
-    #[serde(default = "default_attest_timeout")]
     attest_timeout_ms: u64,
-    #[serde(default = "default_max_sessions")]
     max_sessions: usize,
-    #[serde(default = "default_max_attestations")]
     max_attestations: usize,
-    #[serde(default = "default_identity_check")]
     identity_check_interval_ms: u64,
 }
 
-fn default_port() -> u16 {
-    crate::spdm::transport::DEFAULT_PORT
+impl Default for RawConfig {
+    /// The documented defaults (the table in the module docs).
+    fn default() -> Self {
+        RawConfig {
+            port: crate::spdm::transport::DEFAULT_PORT,
+            interface_id: defaults::INTERFACE.to_owned(),
+            bind_to_interface: true,
+            listen_address: None,
+            cert_root: PathBuf::from(defaults::CERT_ROOT),
+            state_dir: PathBuf::from(defaults::STATE_DIR),
+            key_backend: None,
+            measured_files: default_measured_files(),
+            firmware_image: None,
+            pcrs: (0..8).collect(),
+            reference_values: None,
+            measurement_policy: PolicyMode::Audit,
+            trust_anchors_dir: None,
+            connect_timeout_ms: 3000,
+            io_timeout_ms: 5000,
+            idle_timeout_ms: 10_000,
+            session_timeout_ms: 30_000,
+            attest_timeout_ms: 20_000,
+            max_sessions: 8,
+            max_attestations: 4,
+            identity_check_interval_ms: defaults::IDENTITY_CHECK_MS,
+        }
+    }
 }
-fn default_interface() -> String {
-    "eth1".to_owned()
-}
-fn default_true() -> bool {
-    true
-}
-fn default_cert_root() -> PathBuf {
-    PathBuf::from("/")
-}
-fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/bmc-pairing-manager")
-}
+
 fn default_measured_files() -> Vec<PathBuf> {
     [
         "/usr/bin/bmc-pairing-manager",
@@ -191,36 +164,6 @@ fn default_measured_files() -> Vec<PathBuf> {
     .into_iter()
     .map(PathBuf::from)
     .collect()
-}
-fn default_pcrs() -> Vec<u8> {
-    (0..8).collect()
-}
-fn default_policy() -> PolicyMode {
-    PolicyMode::Audit
-}
-fn default_connect_timeout() -> u64 {
-    3000
-}
-fn default_io_timeout() -> u64 {
-    5000
-}
-fn default_idle_timeout() -> u64 {
-    10_000
-}
-fn default_session_timeout() -> u64 {
-    30_000
-}
-fn default_attest_timeout() -> u64 {
-    20_000
-}
-fn default_max_sessions() -> usize {
-    8
-}
-fn default_max_attestations() -> usize {
-    4
-}
-fn default_identity_check() -> u64 {
-    30_000
 }
 
 /// Reads and validates the config at `path`; a missing file gives the defaults.
@@ -251,9 +194,7 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
     check.port("port", raw.port)?;
     check.interface("interface_id", &raw.interface_id)?;
     let listen_address = check.listen_address("listen_address", raw.listen_address.as_deref())?;
-    absolute("cert_root", &raw.cert_root)?;
-    absolute("state_dir", &raw.state_dir)?;
-    let key_backend = check.key_backend(raw.key_backend, tpm_present)?;
+    let identity = check.identity(raw.cert_root, raw.state_dir, raw.key_backend, tpm_present)?;
     if raw.measured_files.len() > MAX_MEASURED_FILES {
         return Err(invalid(
             "measured_files",
@@ -301,7 +242,7 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
             absolute("trust_anchors_dir", &dir)?;
             dir
         }
-        None => cert_dir(&raw.cert_root).join("anchors"),
+        None => identity.cert_dir().join("anchors"),
     };
     let connect_timeout = ms_in("connect_timeout_ms", raw.connect_timeout_ms, 50, 60_000)?;
     let io_timeout = ms_in("io_timeout_ms", raw.io_timeout_ms, 50, 60_000)?;
@@ -349,9 +290,7 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         interface_id: raw.interface_id,
         bind_to_interface: raw.bind_to_interface,
         listen_address,
-        cert_root: raw.cert_root,
-        state_dir: raw.state_dir,
-        key_backend,
+        identity,
         measured_files: raw.measured_files,
         firmware_image: raw.firmware_image,
         pcrs: raw.pcrs,
@@ -391,11 +330,11 @@ mod tests {
         assert_eq!(c.interface_id, "eth1");
         assert!(c.bind_to_interface);
         assert_eq!(
-            c.cert_dir(),
+            c.identity.cert_dir(),
             PathBuf::from("/etc/bmc-pairing-manager/certs")
         );
         assert_eq!(
-            c.key_dir(),
+            c.identity.key_dir(),
             PathBuf::from("/var/lib/bmc-pairing-manager/keys")
         );
         assert_eq!(
@@ -423,7 +362,7 @@ mod tests {
     fn tpm_is_the_default_only_when_present() {
         let c = parse(Path::new("t"), "{}", true).unwrap();
         assert_eq!(
-            c.key_backend,
+            c.identity.key_backend,
             KeyBackend::Tpm {
                 tcti: "device:/dev/tpmrm0".into()
             }

@@ -130,8 +130,8 @@ pub async fn run(
         .bind_to_interface
         .then(|| config.interface_id.clone());
     let opened = {
-        let backend = config.key_backend.clone();
-        let key_dir = config.key_dir();
+        let backend = config.identity.key_backend.clone();
+        let key_dir = config.identity.key_dir();
         tokio::task::spawn_blocking(move || {
             crate::identity::store::open(&backend, &key_dir, crate::identity::store::Probe::Now)
         })
@@ -151,9 +151,9 @@ pub async fn run(
     let (status_tx, status_rx) = watch::channel(None);
     let responder = Arc::new(responder::Responder::new(
         responder::IdentitySource::daemon(
-            config.key_backend.clone(),
-            config.key_dir(),
-            config.cert_dir(),
+            config.identity.key_backend.clone(),
+            config.identity.key_dir(),
+            config.identity.cert_dir(),
             store,
         ),
         measurements::Measurements::new(

@@ -79,11 +79,11 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, CommandError> {
 /// Runs a certificate subcommand; prints what it did, or the whole error chain.
 fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
     use bmc_pairing_manager::identity::{anchors, cert::ChainFiles};
-    let chain = ChainFiles::new(config.cert_dir());
+    let chain = ChainFiles::new(config.identity.cert_dir());
     let open = || {
         store::open(
-            &config.key_backend,
-            &config.state_dir.join("keys"),
+            &config.identity.key_backend,
+            &config.identity.key_dir(),
             Probe::Now,
         )
         .map(|opened| opened.store)
@@ -91,7 +91,7 @@ fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
     };
     let result = match command {
         Command::InstallAnchor { file } => read_file(&file).and_then(|bytes| {
-            let path = anchors::install(&config.cert_dir(), &bytes)?;
+            let path = anchors::install(&config.identity.cert_dir(), &bytes)?;
             println!("installed trust anchor {}", path.display());
             Ok(())
         }),

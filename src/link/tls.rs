@@ -264,6 +264,37 @@ fn floored(now: UnixTime, floor: UnixTime) -> UnixTime {
     }
 }
 
+/// The part both verifiers share: the chain checked for `usage` at `max(now, floor)`,
+/// refused with a log line naming the side.
+fn verified_chain(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    usage: Usage,
+    now: UnixTime,
+    floor: UnixTime,
+) -> Result<CapturedIdentity, rustls::Error> {
+    check_chain(end_entity, intermediates, usage, floored(now, floor)).map_err(|e| {
+        tracing::info!(error = %e, side = ?usage, "refused certificate");
+        bad_cert(e)
+    })
+}
+
+/// Only TLS 1.3 is enabled; a TLS 1.2 signature check would be a rustls bug, so refuse.
+fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
+}
+
+/// The handshake signature, always checked, with the one scheme our identities use.
+fn verify_tls13(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+}
+
 #[derive(Debug)]
 struct PinnedClientVerifier {
     pins: PinSet,
@@ -316,16 +347,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id = check_chain(
-            end_entity,
-            intermediates,
-            Usage::Client,
-            floored(now, self.floor),
-        )
-        .map_err(|e| {
-            tracing::info!(error = %e, "refused client certificate");
-            bad_cert(e)
-        })?;
+        let id = verified_chain(end_entity, intermediates, Usage::Client, now, self.floor)?;
         if self.pins.contains(&id.fingerprint) {
             Ok(ClientCertVerified::assertion())
         } else if !self.anchors.is_empty()
@@ -355,10 +377,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        // Only TLS 1.3 is enabled; reaching here would be a rustls bug, so refuse.
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -367,7 +386,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+        verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -392,16 +411,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // Names are not checked: peers are identified by their pinned key, and addresses come
         // from untrusted discovery anyway.
-        let id = check_chain(
-            end_entity,
-            intermediates,
-            Usage::Server,
-            floored(now, self.floor),
-        )
-        .map_err(|e| {
-            tracing::info!(error = %e, "refused server certificate");
-            bad_cert(e)
-        })?;
+        let id = verified_chain(end_entity, intermediates, Usage::Server, now, self.floor)?;
         match &self.check {
             ServerCheck::Pinned { expected, .. } if *expected == id.fingerprint => {
                 Ok(ServerCertVerified::assertion())
@@ -425,9 +435,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
+        refuse_tls12()
     }
 
     fn verify_tls13_signature(
@@ -436,7 +444,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+        verify_tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
