@@ -20,6 +20,7 @@ test: deps lint unit packaging fuzz-build qemu
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	bash scripts/check-core-guard.sh
 	command -v cargo-deny >/dev/null 2>&1 || $(CARGO) install --locked cargo-deny@0.20.2
 	$(CARGO) deny --locked check licenses bans sources
 

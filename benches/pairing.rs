@@ -23,9 +23,6 @@
     unreachable_pub
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,8 +34,8 @@ use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
 use bmc_pairing_manager::identity::{Backend, KeyRole, KeyStore, PublicKey};
 use bmc_pairing_manager::link::tls::{self, CaptureSlot, PinSet, ServerCheck};
-use common::swtpm::Swtpm;
-use common::*;
+use bmc_test_support::swtpm::Swtpm;
+use bmc_test_support::*;
 use rustls::pki_types::{ServerName, UnixTime};
 use serde_json::json;
 
@@ -300,7 +297,7 @@ fn tpm_figures() {
 fn attestation_figures() {
     let samples = SAMPLES * 4;
     println!("== SPDM attestation (loopback, VCA to signed MEASUREMENTS, n={samples} each)");
-    for (name, median) in common::attestation::bench_attestation(samples) {
+    for (name, median) in bmc_test_support::attestation::bench_attestation(samples) {
         println!("{name:<48} median {:>9.1} ms   target (figure)", ms(median));
     }
 }
@@ -308,7 +305,7 @@ fn attestation_figures() {
 fn rig_figures() {
     use std::collections::BTreeMap;
     let mut by_name: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
-    for (name, d) in common::rig::bench_rig(SAMPLES) {
+    for (name, d) in bmc_test_support::rig::bench_rig(SAMPLES) {
         by_name.entry(name).or_default().push(d);
     }
     println!(

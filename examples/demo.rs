@@ -2,7 +2,7 @@
 //!
 //! Each BMC is a network namespace with its own dbus-daemon, swtpm (the daemons' keys live
 //! in it), lldpd, `bmc-attestation` (SPDM responder and requester) and `bmc-pairing-manager`;
-//! the two are joined by a veth pair with IPv6 ULAs (see `tests/common/rig.rs`). The demo
+//! the two are joined by a veth pair with IPv6 ULAs (see `crates/test-support/src/rig.rs`). The demo
 //! prints, with timestamps, every command an operator would type (busctl against each BMC's
 //! bus, kill, ip, the certificate commands) and every `Provisioned` / `PeerConnected` change
 //! the daemons signal.
@@ -22,14 +22,13 @@
     clippy::indexing_slicing
 )]
 
-#[path = "../tests/common/mod.rs"]
-mod common;
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use common::rig::{Options, Rig, RigBmc, Watcher};
-use common::{CONNECTED, NOT_CONNECTED, PDI_BUS, PDI_IFACE, PDI_PATH, PEER_IFACE, SEED_BUS};
+use bmc_test_support::rig::{Options, Rig, RigBmc, Watcher};
+use bmc_test_support::{
+    CONNECTED, NOT_CONNECTED, PDI_BUS, PDI_IFACE, PDI_PATH, PEER_IFACE, SEED_BUS,
+};
 use sha2::{Digest, Sha256};
 
 const ATT_BUS: &str = "xyz.openbmc_project.attestation";
@@ -117,7 +116,7 @@ fn discovered(demo: &Demo, bmc: &RigBmc, peer: &str) {
         bmc.name(),
         shown.join(", ")
     ));
-    let line = common::wait_for(LIMIT, "the daemon to take the neighbour", || {
+    let line = bmc_test_support::wait_for(LIMIT, "the daemon to take the neighbour", || {
         bmc.bmc
             .log()
             .lines()
@@ -354,7 +353,12 @@ fn run(demo: &Demo) -> Vec<String> {
             .expect("a peer object");
         let _ = demo.busctl(
             a,
-            &["introspect", common::SEED_BUS, &path, common::PEER_IFACE],
+            &[
+                "introspect",
+                bmc_test_support::SEED_BUS,
+                &path,
+                bmc_test_support::PEER_IFACE,
+            ],
         );
     }
     done.push("paired: ProvisionPeer self, peer (A) and A's address (B); both Connected".into());
@@ -381,7 +385,7 @@ fn run(demo: &Demo) -> Vec<String> {
             "netns".into(),
             "exec".into(),
             b.ns.name.clone(),
-            common::rig::daemon_binary().display().to_string(),
+            bmc_test_support::rig::daemon_binary().display().to_string(),
             "--config".into(),
             b.bmc.config_path.display().to_string(),
             "--bus".into(),
@@ -461,7 +465,7 @@ fn run(demo: &Demo) -> Vec<String> {
         ],
     );
     std::fs::write(factory.join("ca.ext"), "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n").unwrap();
-    let manager = common::rig::daemon_binary();
+    let manager = bmc_test_support::rig::daemon_binary();
     for name in ["bmc-a", "bmc-b"] {
         let b = rig.bmc(name);
         let config = b.bmc.config_path.display().to_string();
@@ -524,7 +528,7 @@ fn run(demo: &Demo) -> Vec<String> {
         // try (PeerProvisioned false) is asked again too.
         // The restarted daemon needs its LLDP source's first read before "peer" resolves;
         // until then the call is refused with a clear error and asked again.
-        common::wait_for(LIMIT, "bmc-a to pin bmc-b", || {
+        bmc_test_support::wait_for(LIMIT, "bmc-a to pin bmc-b", || {
             let _ = demo.busctl(
                 a,
                 &[
@@ -598,9 +602,9 @@ trait Provisioned {
     fn wait_for_provisioned(&self);
 }
 
-impl Provisioned for common::Bmc {
+impl Provisioned for bmc_test_support::Bmc {
     fn wait_for_provisioned(&self) {
-        common::wait_for(LIMIT, "Provisioned", || self.provisioned().then_some(()));
+        bmc_test_support::wait_for(LIMIT, "Provisioned", || self.provisioned().then_some(()));
     }
 }
 

@@ -329,21 +329,16 @@ fn validate(
     )?;
     let backoff_initial = ms_in("backoff_initial_ms", raw.backoff_initial_ms, 10, 60_000)?;
     let backoff_max = ms_in("backoff_max_ms", raw.backoff_max_ms, 10, 3_600_000)?;
-    if backoff_max < backoff_initial {
-        return Err(invalid(
-            "backoff_max_ms",
-            format!(
-                "{} must not be less than backoff_initial_ms ({})",
-                raw.backoff_max_ms, raw.backoff_initial_ms
-            ),
-        ));
-    }
-    if !(1..=4096).contains(&raw.max_pending_handshakes) {
-        return Err(invalid(
-            "max_pending_handshakes",
-            format!("{} is out of range 1..=4096", raw.max_pending_handshakes),
-        ));
-    }
+    check.not_less(
+        ("backoff_max_ms", raw.backoff_max_ms),
+        ("backoff_initial_ms", raw.backoff_initial_ms),
+    )?;
+    let max_pending_handshakes = check.count_in(
+        "max_pending_handshakes",
+        raw.max_pending_handshakes,
+        1,
+        4096,
+    )?;
     let listen_address = check.listen_address("listen_address", raw.listen_address.as_deref())?;
     check.port("attestation_port", raw.attestation_port)?;
     let attestation_timeout = ms_in(
@@ -415,7 +410,7 @@ fn validate(
         handshake_timeout,
         backoff_initial,
         backoff_max,
-        max_pending_handshakes: raw.max_pending_handshakes,
+        max_pending_handshakes,
         identity_check_interval,
         static_peers,
         lldp_source: raw.lldp_source,
@@ -554,6 +549,36 @@ impl<'a> Checker<'a> {
         } else {
             Err(self.invalid(key, format!("{value} is out of range {lo}..={hi}")))
         }
+    }
+
+    /// A count within `lo..=hi`.
+    pub(crate) fn count_in(
+        &self,
+        key: &str,
+        value: usize,
+        lo: usize,
+        hi: usize,
+    ) -> Result<usize, Error> {
+        if (lo..=hi).contains(&value) {
+            Ok(value)
+        } else {
+            Err(self.invalid(key, format!("{value} is out of range {lo}..={hi}")))
+        }
+    }
+
+    /// `key` (`value` ms) must not be less than `other` (`other_value` ms).
+    pub(crate) fn not_less(
+        &self,
+        (key, value): (&str, u64),
+        (other, other_value): (&str, u64),
+    ) -> Result<(), Error> {
+        if value < other_value {
+            return Err(self.invalid(
+                key,
+                format!("{value} must not be less than {other} ({other_value})"),
+            ));
+        }
+        Ok(())
     }
 
     /// A usable TCP port (not 0).

@@ -1,8 +1,6 @@
 //! The benchmark figure's function runs and gives one positive median per key backend
-//! (`benches/pairing.rs` calls `common::attestation::bench_attestation` for the figure).
+//! (`benches/pairing.rs` calls `bmc_test_support::attestation::bench_attestation` for the figure).
 #![cfg(test)]
-
-mod common;
 
 #[test]
 fn bench_attestation_gives_a_median_per_backend() {
@@ -12,7 +10,7 @@ fn bench_attestation_gives_a_median_per_backend() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(3);
-    let figures = common::attestation::bench_attestation(samples);
+    let figures = bmc_test_support::attestation::bench_attestation(samples);
     let labels: Vec<&str> = figures.iter().map(|(l, _)| l.as_str()).collect();
     assert_eq!(labels.len(), 2, "{labels:?}");
     assert!(

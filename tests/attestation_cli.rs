@@ -3,8 +3,6 @@
 //! every exit code, and configuration files that are refused with the key named.
 #![cfg(test)]
 
-mod common;
-
 use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,9 +13,9 @@ use bmc_pairing_manager::identity::cert::{ChainFiles, LoadedIdentity};
 use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
 use bmc_pairing_manager::identity::{KeyRole, KeyStore};
-use common::Proc;
-use common::attestation::attestation_binary;
-use common::swtpm::Swtpm;
+use bmc_test_support::Proc;
+use bmc_test_support::attestation::attestation_binary;
+use bmc_test_support::swtpm::Swtpm;
 use p256::pkcs8::der::pem::{LineEnding, encode_string};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};

@@ -7,16 +7,14 @@
 //! from the same swtpm while the pairing manager keeps using it.
 #![cfg(test)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bmc_pairing_manager::identity::summarize;
-use common::attestation::*;
-use common::swtpm::Swtpm;
-use common::{Bmc, free_port, wait_for};
+use bmc_test_support::attestation::*;
+use bmc_test_support::swtpm::Swtpm;
+use bmc_test_support::{Bmc, free_port, wait_for};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};

@@ -1,14 +1,12 @@
 //! What `bmc-attestation` serves on D-Bus is exactly its PDI YAML: every object (the manager
 //! object and a peer object created by one attestation) is introspected over a real bus and
-//! compared member by member with `dbus-interfaces-yaml/yaml` (see `common::pdi`).
+//! compared member by member with `dbus-interfaces-yaml/yaml` (see `bmc_test_support::pdi`).
 #![cfg(test)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::attestation::*;
-use common::pdi::{
+use bmc_test_support::attestation::*;
+use bmc_test_support::pdi::{
     self, Interface, check_object, check_service, diff, object_interfaces, yaml_interface,
 };
 use serde_json::json;

@@ -5,14 +5,12 @@
 //! both stores sign from two threads, interleaved, without a failure.
 #![cfg(test)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bmc_pairing_manager::identity::tpm::{PcrBank, TpmKeyStore};
 use bmc_pairing_manager::identity::{KeyRole, KeyStore, verify_digest};
-use common::swtpm::Swtpm;
+use bmc_test_support::swtpm::Swtpm;
 use sha2::{Digest as _, Sha256};
 
 #[test]

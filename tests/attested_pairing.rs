@@ -4,8 +4,6 @@
 //! SPDM over TCP, real OpenSSL for the factory CA.
 #![cfg(test)]
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
@@ -13,8 +11,8 @@ use std::time::Duration;
 use bmc_pairing_manager::identity::cert::ChainFiles;
 use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::summarize;
-use common::factory::Factory;
-use common::*;
+use bmc_test_support::factory::Factory;
+use bmc_test_support::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};

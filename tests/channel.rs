@@ -1,14 +1,12 @@
 //! The pairing channel against foreign TLS peers (OpenSSL) and hostile connections.
 #![cfg(test)]
 
-mod common;
-
 use std::net::TcpStream;
 use std::time::Duration;
 
 use bmc_pairing_core::link::frame::Frame;
-use common::openssl::{self, Pem};
-use common::*;
+use bmc_test_support::openssl::{self, Pem};
+use bmc_test_support::*;
 use serde_json::json;
 
 fn hello() -> Vec<u8> {

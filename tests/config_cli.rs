@@ -4,8 +4,6 @@
 //! unit, the D-Bus policy and the YAML declare.
 #![cfg(test)]
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -16,7 +14,7 @@ fn check(config_text: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bmc-pairing-manager.conf");
     std::fs::write(&path, config_text).unwrap();
-    let out = Command::new(common::daemon_binary())
+    let out = Command::new(bmc_test_support::daemon_binary())
         .arg("--config")
         .arg(&path)
         .arg("--check-config")
@@ -84,7 +82,7 @@ fn check_config_accepts_a_good_file_and_a_missing_one_means_defaults() {
     assert!(output.contains("configuration is valid"));
     // A missing file is the defaults; without a TPM device and without a configured
     // backend that is an error (never a silent fallback to keys on disk).
-    let out = Command::new(common::daemon_binary())
+    let out = Command::new(bmc_test_support::daemon_binary())
         .args([
             "--config",
             "/nonexistent/bmc-pairing-manager.conf",

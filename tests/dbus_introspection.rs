@@ -6,12 +6,10 @@
 //! of their YAML enumeration.
 #![cfg(test)]
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::pdi::{check_service, object_interfaces, yaml_path_for};
-use common::*;
+use bmc_test_support::pdi::{check_service, object_interfaces, yaml_path_for};
+use bmc_test_support::*;
 use serde_json::json;
 
 fn roots() -> [PathBuf; 2] {

@@ -5,15 +5,13 @@
 //! read directly (an IPv4-only neighbour on loopback).
 #![cfg(test)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bmc_pairing_manager::discovery::lldp_dbus::{LldpDbus, ROOT, SERVICE, receive_path};
 use bmc_pairing_manager::discovery::{Event, Source};
-use common::rig::{Options, Rig, Source as RigSource};
+use bmc_test_support::rig::{Options, Rig, Source as RigSource};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use zbus::zvariant::{ObjectPath, Value};
@@ -225,7 +223,7 @@ async fn without_an_object_manager_the_receive_object_is_read_directly_ipv4_on_l
         .with_env_filter("info")
         .try_init();
     let tmp = tempfile::tempdir().unwrap();
-    let bus = common::Bus::start(tmp.path());
+    let bus = bmc_test_support::Bus::start(tmp.path());
     let service = zbus::connection::Builder::address(bus.address.as_str())
         .unwrap()
         .serve_at(

@@ -4,14 +4,12 @@
 //! cancellation are followed; the child process never outlives the source.
 #![cfg(test)]
 
-mod common;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
 use bmc_pairing_manager::discovery::lldpd::LldpdSource;
 use bmc_pairing_manager::discovery::{Error, Event, Neighbour, Source};
-use common::rig::{Options, Rig};
+use bmc_test_support::rig::{Options, Rig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +36,7 @@ fn seen_named(name: &str) -> impl FnMut(&Event) -> bool + '_ {
     move |e| matches!(e, Event::Seen(n) if n.system_name.as_deref() == Some(name))
 }
 
-fn lldpcli_pids(ns: &common::netns::Netns) -> Vec<u32> {
+fn lldpcli_pids(ns: &bmc_test_support::netns::Netns) -> Vec<u32> {
     ns.pids()
         .into_iter()
         .filter(|p| {
@@ -160,7 +158,7 @@ async fn real_lldp_frames_across_a_veth_reach_the_lldpd_source() {
         .unwrap()
         .unwrap();
     let a_ns = &rig.bmc("bmc-a").ns;
-    common::wait_for(LIMIT, "no lldpcli left in A's namespace", || {
+    bmc_test_support::wait_for(LIMIT, "no lldpcli left in A's namespace", || {
         lldpcli_pids(a_ns).is_empty().then_some(())
     });
 }

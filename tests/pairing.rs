@@ -3,14 +3,12 @@
 
 #![cfg(test)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use bmc_test_support::*;
 use futures_util::StreamExt;
 use serde_json::json;
 use zbus::MatchRule;

@@ -4,14 +4,12 @@
 //! Real daemons on private dbus-daemons, real SPDM, real OpenSSL for the factory CA.
 #![cfg(test)]
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use common::factory::Factory;
-use common::*;
+use bmc_test_support::factory::Factory;
+use bmc_test_support::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

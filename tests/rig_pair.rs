@@ -6,12 +6,10 @@
 //! asserted loosely: each step within 30 s.
 #![cfg(test)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::rig::{Options, Rig, Source, Watcher, pair_by_lldp};
-use common::{CONNECTED, NOT_CONNECTED};
+use bmc_test_support::rig::{Options, Rig, Source, Watcher, pair_by_lldp};
+use bmc_test_support::{CONNECTED, NOT_CONNECTED};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -39,7 +37,7 @@ fn pair_then_lose_and_regain(source: Source) {
         Some("s \"fd00:b3c::b\"")
     );
     let pin_on_a = a.peer_prop("bmc-b", "IdentityFingerprint");
-    let log_lines = |bmc: &common::Bmc| bmc.log().matches("pairing requested").count();
+    let log_lines = |bmc: &bmc_test_support::Bmc| bmc.log().matches("pairing requested").count();
     let requests = (log_lines(&a.bmc), log_lines(&b.bmc));
 
     // Link down: both sides notice through their heartbeats.
@@ -105,8 +103,10 @@ fn two_bmcs_pair_by_networkd_lldp_and_survive_link_loss_and_a_killed_daemon() {
 /// The benchmark figures the lead's bench prints come from `bench_rig`; it must keep working.
 #[test]
 fn bench_rig_measures_every_figure() {
-    use common::rig::{LINK_DOWN_TO_NOT_CONNECTED, LINK_UP_TO_CONNECTED, LINK_UP_TO_LLDP};
-    let samples = common::rig::bench_rig(2);
+    use bmc_test_support::rig::{
+        LINK_DOWN_TO_NOT_CONNECTED, LINK_UP_TO_CONNECTED, LINK_UP_TO_LLDP,
+    };
+    let samples = bmc_test_support::rig::bench_rig(2);
     eprintln!("bench_rig samples: {samples:?}");
     for name in [
         LINK_DOWN_TO_NOT_CONNECTED,

@@ -4,11 +4,9 @@
 //! namespace behind.
 #![cfg(test)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::rig::{Options, Rig, Source};
+use bmc_test_support::rig::{Options, Rig, Source};
 
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -62,7 +60,7 @@ fn ip_netns_exec_keeps_the_pid_and_drop_removes_everything_even_on_panic() {
         panic!("a failing test");
     }));
     assert!(result.is_err());
-    common::wait_for(
+    bmc_test_support::wait_for(
         Duration::from_secs(10),
         "every rig process to be gone",
         || pids.iter().all(|p| !alive(*p)).then_some(()),

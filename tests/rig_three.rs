@@ -10,12 +10,10 @@
 //!   real B is back, A reconnects to it.
 #![cfg(test)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::rig::{Options, Rig, Topology, Watcher, provision_until_accepted};
-use common::{CONNECTED, NOT_CONNECTED};
+use bmc_test_support::rig::{Options, Rig, Topology, Watcher, provision_until_accepted};
+use bmc_test_support::{CONNECTED, NOT_CONNECTED};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -36,10 +34,10 @@ fn a_pairs_with_b_and_c_at_once_by_name() {
         x.bmc.provision("self").expect("self");
     }
     // Two neighbours on A's interface: "peer" does not say which.
-    common::wait_for(LIMIT, "A to know both neighbours", || {
+    bmc_test_support::wait_for(LIMIT, "A to know both neighbours", || {
         match a.bmc.provision("peer") {
             Err(e) if e.contains("2 LLDP neighbours on eth0; name one of them") => Some(()),
-            Err(e) if common::rig::not_learnt_yet(&e) => None,
+            Err(e) if bmc_test_support::rig::not_learnt_yet(&e) => None,
             other => panic!("\"peer\" with two neighbours: {other:?}"),
         }
     });
@@ -94,13 +92,13 @@ fn an_impostor_by_lldp_by_name_or_by_address_is_refused() {
     let watch = Watcher::start(&a.bmc.bus.address, None);
     let paths = a.bmc.peer_paths();
     let pin = a.peer_prop("bmc-b", "IdentityFingerprint");
-    let pinned = |a: &common::rig::RigBmc| -> serde_json::Value {
+    let pinned = |a: &bmc_test_support::rig::RigBmc| -> serde_json::Value {
         let text = std::fs::read(a.bmc.state_dir().join("state.json")).unwrap();
         let state: serde_json::Value = serde_json::from_slice(&text).unwrap();
         serde_json::json!([state["provisioned"], state["peers"]])
     };
     let state_file = pinned(a);
-    let unchanged = |a: &common::rig::RigBmc| {
+    let unchanged = |a: &bmc_test_support::rig::RigBmc| {
         assert!(a.bmc.provisioned(), "Provisioned unchanged");
         assert_eq!(a.bmc.peer_paths(), paths, "no new peer object");
         assert_eq!(
@@ -132,13 +130,13 @@ fn an_impostor_by_lldp_by_name_or_by_address_is_refused() {
     let gone = Instant::now();
     let c = rig.bmc("bmc-c");
     c.lldpcli(&["configure", "system", "hostname", "bmc-b"]);
-    common::wait_for(LIMIT, "A to see C as bmc-b", || {
+    bmc_test_support::wait_for(LIMIT, "A to see C as bmc-b", || {
         a.lldp_neighbours()
             .iter()
             .any(|(n, ips)| n == "bmc-b" && ips.contains(&"fd00:b3c::c".parse().unwrap()))
             .then_some(())
     });
-    common::wait_for(LIMIT, "IdentityMismatch on B's object", || {
+    bmc_test_support::wait_for(LIMIT, "IdentityMismatch on B's object", || {
         (a.peer_prop("bmc-b", "IdentityMismatch").as_deref() == Some("b true")).then_some(())
     });
     unchanged(a);
@@ -156,14 +154,14 @@ fn an_impostor_by_lldp_by_name_or_by_address_is_refused() {
     // A still has B's MAC for that address; a real impostor would announce itself with an
     // unsolicited neighbour advertisement. Forget it so the next dial resolves afresh.
     a.ns.ip(&["neigh", "flush", "dev", "eth0"]);
-    common::wait_for(LIMIT, "A to see C at B's address", || {
+    bmc_test_support::wait_for(LIMIT, "A to see C at B's address", || {
         a.lldp_neighbours()
             .iter()
             .any(|(n, ips)| n == "bmc-b" && ips.contains(&"fd00:b3c::b".parse().unwrap()))
             .then_some(())
     });
     let refused_before = a.bmc.log().matches("refused another identity").count();
-    common::wait_for(LIMIT, "A's dialler to meet C at B's address", || {
+    bmc_test_support::wait_for(LIMIT, "A's dialler to meet C at B's address", || {
         (a.bmc.log().matches("refused another identity").count() > refused_before).then_some(())
     });
     assert_eq!(
@@ -191,7 +189,7 @@ fn an_impostor_by_lldp_by_name_or_by_address_is_refused() {
     let a = rig.bmc("bmc-a");
     a.bmc.wait_peer_connected(CONNECTED, LIMIT);
     a.wait_peer_state("bmc-b", "Connected", LIMIT);
-    common::wait_for(LIMIT, "IdentityMismatch to clear", || {
+    bmc_test_support::wait_for(LIMIT, "IdentityMismatch to clear", || {
         (a.peer_prop("bmc-b", "IdentityMismatch").as_deref() == Some("b false")).then_some(())
     });
     unchanged(a);

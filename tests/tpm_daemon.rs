@@ -3,15 +3,13 @@
 //! shown on D-Bus and recovered with ProvisionPeer("self"), never a crash.
 #![cfg(test)]
 
-mod common;
-
 use std::fs;
 use std::time::Duration;
 
 use bmc_pairing_manager::identity::file::{looks_like_private_key, walk_files};
-use common::openssl;
-use common::swtpm::Swtpm;
-use common::*;
+use bmc_test_support::openssl;
+use bmc_test_support::swtpm::Swtpm;
+use bmc_test_support::*;
 use serde_json::json;
 
 struct TpmBmc {

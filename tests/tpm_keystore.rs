@@ -6,9 +6,6 @@
 // cover its helper functions too, not just the #[test] bodies.
 #![cfg(test)]
 
-#[path = "common/swtpm.rs"]
-mod swtpm;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,8 +15,8 @@ use bmc_pairing_manager::identity::file::{FileKeyStore, looks_like_private_key, 
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
 use bmc_pairing_manager::identity::{KeyRole, KeyStore, sign_message, verify_digest};
 use bmc_pairing_manager::kit::ErrorChain;
+use bmc_test_support::swtpm::Swtpm;
 use sha2::{Digest, Sha256};
-use swtpm::Swtpm;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 fn now() -> SystemTime {

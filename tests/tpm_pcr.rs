@@ -5,13 +5,10 @@
 // cover its helper functions too, not just the #[test] bodies.
 #![cfg(test)]
 
-#[path = "common/swtpm.rs"]
-mod swtpm;
-
 use bmc_pairing_core::keys::Error;
 use bmc_pairing_manager::identity::tpm::{PCR_COUNT, PcrBank, TpmKeyStore};
+use bmc_test_support::swtpm::Swtpm;
 use sha2::{Digest, Sha256};
-use swtpm::Swtpm;
 
 fn extended(old: &[u8; 32], digest: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha256::new();

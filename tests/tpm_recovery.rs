@@ -6,9 +6,6 @@
 // cover its helper functions too, not just the #[test] bodies.
 #![cfg(test)]
 
-#[path = "common/swtpm.rs"]
-mod swtpm;
-
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -17,7 +14,7 @@ use bmc_pairing_manager::identity::cert::{ChainFiles, IdentityProblem};
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
 use bmc_pairing_manager::identity::{KeyRole, KeyStore, verify_digest};
 use bmc_pairing_manager::kit::ErrorChain;
-use swtpm::Swtpm;
+use bmc_test_support::swtpm::Swtpm;
 
 fn now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_790_000_000)

@@ -249,36 +249,14 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
     let idle_timeout = ms_in("idle_timeout_ms", raw.idle_timeout_ms, 100, 600_000)?;
     let session_timeout = ms_in("session_timeout_ms", raw.session_timeout_ms, 100, 600_000)?;
     let attest_timeout = ms_in("attest_timeout_ms", raw.attest_timeout_ms, 100, 600_000)?;
-    if attest_timeout < io_timeout {
-        return Err(invalid(
-            "attest_timeout_ms",
-            format!(
-                "{} must not be less than io_timeout_ms ({})",
-                raw.attest_timeout_ms, raw.io_timeout_ms
-            ),
-        ));
+    for (key, value) in [
+        ("attest_timeout_ms", raw.attest_timeout_ms),
+        ("session_timeout_ms", raw.session_timeout_ms),
+    ] {
+        check.not_less((key, value), ("io_timeout_ms", raw.io_timeout_ms))?;
     }
-    if session_timeout < io_timeout {
-        return Err(invalid(
-            "session_timeout_ms",
-            format!(
-                "{} must not be less than io_timeout_ms ({})",
-                raw.session_timeout_ms, raw.io_timeout_ms
-            ),
-        ));
-    }
-    if !(1..=256).contains(&raw.max_sessions) {
-        return Err(invalid(
-            "max_sessions",
-            format!("{} is out of range 1..=256", raw.max_sessions),
-        ));
-    }
-    if !(1..=64).contains(&raw.max_attestations) {
-        return Err(invalid(
-            "max_attestations",
-            format!("{} is out of range 1..=64", raw.max_attestations),
-        ));
-    }
+    let max_sessions = check.count_in("max_sessions", raw.max_sessions, 1, 256)?;
+    let max_attestations = check.count_in("max_attestations", raw.max_attestations, 1, 64)?;
     let identity_check_interval = ms_in(
         "identity_check_interval_ms",
         raw.identity_check_interval_ms,
@@ -302,8 +280,8 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         idle_timeout,
         session_timeout,
         attest_timeout,
-        max_sessions: raw.max_sessions,
-        max_attestations: raw.max_attestations,
+        max_sessions,
+        max_attestations,
         identity_check_interval,
     })
 }

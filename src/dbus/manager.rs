@@ -44,3 +44,50 @@ impl Manager {
         status_string(self.handle.snapshot.borrow().peer_connected)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bmc_pairing_core::pairing::ConnState;
+
+    use super::*;
+    use crate::contract::manager::{MANAGER_INTERFACE, MANAGER_PATH};
+    use crate::dbus::p2p;
+    use crate::pairing::handle::{Command, Snapshot};
+
+    #[tokio::test]
+    async fn the_seed_spelling_serves_the_same_state_and_command() {
+        let (handle, mut commands, _state) = p2p::handle(Snapshot {
+            provisioned: true,
+            peer_connected: ConnState::InProgress,
+            peers: BTreeMap::new(),
+        });
+        let (_server, client) = p2p::serve(MANAGER_PATH, Manager::new(handle)).await;
+        assert!(p2p::get::<bool>(&client, MANAGER_PATH, MANAGER_INTERFACE, "provisioned").await);
+        let state: String =
+            p2p::get(&client, MANAGER_PATH, MANAGER_INTERFACE, "peerConnected").await;
+        assert!(
+            state.ends_with("PeerConnectionStatus.InProgress"),
+            "{state}"
+        );
+        let answer = async {
+            match commands.recv().await {
+                Some(Command::Provision { bmc_id, reply }) => {
+                    assert_eq!(bmc_id, "self");
+                    let _ = reply.send(Ok(()));
+                }
+                other => panic!("expected ProvisionPeer, got {other:?}"),
+            }
+        };
+        let call = p2p::call(
+            &client,
+            MANAGER_PATH,
+            MANAGER_INTERFACE,
+            "ProvisionPeer",
+            &("self",),
+        );
+        let ((), result) = tokio::join!(answer, call);
+        assert!(result.is_ok(), "{result:?}");
+    }
+}

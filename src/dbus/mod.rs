@@ -10,6 +10,9 @@ pub mod manager;
 pub mod peer;
 pub mod provisioning;
 
+#[cfg(test)]
+pub(crate) mod p2p;
+
 use std::collections::HashMap;
 
 use tokio::sync::{mpsc, watch};

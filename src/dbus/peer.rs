@@ -199,3 +199,119 @@ impl Peer {
         self.view(|v| v.last_seen)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use bmc_pairing_core::pairing::{AttestationOutcome, Refusal};
+
+    use super::*;
+    use crate::dbus::p2p;
+    use crate::pairing::handle::{Command, Snapshot};
+
+    fn view() -> PeerView {
+        PeerView {
+            name: "bmc-b".into(),
+            address: "fd00::2".into(),
+            port: 8090,
+            fingerprint: "ab".repeat(32),
+            trust_mode: TrustMode::FirstContact,
+            incoming: ConnState::Connected,
+            outgoing: ConnState::NotConnected,
+            state: ConnState::Connected,
+            last_seen: 7,
+            identity_mismatch: false,
+            attestation: AttestationOutcome::Rejected,
+            attested_at: 5,
+        }
+    }
+
+    fn snapshot(id: &PeerId) -> Snapshot {
+        Snapshot {
+            provisioned: true,
+            peer_connected: ConnState::Connected,
+            peers: BTreeMap::from([(id.clone(), view())]),
+        }
+    }
+
+    const PATH: &str = "/xyz/openbmc_project/BmcPairingManager/peers/bmc_b";
+
+    #[tokio::test]
+    async fn properties_spell_the_peer_view() {
+        let id = PeerId::from_name("bmc-b");
+        let (handle, _commands, state) = p2p::handle(snapshot(&id));
+        let (_server, client) = p2p::serve(PATH, Peer::new(id.clone(), handle)).await;
+        let s = |name| p2p::get::<String>(&client, PATH, INTERFACE, name);
+        assert_eq!(s("Name").await, "bmc-b");
+        assert_eq!(s("IdentityFingerprint").await, "ab".repeat(32));
+        assert_eq!(
+            s("AttestationOutcome").await,
+            "xyz.openbmc_project.BmcPairing.Peer.AttestationOutcome.Rejected"
+        );
+        assert_eq!(
+            s("TrustMode").await,
+            "xyz.openbmc_project.BmcPairing.Peer.TrustMode.FirstContact"
+        );
+        assert_eq!(
+            s("OutgoingState").await,
+            "xyz.openbmc_project.BmcPairing.Peer.ConnectionState.NotConnected"
+        );
+        assert_eq!(
+            p2p::get::<u16>(&client, PATH, INTERFACE, "Port").await,
+            8090
+        );
+        assert_eq!(
+            p2p::get::<u64>(&client, PATH, INTERFACE, "LastAttested").await,
+            5
+        );
+        // The peer is unpaired: its object answers with an error, not stale values.
+        state.send_replace(Snapshot {
+            peers: BTreeMap::new(),
+            ..snapshot(&id)
+        });
+        let gone = p2p::call(
+            &client,
+            PATH,
+            "org.freedesktop.DBus.Properties",
+            "Get",
+            &(INTERFACE, "Name"),
+        )
+        .await;
+        assert!(gone.is_err());
+    }
+
+    #[tokio::test]
+    async fn unpair_and_reattest_name_this_peer_and_map_refusals() {
+        let id = PeerId::from_name("bmc-b");
+        let (handle, mut commands, _state) = p2p::handle(snapshot(&id));
+        let (_server, client) = p2p::serve(PATH, Peer::new(id.clone(), handle)).await;
+        let answer = async {
+            match commands.recv().await {
+                Some(Command::Reattest { id: asked, reply }) => {
+                    assert_eq!(asked, PeerId::from_name("bmc-b"));
+                    let _ = reply.send(Err(Refusal::Unavailable("no answer".into())));
+                }
+                other => panic!("expected Reattest, got {other:?}"),
+            }
+            match commands.recv().await {
+                Some(Command::Unpair { id: asked, reply }) => {
+                    assert_eq!(asked, PeerId::from_name("bmc-b"));
+                    let _ = reply.send(Ok(()));
+                }
+                other => panic!("expected Unpair, got {other:?}"),
+            }
+        };
+        let calls = async {
+            let reattest = p2p::call(&client, PATH, INTERFACE, "Reattest", &()).await;
+            let unpair = p2p::call(&client, PATH, INTERFACE, "Unpair", &()).await;
+            (reattest, unpair)
+        };
+        let ((), (reattest, unpair)) = tokio::join!(answer, calls);
+        assert_eq!(
+            reattest.unwrap_err().0,
+            "xyz.openbmc_project.Common.Error.Unavailable"
+        );
+        assert!(unpair.is_ok(), "{unpair:?}");
+    }
+}

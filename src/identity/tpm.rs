@@ -67,9 +67,6 @@ mod blob;
 mod device;
 mod error;
 #[cfg(test)]
-#[path = "../../tests/common/swtpm.rs"]
-mod swtpm;
-#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;

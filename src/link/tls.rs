@@ -279,20 +279,35 @@ fn verified_chain(
     })
 }
 
-/// Only TLS 1.3 is enabled; a TLS 1.2 signature check would be a rustls bug, so refuse.
-fn refuse_tls12() -> Result<HandshakeSignatureValid, rustls::Error> {
-    Err(rustls::Error::PeerIncompatible(
-        rustls::PeerIncompatible::Tls13RequiredForQuic,
-    ))
-}
+/// The handshake-signature half of both verifiers (identical for client and server): TLS 1.2
+/// refused (only 1.3 is enabled, so reaching it would be a rustls bug), TLS 1.3 always
+/// verified with the one scheme our identities use.
+macro_rules! handshake_signature_checks {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            _message: &[u8],
+            _cert: &CertificateDer<'_>,
+            _dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Err(rustls::Error::PeerIncompatible(
+                rustls::PeerIncompatible::Tls13RequiredForQuic,
+            ))
+        }
 
-/// The handshake signature, always checked, with the one scheme our identities use.
-fn verify_tls13(
-    message: &[u8],
-    cert: &CertificateDer<'_>,
-    dss: &DigitallySignedStruct,
-) -> Result<HandshakeSignatureValid, rustls::Error> {
-    rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, &VERIFY_ALGS)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            VERIFY_ALGS.supported_schemes()
+        }
+    };
 }
 
 #[derive(Debug)]
@@ -371,27 +386,7 @@ impl ClientCertVerifier for PinnedClientVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        refuse_tls12()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        VERIFY_ALGS.supported_schemes()
-    }
+    handshake_signature_checks!();
 }
 
 #[derive(Debug)]
@@ -429,27 +424,7 @@ impl ServerCertVerifier for PinnedServerVerifier {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        refuse_tls12()
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        VERIFY_ALGS.supported_schemes()
-    }
+    handshake_signature_checks!();
 }
 
 #[derive(Debug)]

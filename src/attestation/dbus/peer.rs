@@ -155,3 +155,60 @@ impl Peer {
     #[zbus(signal, name = "Attested")]
     pub async fn attested(emitter: &SignalEmitter<'_>, trusted: bool) -> zbus::Result<()>;
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use bmc_pairing_core::pairing::AttestationOutcome;
+    use bmc_pairing_core::spdm::MeasurementPolicy;
+
+    use super::*;
+    use crate::attestation::requester::Settings;
+    use crate::contract::attestation::PEER_INTERFACE;
+    use crate::dbus::p2p;
+    use crate::spdm::transport::{Framing, Timeouts};
+
+    #[tokio::test]
+    async fn properties_show_the_record_and_a_stored_bad_policy_is_refused() {
+        let addr: SocketAddr = "127.0.0.1:4194".parse().unwrap();
+        let mut record = PeerAttestation::new(&addr);
+        record.outcome = AttestationOutcome::TrustedWithFindings;
+        record.trust_policy = "not a policy".into();
+        record.measurements = vec![MeasurementEntry {
+            index: 1,
+            value: "aa".into(),
+            status: "Mismatch".into(),
+            expected: "bb".into(),
+        }];
+        let record = Arc::new(Mutex::new(record));
+        let settings = Settings {
+            framing: Framing::Dsp0287,
+            timeouts: Timeouts::default(),
+            connect_timeout: Duration::from_millis(200),
+            attest_timeout: Duration::from_secs(1),
+            device: None,
+            measurements: MeasurementPolicy::default(),
+        };
+        let service = Service::new(settings, 4194, "/nonexistent".into(), 1);
+        let path = "/xyz/openbmc_project/attestation/peers/ipv4_127_0_0_1_4194";
+        let (_server, client) = p2p::serve(path, Peer::new(service, addr, record)).await;
+        assert_eq!(
+            p2p::get::<String>(&client, path, PEER_INTERFACE, "Outcome").await,
+            "xyz.openbmc_project.Attestation.Peer.Outcome.TrustedWithFindings"
+        );
+        assert_eq!(
+            p2p::get::<String>(&client, path, PEER_INTERFACE, "Address").await,
+            "127.0.0.1"
+        );
+        let entries: Vec<MeasurementEntry> =
+            p2p::get(&client, path, PEER_INTERFACE, "Measurements").await;
+        assert_eq!(entries[0].status, "Mismatch");
+        let again = p2p::call(&client, path, PEER_INTERFACE, "Attest", &()).await;
+        assert_eq!(
+            again.unwrap_err().0,
+            "xyz.openbmc_project.Common.Error.InvalidArgument"
+        );
+    }
+}

@@ -36,3 +36,31 @@ impl Responder {
         self.status.borrow().map(|f| f.to_hex()).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::attestation::{RESPONDER_INTERFACE, ROOT_PATH};
+    use crate::dbus::p2p;
+
+    #[tokio::test]
+    async fn the_served_identity_follows_the_responder() {
+        let (status, rx) = watch::channel(None);
+        let (_server, client) = p2p::serve(ROOT_PATH, Responder::new(4194, rx)).await;
+        let fp = || {
+            p2p::get::<String>(
+                &client,
+                ROOT_PATH,
+                RESPONDER_INTERFACE,
+                "IdentityFingerprint",
+            )
+        };
+        assert_eq!(fp().await, "", "nothing served yet");
+        status.send_replace(Some(Fingerprint([0xcd; 32])));
+        assert_eq!(fp().await, "cd".repeat(32));
+        assert_eq!(
+            p2p::get::<u16>(&client, ROOT_PATH, RESPONDER_INTERFACE, "Port").await,
+            4194
+        );
+    }
+}

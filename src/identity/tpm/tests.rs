@@ -1,9 +1,9 @@
 //! Unit tests of the TPM backend against a real swtpm (one per test, killed by PID on drop).
 
-use super::swtpm::Swtpm;
 use super::*;
 use crate::kit::ErrorChain;
 use bmc_pairing_core::keys::contract;
+use bmc_test_support::swtpm::Swtpm;
 use sha2::{Digest as _, Sha256};
 
 fn fresh() -> (tempfile::TempDir, Swtpm, TpmKeyStore) {

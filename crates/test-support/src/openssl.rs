@@ -23,7 +23,9 @@ fn run(args: &[&str]) {
 
 /// A certificate and key as PEM files.
 pub struct Pem {
+    /// Its certificate (PEM).
     pub cert: PathBuf,
+    /// Its private key (PEM).
     pub key: PathBuf,
     /// Extra chain certificates (the CA) to send, if any.
     pub chain: Option<PathBuf>,

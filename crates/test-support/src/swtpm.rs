@@ -5,17 +5,11 @@
 //! state in the directory the caller gives. The process is killed by PID when the value is
 //! dropped, so a panicking test does not leave it behind.
 //!
-//! Std-only on purpose: it is included with `#[path]` into unit tests, integration tests,
-//! demos and benches, none of which should need extra dependencies for it. It drives the TPM
-//! only through swtpm's own tools and tpm2-tools; it must not touch the code under test.
+//! Std-only on purpose: the library's own unit tests use it too, and it shares no type with
+//! the code under test. It drives the TPM only through swtpm's own tools and tpm2-tools.
 //!
 //! TPM tests are mandatory: when swtpm or tpm2-tools are missing, [`Swtpm::start`] panics
 //! with a message saying how to get them, rather than letting the test pass silently.
-
-// Each including crate uses a different subset of the harness.
-#![allow(dead_code)]
-// Setup failures in a test harness are reported by panicking the test that asked for it.
-#![allow(clippy::panic)]
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -37,7 +31,7 @@ const TOOLS_NOT_INSTALLED: &str =
 
 /// One running swtpm, killed by PID on drop.
 #[derive(Debug)]
-pub(crate) struct Swtpm {
+pub struct Swtpm {
     child: Option<Child>,
     pid: u32,
     port: u16,
@@ -52,7 +46,7 @@ impl Swtpm {
     /// # Panics
     /// When swtpm is not installed ("swtpm not installed: run `make test`, which installs
     /// it") or does not come up.
-    pub(crate) fn start(state_dir: &Path) -> Swtpm {
+    pub fn start(state_dir: &Path) -> Swtpm {
         std::fs::create_dir_all(state_dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", state_dir.display()));
         let mut last_failure = String::new();
@@ -70,27 +64,27 @@ impl Swtpm {
     }
 
     /// The TCTI string for this TPM: `swtpm:host=127.0.0.1,port=P`.
-    pub(crate) fn tcti(&self) -> String {
+    pub fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
     }
 
     /// The data port.
-    pub(crate) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The control port (data port + 1).
-    pub(crate) fn ctrl_port(&self) -> u16 {
+    pub fn ctrl_port(&self) -> u16 {
         self.ctrl_port
     }
 
     /// The swtpm process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.pid
     }
 
     /// Where swtpm keeps its state.
-    pub(crate) fn state_dir(&self) -> &Path {
+    pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
 
@@ -100,7 +94,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When either step fails.
-    pub(crate) fn reboot(&self) {
+    pub fn reboot(&self) {
         let ctrl = format!("127.0.0.1:{}", self.ctrl_port);
         check(
             "swtpm_ioctl -i",
@@ -114,7 +108,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When the command fails.
-    pub(crate) fn clear(&self) {
+    pub fn clear(&self) {
         self.tool("tpm2_clear", &[]);
     }
 
@@ -122,7 +116,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When the command fails.
-    pub(crate) fn pcr_extend(&self, index: u8, digest: &[u8; 32]) {
+    pub fn pcr_extend(&self, index: u8, digest: &[u8; 32]) {
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         self.tool("tpm2_pcrextend", &[&format!("{index}:sha256={hex}")]);
     }
@@ -132,7 +126,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When the tool is missing or exits non-zero.
-    pub(crate) fn tool(&self, tool: &str, args: &[&str]) -> String {
+    pub fn tool(&self, tool: &str, args: &[&str]) -> String {
         let tcti = self.tcti();
         let out = check(
             tool,
@@ -147,7 +141,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When the command fails.
-    pub(crate) fn transient_handles(&self) -> Vec<String> {
+    pub fn transient_handles(&self) -> Vec<String> {
         self.tool("tpm2_getcap", &["handles-transient"])
             .lines()
             .map(|l| l.trim().trim_start_matches("- ").to_owned())
@@ -159,7 +153,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When `kill -STOP` fails.
-    pub(crate) fn freeze(&self) {
+    pub fn freeze(&self) {
         self.signal("-STOP");
     }
 
@@ -167,12 +161,12 @@ impl Swtpm {
     ///
     /// # Panics
     /// When `kill -CONT` fails.
-    pub(crate) fn thaw(&self) {
+    pub fn thaw(&self) {
         self.signal("-CONT");
     }
 
     /// Kills the process (SIGKILL to its PID) and reaps it. Idempotent.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             // A stopped process still dies on SIGKILL; errors mean it is already gone.
             let _ = child.kill();
@@ -185,7 +179,7 @@ impl Swtpm {
     ///
     /// # Panics
     /// When it does not come up (another process took a port meanwhile).
-    pub(crate) fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.kill();
         let again = spawn(&self.state_dir, self.port, self.ctrl_port)
             .unwrap_or_else(|why| panic!("swtpm restart: {why}"));

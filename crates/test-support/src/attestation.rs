@@ -29,11 +29,17 @@ use bmc_pairing_manager::spdm::transport::{Framing, Timeouts};
 use super::swtpm::Swtpm;
 use super::{Bus, DaemonLaunch, Proc, free_port, start_daemon};
 
+/// The attestation service's bus name.
 pub const ATT_BUS: &str = "xyz.openbmc_project.attestation";
+/// Its manager object.
 pub const ATT_ROOT: &str = "/xyz/openbmc_project/attestation";
+/// Parent of its peer objects.
 pub const ATT_PEERS: &str = "/xyz/openbmc_project/attestation/peers";
+/// The requester interface.
 pub const REQUESTER_IFACE: &str = "xyz.openbmc_project.Attestation.Requester";
+/// The responder interface.
 pub const RESPONDER_IFACE: &str = "xyz.openbmc_project.Attestation.Responder";
+/// The per-peer interface.
 pub const ATT_PEER_IFACE: &str = "xyz.openbmc_project.Attestation.Peer";
 
 pub use super::attestation_daemon_binary as attestation_binary;
@@ -49,13 +55,19 @@ pub enum KeyKind {
 
 /// One BMC's attestation side.
 pub struct Node {
+    /// Its name (certificate CN).
     pub name: String,
+    /// Its directory.
     pub dir: PathBuf,
+    /// Its private bus.
     pub bus: Bus,
     /// SPDM responder port.
     pub port: u16,
+    /// Its `bmc-attestation` configuration file.
     pub config_path: PathBuf,
+    /// Its swtpm, with [`KeyKind::Tpm`].
     pub tpm: Option<Swtpm>,
+    /// The running daemon.
     pub daemon: Option<Proc>,
     /// The files it measures (indices 1, 2).
     pub measured: Vec<PathBuf>,
@@ -113,6 +125,7 @@ impl Node {
         node
     }
 
+    /// Sets one configuration key (applied at the next start).
     pub fn set_config(&mut self, key: &str, value: serde_json::Value) {
         if let Some(obj) = self.config.as_object_mut() {
             obj.insert(key.to_owned(), value);
@@ -128,14 +141,17 @@ impl Node {
         .expect("write config");
     }
 
+    /// Where its identity chain is.
     pub fn cert_dir(&self) -> PathBuf {
         self.dir.join("root/etc/bmc-pairing-manager/certs")
     }
 
+    /// Where its keys are.
     pub fn key_dir(&self) -> PathBuf {
         self.dir.join("state/keys")
     }
 
+    /// Its trust-anchor directory.
     pub fn anchors_dir(&self) -> PathBuf {
         self.dir.join("anchors")
     }
@@ -164,10 +180,12 @@ impl Node {
             .expect("create identity")
     }
 
+    /// Its daemon's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("daemon.log")
     }
 
+    /// Its daemon's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }

@@ -322,41 +322,26 @@ impl RigBmc {
         let lldpd = start_lldpd(&ns, &dir, name, address, &lldpd_socket);
         let standin = (options.source == Source::Networkd)
             .then(|| start_standin(&ns, &dir, &bus.address, &lldpd_socket));
-        let mut config = serde_json::json!({
-            "port": PORT,
-            "interface_id": IFACE,
-            "bmc_name": name,
-            "state_dir": dir.join("state"),
-            "cert_root": dir.join("root"),
-            "key_backend": {"type": "tpm", "tcti": format!("swtpm:host=127.0.0.1,port={TPM_PORT}")},
-            "lldp_source": options.source.config(),
-            "lldpd_socket": lldpd_socket,
-            "heartbeat_interval_ms": 300,
-            "heartbeat_timeout_ms": 1000,
-            "handshake_timeout_ms": 3000,
-            "backoff_initial_ms": 100,
-            "backoff_max_ms": 2000,
-            "attestation_port": SPDM_PORT,
-            "attestation_timeout_ms": 15000,
-        });
-        if let (Some(base), serde_json::Value::Object(extra)) =
-            (config.as_object_mut(), options.config.clone())
-        {
-            base.extend(extra);
-        }
-        let bmc = Bmc {
-            name: name.to_owned(),
-            ip: IpAddr::V6(address),
-            port: PORT,
-            config_path: dir.join("bmc-pairing-manager.conf"),
-            dir,
-            bus,
-            daemon: None,
-            attestation: None,
-            config,
-            attestation_extra: serde_json::json!({}),
-        };
-        bmc.write_config();
+        let bmc = Bmc::builder(root, name)
+            .ip(IpAddr::V6(address))
+            .port(PORT)
+            .bus(bus)
+            .config(serde_json::json!({
+                "interface_id": IFACE,
+                // Every address of its namespace, bound to the inter-BMC link.
+                "listen_address": null,
+                "key_backend": {"type": "tpm", "tcti": format!("swtpm:host=127.0.0.1,port={TPM_PORT}")},
+                "lldp_source": options.source.config(),
+                "lldpd_socket": lldpd_socket,
+                "heartbeat_interval_ms": 300,
+                "heartbeat_timeout_ms": 1000,
+                "handshake_timeout_ms": 3000,
+                "backoff_initial_ms": 100,
+                "backoff_max_ms": 2000,
+                "attestation_port": SPDM_PORT,
+            }))
+            .config(options.config.clone())
+            .build();
         RigBmc {
             bmc,
             standin,
@@ -679,14 +664,13 @@ pub fn standin_binary() -> PathBuf {
                 return PathBuf::from(p);
             }
             let release = !cfg!(debug_assertions);
-            let target = std::env::var("CARGO_TARGET_DIR").map_or_else(
-                |_| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-                PathBuf::from,
-            );
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map_or_else(|_| super::workspace_root().join("target"), PathBuf::from);
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "--example", "networkd-lldp-standin"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            cmd.args(["build", "--quiet", "-p", "bmc-pairing-manager"])
+                .args(["--example", "networkd-lldp-standin"])
+                .current_dir(super::workspace_root());
             // The variables cargo sets for a running test (CARGO_MANIFEST_DIR, OUT_DIR, ...)
             // would leak into build scripts that watch them (ring's) and rebuild everything.
             for (key, _) in std::env::vars_os() {

@@ -24,6 +24,7 @@ pub struct Factory {
 }
 
 impl Factory {
+    /// A factory root CA (P-256, 3 days) under `dir`.
     pub fn new(dir: &Path) -> Factory {
         require_tool("openssl");
         fs::create_dir_all(dir).unwrap();

@@ -4,7 +4,20 @@
 //!
 //! Every process it starts is killed by PID when its owner is dropped, also when a test
 //! panics. Nothing here is a test double: real dbus-daemon, real daemon binary, real busctl.
-#![allow(dead_code, unreachable_pub)]
+//!
+//! - [`Bmc`], built by [`BmcBuilder`]: one BMC (pairing manager and attestation daemon) on
+//!   loopback or, through [`rig`], in its own network namespace;
+//! - [`attestation`]: an attestation daemon alone ([`attestation::Node`]);
+//! - [`swtpm`], [`openssl`], [`factory`], [`netns`]: the real parts;
+//! - [`pdi`]: reading phosphor-dbus-interfaces YAML and comparing it with introspection.
+
+// A harness fails loudly: a broken fixture is a failed test, so it unwraps and panics.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 pub mod attestation;
 pub mod factory;
@@ -22,14 +35,22 @@ use std::time::{Duration, Instant};
 
 /// Seed 000 / PDI names, as the operator types them.
 pub const SEED_BUS: &str = "xyz.openbmc_project.BmcPairingManager";
+/// The seed 000 object.
 pub const SEED_PATH: &str = "/xyz/openbmc_project/BmcPairingManager";
+/// The seed 000 interface.
 pub const SEED_IFACE: &str = "xyz.openbmc_project.BmcPairingManager.BmcPairingManager";
+/// The PDI Provisioning bus name.
 pub const PDI_BUS: &str = "xyz.openbmc_project.Provisioning";
+/// The PDI Provisioning object.
 pub const PDI_PATH: &str = "/xyz/openbmc_project/Provisioning";
+/// The PDI Provisioning interface.
 pub const PDI_IFACE: &str = "xyz.openbmc_project.Provisioning.Provisioning";
+/// The per-peer interface.
 pub const PEER_IFACE: &str = "xyz.openbmc_project.BmcPairing.Peer";
+/// `PeerConnected` when a session is up.
 pub const CONNECTED: &str =
     "xyz.openbmc_project.Provisioning.Provisioning.PeerConnectionStatus.Connected";
+/// `PeerConnected` when no session is up.
 pub const NOT_CONNECTED: &str =
     "xyz.openbmc_project.Provisioning.Provisioning.PeerConnectionStatus.NotConnected";
 
@@ -100,11 +121,14 @@ pub fn require_tool(tool: &str) {
 
 /// A child process killed by PID on drop.
 pub struct Proc {
+    /// The process.
     pub child: Child,
+    /// What it is, for messages.
     pub name: String,
 }
 
 impl Proc {
+    /// Its PID.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -131,6 +155,7 @@ impl Proc {
         None
     }
 
+    /// True while it has not exited.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -212,8 +237,10 @@ pub fn start_daemon(mut command: Command, launch: DaemonLaunch<'_>, limit: Durat
 
 /// A private `dbus-daemon` (system-bus type, permissive policy: the test is the only user).
 pub struct Bus {
+    /// Its address (`unix:path=...`).
     pub address: String,
-    proc: Proc,
+    /// Kept so that dropping the bus kills its daemon.
+    _daemon: Proc,
 }
 
 impl Bus {
@@ -263,21 +290,36 @@ impl Bus {
         wait_for(Duration::from_secs(10), "dbus-daemon socket", || {
             socket.exists().then_some(())
         });
-        Bus { address, proc }
+        Bus {
+            address,
+            _daemon: proc,
+        }
     }
 }
 
-/// Where to find a daemon binary: `$<env_var>`, cargo's path for integration tests and
-/// benches, else `target/<this build's profile>` (a demo built in release runs release
-/// daemons), else the other profile.
-fn find_binary(name: &str, env_var: &str, cargo_path: Option<&'static str>) -> PathBuf {
+/// The workspace's root directory (where `Cargo.toml` and `target/` are).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Where to find a daemon binary: `$<env_var>`; else the profile directory of the running
+/// test, bench or example (`target/<profile>/deps/<test>` and `target/<profile>/examples/<demo>`
+/// sit next to the binaries cargo built with them); else `target/<this build's profile>`,
+/// then the other profile.
+fn find_binary(name: &str, env_var: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env_var) {
         return PathBuf::from(p);
     }
-    if let Some(p) = cargo_path {
-        return PathBuf::from(p);
+    let exe = std::env::current_exe().ok();
+    let beside = exe
+        .as_deref()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .map(|profile_dir| profile_dir.join(name));
+    if let Some(p) = beside.filter(|p| p.exists()) {
+        return p;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let root = workspace_root().join("target");
     let own = if cfg!(debug_assertions) {
         "debug"
     } else {
@@ -294,11 +336,7 @@ fn find_binary(name: &str, env_var: &str, cargo_path: Option<&'static str>) -> P
 
 /// The `bmc-pairing-manager` binary (`$BMC_PAIRING_MANAGER_BIN` overrides).
 pub fn daemon_binary() -> PathBuf {
-    find_binary(
-        "bmc-pairing-manager",
-        "BMC_PAIRING_MANAGER_BIN",
-        option_env!("CARGO_BIN_EXE_bmc-pairing-manager"),
-    )
+    find_binary("bmc-pairing-manager", "BMC_PAIRING_MANAGER_BIN")
 }
 
 /// A loopback address of its own for each BMC of this process (127.0.0.0/8 is loopback,
@@ -327,71 +365,53 @@ pub fn spdm_port() -> u16 {
 
 /// The `bmc-attestation` binary (`$BMC_ATTESTATION_BIN` overrides).
 pub fn attestation_daemon_binary() -> PathBuf {
-    find_binary(
-        "bmc-attestation",
-        "BMC_ATTESTATION_BIN",
-        option_env!("CARGO_BIN_EXE_bmc-attestation"),
-    )
+    find_binary("bmc-attestation", "BMC_ATTESTATION_BIN")
 }
 
 /// One BMC: a bus, an address, a state directory, configs, and (when started) its daemons:
 /// `bmc-attestation` (unless the config says `"attestation": "off"`) and
 /// `bmc-pairing-manager`, sharing the identity and keys as on a real BMC.
 pub struct Bmc {
+    /// Its name (`bmc_name`, certificate CN).
     pub name: String,
+    /// Its pairing-channel address.
     pub ip: std::net::IpAddr,
+    /// Its pairing-channel port.
     pub port: u16,
+    /// Its directory.
     pub dir: PathBuf,
+    /// Its `bmc-pairing-manager` configuration file.
     pub config_path: PathBuf,
+    /// Its private bus.
     pub bus: Bus,
+    /// The running pairing manager.
     pub daemon: Option<Proc>,
+    /// The running attestation daemon.
     pub attestation: Option<Proc>,
     config: serde_json::Value,
     attestation_extra: serde_json::Value,
 }
 
 impl Bmc {
-    /// A BMC named `name` under `root`, file key backend, loopback, fast timers; `extra`
-    /// keys are merged into its config.
+    /// A BMC named `name` under `root` on loopback, with `extra` merged into its config
+    /// (see [`BmcBuilder`]).
     pub fn new(root: &Path, name: &str, extra: serde_json::Value) -> Bmc {
-        let dir = root.join(name);
-        fs::create_dir_all(&dir).expect("bmc dir");
-        let bus = Bus::start(&dir.join("bus"));
-        let ip = loopback_ip();
-        let port = free_port();
-        let mut config = serde_json::json!({
-            "port": port,
-            "interface_id": "lo",
-            "listen_address": ip.to_string(),
-            "bmc_name": name,
-            "state_dir": dir.join("state"),
-            "cert_root": dir.join("root"),
-            "key_backend": {"type": "file"},
-            "attestation_port": spdm_port(),
-            "attestation_timeout_ms": 15000,
-            // No lldpd on loopback; the rig tests LLDP in network namespaces.
-            "lldp_source": "none",
-        });
-        if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
-            base.extend(extra);
-        }
-        let config_path = dir.join("bmc-pairing-manager.conf");
-        let bmc = Bmc {
-            name: name.to_owned(),
-            ip,
-            port,
-            dir,
-            config_path,
-            bus,
-            daemon: None,
-            attestation: None,
-            config,
-            attestation_extra: serde_json::json!({}),
-        };
-        bmc.write_config();
-        bmc
+        Bmc::builder(root, name).config(extra).build()
     }
 
+    /// How to make a BMC named `name` under `root`.
+    pub fn builder(root: &Path, name: &str) -> BmcBuilder {
+        BmcBuilder {
+            dir: root.join(name),
+            name: name.to_owned(),
+            ip: None,
+            port: None,
+            bus: None,
+            config: serde_json::json!({}),
+        }
+    }
+
+    /// Sets one configuration key (applied at the next start).
     pub fn set_config(&mut self, key: &str, value: serde_json::Value) {
         if let Some(obj) = self.config.as_object_mut() {
             obj.insert(key.to_owned(), value);
@@ -407,18 +427,22 @@ impl Bmc {
         .expect("write config");
     }
 
+    /// Its state directory (`state.json`, keys).
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join("state")
     }
 
+    /// Where its identity chain is.
     pub fn cert_dir(&self) -> PathBuf {
         self.dir.join("root/etc/bmc-pairing-manager/certs")
     }
 
+    /// The pairing manager's log file.
     pub fn log_path(&self) -> PathBuf {
         self.dir.join("daemon.log")
     }
 
+    /// The pairing manager's log so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log_path()).unwrap_or_default()
     }
@@ -444,10 +468,12 @@ impl Bmc {
         ]
     }
 
+    /// The attestation daemon's log file.
     pub fn attestation_log_path(&self) -> PathBuf {
         self.dir.join("attestation.log")
     }
 
+    /// The attestation daemon's log so far.
     pub fn attestation_log(&self) -> String {
         fs::read_to_string(self.attestation_log_path()).unwrap_or_default()
     }
@@ -545,6 +571,7 @@ impl Bmc {
         self.daemon = Some(daemon);
     }
 
+    /// Kills the pairing manager (SIGKILL).
     pub fn kill9(&mut self) {
         if let Some(mut d) = self.daemon.take() {
             d.kill9();
@@ -579,6 +606,7 @@ impl Bmc {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// `Provisioned` on the PDI surface.
     pub fn provisioned(&self) -> bool {
         self.get(PDI_BUS, PDI_PATH, PDI_IFACE, "Provisioned") == "b true"
     }
@@ -607,6 +635,7 @@ impl Bmc {
         }
     }
 
+    /// Waits until `PeerConnected` is `value`; panics after `limit`.
     pub fn wait_peer_connected(&self, value: &str, limit: Duration) {
         let name = self.name.clone();
         wait_for(limit, &format!("{name} PeerConnected = {value}"), || {
@@ -623,6 +652,100 @@ impl Bmc {
             .filter(|l| l.starts_with("/xyz/openbmc_project/BmcPairingManager/peers/"))
             .map(str::to_owned)
             .collect()
+    }
+}
+
+/// The one way to make a [`Bmc`]. By default it is a host BMC: its own loopback address and
+/// free port, its own private bus, file keys, no LLDP, fast timers. The rig gives it a
+/// namespace's address, port and bus instead.
+pub struct BmcBuilder {
+    dir: PathBuf,
+    name: String,
+    ip: Option<std::net::IpAddr>,
+    port: Option<u16>,
+    bus: Option<Bus>,
+    config: serde_json::Value,
+}
+
+impl BmcBuilder {
+    /// Its pairing-channel address (default: a loopback address of its own, listened on).
+    pub fn ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// Its pairing-channel port (default: a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// Its bus (default: a new private dbus-daemon in its directory).
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Configuration keys merged over the defaults (`null` removes a default). Later calls
+    /// win.
+    pub fn config(mut self, extra: serde_json::Value) -> Self {
+        if let (Some(keys), serde_json::Value::Object(extra)) = (self.config.as_object_mut(), extra)
+        {
+            // Nulls are kept here: they remove the default when the config is built.
+            keys.extend(extra);
+        }
+        self
+    }
+
+    /// Writes its configuration; nothing runs yet ([`Bmc::start`]).
+    pub fn build(self) -> Bmc {
+        let dir = self.dir;
+        fs::create_dir_all(&dir).expect("bmc dir");
+        let bus = self.bus.unwrap_or_else(|| Bus::start(&dir.join("bus")));
+        let ip = self.ip.unwrap_or_else(loopback_ip);
+        let port = self.port.unwrap_or_else(free_port);
+        let mut config = serde_json::json!({
+            "port": port,
+            "interface_id": "lo",
+            "listen_address": ip.to_string(),
+            "bmc_name": self.name,
+            "state_dir": dir.join("state"),
+            "cert_root": dir.join("root"),
+            "key_backend": {"type": "file"},
+            "attestation_port": spdm_port(),
+            "attestation_timeout_ms": 15000,
+            // No lldpd on loopback; the rig tests LLDP in network namespaces.
+            "lldp_source": "none",
+        });
+        merge(&mut config, self.config);
+        let bmc = Bmc {
+            name: self.name,
+            ip,
+            port,
+            config_path: dir.join("bmc-pairing-manager.conf"),
+            dir,
+            bus,
+            daemon: None,
+            attestation: None,
+            config,
+            attestation_extra: serde_json::json!({}),
+        };
+        bmc.write_config();
+        bmc
+    }
+}
+
+/// Merges the keys of `extra` into `base`; a `null` value removes the key.
+fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+    let (Some(base), serde_json::Value::Object(extra)) = (base.as_object_mut(), extra) else {
+        return;
+    };
+    for (key, value) in extra {
+        if value.is_null() {
+            base.remove(&key);
+        } else {
+            base.insert(key, value);
+        }
     }
 }
 
