@@ -48,6 +48,8 @@ pub enum EnsureError {
 enum Work {
     Ensured(Result<(LoadedIdentity, bool), EnsureError>),
     Checked(Result<LoadedIdentity, IdentityProblem>),
+    /// The check's blocking task panicked: a bug, which says nothing about the identity.
+    CheckPanicked,
 }
 
 /// Everything the keeper needs from the daemon.
@@ -164,12 +166,7 @@ impl Keeper {
         let tx = self.done_tx.clone();
         self.parts.tracker.spawn(async move {
             let work = tokio::task::spawn_blocking(move || chain.load(store.as_ref()));
-            let result = work.await.unwrap_or_else(|_| {
-                Err(IdentityProblem::Invalid(
-                    crate::identity::Error::Certificate("the identity check panicked".into()),
-                ))
-            });
-            let _ = tx.send(Work::Checked(result));
+            let _ = tx.send(work.await.map_or(Work::CheckPanicked, Work::Checked));
         });
     }
 
@@ -183,6 +180,11 @@ impl Keeper {
         Some(match work {
             Work::Ensured(result) => self.ensured(result),
             Work::Checked(result) => self.checked(result)?,
+            Work::CheckPanicked => {
+                self.checking = false;
+                tracing::error!("the identity check panicked; state kept, checking again later");
+                return None;
+            }
         })
     }
 
