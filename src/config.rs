@@ -22,9 +22,24 @@ pub const DEFAULT_PATH: &str = "/etc/bmc-pairing-manager/bmc-pairing-manager.con
 /// Default pairing-channel port (seed 000).
 pub const DEFAULT_PORT: u16 = 8090;
 
+/// The largest configuration file either daemon reads.
+pub const MAX_CONFIG_LEN: usize = 1024 * 1024;
+
 /// A configuration that could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Not a regular file (a FIFO, a device, a directory).
+    #[error("{path} is not a regular file")]
+    NotRegular {
+        /// The config file.
+        path: PathBuf,
+    },
+    /// Larger than [`MAX_CONFIG_LEN`].
+    #[error("{path} is larger than {MAX_CONFIG_LEN} bytes")]
+    TooLarge {
+        /// The config file.
+        path: PathBuf,
+    },
     /// The file exists but cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -423,14 +438,40 @@ fn validate(
 /// # Errors
 /// [`Error::Read`] when it exists but cannot be read.
 pub(crate) fn read_text(path: &Path) -> Result<String, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok("{}".to_owned()),
-        Err(source) => Err(Error::Read {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let read_err = |source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Non-blocking, so that a FIFO in the config's place cannot hang the open; the type is
+    // then checked on the open file itself (no window between check and read).
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok("{}".to_owned()),
+        Err(e) => return Err(read_err(e)),
+    };
+    let meta = file.metadata().map_err(read_err)?;
+    if !meta.is_file() {
+        return Err(Error::NotRegular {
             path: path.to_path_buf(),
-            source,
-        }),
+        });
     }
+    let mut text = String::new();
+    let cap = u64::try_from(MAX_CONFIG_LEN).unwrap_or(u64::MAX);
+    file.take(cap + 1)
+        .read_to_string(&mut text)
+        .map_err(read_err)?;
+    if text.len() > MAX_CONFIG_LEN {
+        return Err(Error::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(text)
 }
 
 /// Deserialises a configuration document, naming the key of any type error or unknown key.
@@ -690,7 +731,7 @@ mod tests {
     fn key_of(text: &str) -> String {
         match parse(Path::new("t.conf"), text, "bmc-a", false).unwrap_err() {
             Error::Syntax { key, .. } | Error::Invalid { key, .. } => key,
-            Error::Read { .. } => unreachable!(),
+            other => panic!("not a key error: {other}"),
         }
     }
 

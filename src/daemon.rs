@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Attestation, Config, LldpSource};
 use crate::dbus;
+use crate::persist;
 use crate::discovery::lldp_dbus::LldpDbus;
 use crate::discovery::lldpd::LldpdSource;
 use crate::discovery::static_peers::StaticPeers;
@@ -80,6 +81,21 @@ fn start_discovery(
     }
 }
 
+/// Removes what a crash mid-write left behind in the directories this daemon writes (state,
+/// keys, certificates, trust anchors); see [`persist::remove_stale_temporaries`].
+fn remove_stale_temporaries(config: &Config) {
+    let identity = &config.identity;
+    let cert_dir = identity.cert_dir();
+    let anchors = crate::identity::anchors::dir(&cert_dir);
+    for dir in [&identity.state_dir, &identity.key_dir(), &cert_dir, &anchors] {
+        match persist::remove_stale_temporaries(dir) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(dir = %dir.display(), removed = n, "removed temporaries a crash left behind"),
+            Err(e) => tracing::warn!(error = %kit::ErrorChain(&e), "cannot clean stale temporaries"),
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` completes or the bus connection closes.
 ///
 /// # Errors
@@ -93,6 +109,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let config = Arc::new(config);
+    remove_stale_temporaries(&config);
     let opened = {
         let (backend, key_dir) = (
             config.identity.key_backend.clone(),

@@ -84,7 +84,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "state".to_owned());
-    let tmp = dir.join(format!(".{file_name}.tmp.{}", std::process::id()));
+    let tmp = dir.join(temporary_name(&file_name, std::process::id()));
     // A temporary left behind by a crash of an earlier process with the same PID would make
     // create_new fail forever; it is garbage by construction, so remove it first.
     let _ = fs::remove_file(&tmp);
@@ -106,6 +106,51 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The name [`write_atomic`] gives the temporary of `file_name` in process `pid`. It is
+/// created with mode 0600 (never wider, not even for an instant), so a temporary that a
+/// crash leaves behind is readable by the owner only, and [`remove_stale_temporaries`]
+/// recognises it.
+fn temporary_name(file_name: &str, pid: u32) -> String {
+    format!(".{file_name}.tmp.{pid}")
+}
+
+/// The PID in a name [`temporary_name`] made, if it is one.
+fn temporary_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, pid) = rest.rsplit_once(".tmp.")?;
+    pid.parse().ok()
+}
+
+/// Removes the temporaries of [`write_atomic`] in `dir` whose writing process is gone (a
+/// crash or kill -9 mid-write). A living process's temporary is left alone: it may be
+/// about to rename it. Returns how many were removed. A missing `dir` has none.
+///
+/// # Errors
+/// [`Error::Io`] when `dir` exists but cannot be listed, or a stale temporary cannot be
+/// removed.
+pub fn remove_stale_temporaries(dir: &Path) -> Result<usize, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temporary_pid) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = entry.path();
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// Serialises `value` as pretty JSON and writes it with [`write_atomic`].
@@ -171,6 +216,31 @@ pub fn remove_if_exists(path: &Path) -> Result<(), Error> {
             path: path.to_path_buf(),
             source,
         }),
+    }
+}
+
+#[cfg(test)]
+mod stale_tests {
+    use super::*;
+
+    #[test]
+    fn only_temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // PIDs above the kernel's maximum (4194304) cannot be running.
+        let dead = dir.path().join(temporary_name("identity.p8", 4_999_999));
+        let alive = dir.path().join(temporary_name("state.json", std::process::id()));
+        let other = dir.path().join(".state.json.tmp.notapid");
+        let real = dir.path().join("state.json");
+        for p in [&dead, &alive, &other, &real] {
+            fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temporaries(dir.path()).unwrap(), 1);
+        assert!(!dead.exists());
+        assert!(alive.exists() && other.exists() && real.exists());
+        assert_eq!(
+            remove_stale_temporaries(&dir.path().join("missing")).unwrap(),
+            0
+        );
     }
 }
 

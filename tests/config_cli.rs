@@ -122,3 +122,58 @@ fn bus_names_match_the_packaging_source_of_truth() {
         "the first name is the unit's BusName="
     );
 }
+
+/// Runs `binary --config <path> --check-config` with a deadline; returns the exit code and
+/// output, or `None` when it did not finish in time (it is then killed).
+fn check_file_with_deadline(binary: &Path, path: &Path) -> Option<(i32, String)> {
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(path)
+        .arg("--check-config")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return Some((
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+#[test]
+fn a_fifo_or_an_oversized_config_is_refused_at_once_by_both_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.conf");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success(), "mkfifo");
+    let big = dir.path().join("big.conf");
+    let mut text = String::from(r#"{"key_backend": {"type": "file"}, "bmc_name": "b"}"#);
+    text.push_str(&" ".repeat(config::MAX_CONFIG_LEN));
+    std::fs::write(&big, text).unwrap();
+    for binary in [
+        bmc_test_support::daemon_binary(),
+        bmc_test_support::attestation_daemon_binary(),
+    ] {
+        for (path, says) in [(&fifo, "not a regular file"), (&big, "larger than")] {
+            let (code, stderr) = check_file_with_deadline(&binary, path)
+                .unwrap_or_else(|| panic!("{} hung on {}", binary.display(), path.display()));
+            assert_eq!(code, config::EXIT_CONFIG, "{stderr}");
+            assert!(stderr.contains(says), "{stderr}");
+        }
+    }
+    // /dev/zero would grow without bound: refused as not regular.
+    let (code, stderr) =
+        check_file_with_deadline(&bmc_test_support::daemon_binary(), Path::new("/dev/zero"))
+            .expect("/dev/zero refused in time");
+    assert_eq!(code, config::EXIT_CONFIG, "{stderr}");
+}
