@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bmc_pairing_core::budget::{Rate, SignLimits};
 use serde::Deserialize;
 
 /// Exit status for a bad configuration.
@@ -157,6 +158,14 @@ pub struct Config {
     pub backoff_max: Duration,
     /// Upper bound on TLS handshakes in progress on the listener.
     pub max_pending_handshakes: usize,
+    /// Upper bound on TLS handshakes in progress from one source address.
+    pub max_pending_per_source: usize,
+    /// Upper bound on established incoming sessions (one per pinned peer at most).
+    pub max_sessions: usize,
+    /// TPM signatures unauthenticated connections may cause.
+    pub sign_limits: SignLimits,
+    /// Unix users whose bus services (LLDP, attestation) we believe.
+    pub trusted_service_uids: Vec<u32>,
     /// How often the identity key is test-signed, so a lost key (TPM clear, corrupt blob)
     /// shows on D-Bus even while no handshake happens.
     pub identity_check_interval: Duration,
@@ -197,6 +206,11 @@ struct RawConfig {
     backoff_initial_ms: u64,
     backoff_max_ms: u64,
     max_pending_handshakes: usize,
+    max_pending_per_source: usize,
+    max_sessions: usize,
+    unauthenticated_signs_per_second: u32,
+    unauthenticated_signs_per_source_per_second: u32,
+    trusted_service_uids: Vec<u32>,
     identity_check_interval_ms: u64,
     static_peers: Vec<RawStaticPeer>,
     lldp_source: LldpSource,
@@ -225,6 +239,11 @@ impl Default for RawConfig {
             backoff_initial_ms: 100,
             backoff_max_ms: 5000,
             max_pending_handshakes: 32,
+            max_pending_per_source: 4,
+            max_sessions: 64,
+            unauthenticated_signs_per_second: defaults::SIGNS_PER_SECOND,
+            unauthenticated_signs_per_source_per_second: defaults::SIGNS_PER_SOURCE_PER_SECOND,
+            trusted_service_uids: vec![0],
             identity_check_interval_ms: defaults::IDENTITY_CHECK_MS,
             static_peers: Vec::new(),
             lldp_source: LldpSource::Lldpd,
@@ -252,7 +271,18 @@ pub(crate) mod defaults {
     pub(crate) const STATE_DIR: &str = "/var/lib/bmc-pairing-manager";
     /// `identity_check_interval_ms`.
     pub(crate) const IDENTITY_CHECK_MS: u64 = 30_000;
+    /// `unauthenticated_signs_per_second`: a few TPM signatures a second, well below what a
+    /// slow TPM can do (10-30), so our own work always has room.
+    pub(crate) const SIGNS_PER_SECOND: u32 = 10;
+    /// `unauthenticated_signs_per_source_per_second`.
+    pub(crate) const SIGNS_PER_SOURCE_PER_SECOND: u32 = 2;
 }
+
+/// Most handshakes in progress `max_pending_handshakes` allows; with [`MAX_SESSIONS`] and the
+/// diallers it fits the units' `LimitNOFILE=4096`.
+pub const MAX_PENDING_HANDSHAKES: usize = 1024;
+/// Most established incoming sessions `max_sessions` allows.
+pub const MAX_SESSIONS: usize = 1024;
 
 fn default_tcti() -> String {
     "device:/dev/tpmrm0".to_owned()
@@ -352,8 +382,22 @@ fn validate(
         "max_pending_handshakes",
         raw.max_pending_handshakes,
         1,
-        4096,
+        MAX_PENDING_HANDSHAKES,
     )?;
+    let max_pending_per_source =
+        check.count_in("max_pending_per_source", raw.max_pending_per_source, 1, 64)?;
+    let max_sessions = check.count_in("max_sessions", raw.max_sessions, 1, MAX_SESSIONS)?;
+    let sign_limits = check.sign_limits(
+        raw.unauthenticated_signs_per_second,
+        raw.unauthenticated_signs_per_source_per_second,
+    )?;
+    if raw.trusted_service_uids.is_empty() || raw.trusted_service_uids.len() > 16 {
+        return Err(invalid(
+            "trusted_service_uids",
+            "list 1 to 16 user ids (0 is root)".into(),
+        ));
+    }
+    let trusted_service_uids = raw.trusted_service_uids;
     let listen_address = check.listen_address("listen_address", raw.listen_address.as_deref())?;
     check.port("attestation_port", raw.attestation_port)?;
     let attestation_timeout = ms_in(
@@ -426,6 +470,10 @@ fn validate(
         backoff_initial,
         backoff_max,
         max_pending_handshakes,
+        max_pending_per_source,
+        max_sessions,
+        sign_limits,
+        trusted_service_uids,
         identity_check_interval,
         static_peers,
         lldp_source: raw.lldp_source,
@@ -605,6 +653,41 @@ impl<'a> Checker<'a> {
         } else {
             Err(self.invalid(key, format!("{value} is out of range {lo}..={hi}")))
         }
+    }
+
+    /// The signing budget from its two rates (bursts are twice the rates; pinned peers get a
+    /// share as large as the shared one, for themselves).
+    pub(crate) fn sign_limits(
+        &self,
+        per_second: u32,
+        per_source: u32,
+    ) -> Result<SignLimits, Error> {
+        let in_range = |key: &str, v: u32| {
+            if (1..=1000).contains(&v) {
+                Ok(v)
+            } else {
+                Err(self.invalid(key, format!("{v} is out of range 1..=1000")))
+            }
+        };
+        let global = in_range("unauthenticated_signs_per_second", per_second)?;
+        let source = in_range("unauthenticated_signs_per_source_per_second", per_source)?;
+        if source > global {
+            return Err(self.invalid(
+                "unauthenticated_signs_per_source_per_second",
+                format!(
+                    "{source} must not be more than unauthenticated_signs_per_second ({global})"
+                ),
+            ));
+        }
+        let rate = |per_second: u32| Rate {
+            per_second,
+            burst: per_second.saturating_mul(2),
+        };
+        Ok(SignLimits {
+            global: rate(global),
+            per_source: rate(source),
+            pinned: rate(global),
+        })
     }
 
     /// `key` (`value` ms) must not be less than `other` (`other_value` ms).

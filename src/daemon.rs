@@ -3,7 +3,10 @@
 //! for orderly shutdown (see [`crate::kit`]).
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bmc_pairing_core::budget::SignBudget;
 
 use bmc_pairing_core::pairing::Settings;
 use tokio::sync::{mpsc, watch};
@@ -12,7 +15,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Attestation, Config, LldpSource};
 use crate::dbus;
-use crate::persist;
+use crate::dbus::owner::TrustedUsers;
 use crate::discovery::lldp_dbus::LldpDbus;
 use crate::discovery::lldpd::LldpdSource;
 use crate::discovery::static_peers::StaticPeers;
@@ -21,13 +24,14 @@ use crate::identity::cert::ChainFiles;
 use crate::identity::store::{self, Probe};
 use crate::kit::{self, Bus, StartError};
 use crate::link::client::Retry;
-use crate::link::server::{self, Sessions};
+use crate::link::server::{self, PinnedAddresses, Sessions};
 use crate::link::session::Timing;
 use crate::link::tls::PinSet;
 use crate::pairing::actor::{self, Actor, Listener, Parts};
 use crate::pairing::attest::BusAttestor;
 use crate::pairing::dial::{DialSettings, TlsDialer};
 use crate::pairing::identity::{Keeper, KeeperParts};
+use crate::persist;
 
 /// The path of the state file.
 pub fn state_path(config: &Config) -> std::path::PathBuf {
@@ -67,6 +71,7 @@ fn start_discovery(
             sources.push(Box::new(LldpDbus::new(
                 address,
                 config.interface_id.clone(),
+                TrustedUsers::new(config.trusted_service_uids.iter().copied()),
             )));
         }
     }
@@ -75,7 +80,7 @@ fn start_discovery(
         let run = source.run(events.clone(), cancel.child_token());
         tracker.spawn(async move {
             if let Err(e) = run.await {
-                tracing::error!(source = name, error = %e, "discovery source stopped");
+                tracing::error!(source = name, error = %crate::kit::ErrorChain(&e), "discovery source stopped");
             }
         });
     }
@@ -87,11 +92,20 @@ fn remove_stale_temporaries(config: &Config) {
     let identity = &config.identity;
     let cert_dir = identity.cert_dir();
     let anchors = crate::identity::anchors::dir(&cert_dir);
-    for dir in [&identity.state_dir, &identity.key_dir(), &cert_dir, &anchors] {
+    for dir in [
+        &identity.state_dir,
+        &identity.key_dir(),
+        &cert_dir,
+        &anchors,
+    ] {
         match persist::remove_stale_temporaries(dir) {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(dir = %dir.display(), removed = n, "removed temporaries a crash left behind"),
-            Err(e) => tracing::warn!(error = %kit::ErrorChain(&e), "cannot clean stale temporaries"),
+            Ok(n) => {
+                tracing::warn!(dir = %dir.display(), removed = n, "removed temporaries a crash left behind")
+            }
+            Err(e) => {
+                tracing::warn!(error = %kit::ErrorChain(&e), "cannot clean stale temporaries")
+            }
         }
     }
 }
@@ -138,6 +152,7 @@ pub async fn run(
 
     let pins = PinSet::new();
     let sessions = Sessions::new();
+    let pinned_addresses = PinnedAddresses::new();
     let (server_tls, server_tls_rx) = watch::channel(None);
     let (credentials, credentials_rx) = watch::channel(None);
     let (link_tx, link_rx) = mpsc::unbounded_channel();
@@ -151,9 +166,13 @@ pub async fn run(
             // we called, whatever else happens on the main connection.
             let conn = bus.connect().await.map_err(StartError::Dbus)?;
             Some(
-                BusAttestor::new(&conn, config.attestation_timeout)
-                    .await
-                    .map_err(StartError::Dbus)?,
+                BusAttestor::new(
+                    &conn,
+                    TrustedUsers::new(config.trusted_service_uids.iter().copied()),
+                    config.attestation_timeout,
+                )
+                .await
+                .map_err(StartError::Dbus)?,
             )
         }
         Attestation::Off => {
@@ -213,6 +232,7 @@ pub async fn run(
         listener: Listener {
             pins: pins.clone(),
             sessions: sessions.clone(),
+            pinned_addresses: pinned_addresses.clone(),
             admissions: admission_rx,
         },
         link_events: link_rx,
@@ -229,6 +249,13 @@ pub async fn run(
         server::Settings {
             timing: timing(&config),
             max_pending: config.max_pending_handshakes,
+            max_pending_per_source: config.max_pending_per_source,
+            max_sessions: config.max_sessions,
+            budget: Arc::new(Mutex::new(SignBudget::new(
+                config.sign_limits,
+                Instant::now(),
+            ))),
+            pinned_addresses,
             pins,
             admission: Some(admission_tx),
         },

@@ -228,7 +228,9 @@ mod stale_tests {
         let dir = tempfile::tempdir().unwrap();
         // PIDs above the kernel's maximum (4194304) cannot be running.
         let dead = dir.path().join(temporary_name("identity.p8", 4_999_999));
-        let alive = dir.path().join(temporary_name("state.json", std::process::id()));
+        let alive = dir
+            .path()
+            .join(temporary_name("state.json", std::process::id()));
         let other = dir.path().join(".state.json.tmp.notapid");
         let real = dir.path().join("state.json");
         for p in [&dead, &alive, &other, &real] {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use bmc_pairing_manager::dbus::owner::TrustedUsers;
 use bmc_pairing_manager::discovery::lldp_dbus::{LldpDbus, ROOT, SERVICE, receive_path};
 use bmc_pairing_manager::discovery::{Event, Source};
 use bmc_test_support::rig::{Options, Rig, Source as RigSource};
@@ -106,7 +107,7 @@ async fn real_lldp_reaches_the_dbus_source_through_the_networkd_standin() {
         },
     );
     let bus = rig.bmc("bmc-a").bmc.bus.address.clone();
-    let source = LldpDbus::new(Some(bus.clone()), "eth0".into());
+    let source = LldpDbus::new(Some(bus.clone()), "eth0".into(), TrustedUsers::root());
     let (tx, mut rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(Box::new(source).run(tx, cancel.clone()));
@@ -241,7 +242,11 @@ async fn without_an_object_manager_the_receive_object_is_read_directly_ipv4_on_l
 
     let (tx, mut rx) = mpsc::channel(16);
     let cancel = CancellationToken::new();
-    let source = LldpDbus::new(Some(bus.address.clone()), "eth1".into());
+    let source = LldpDbus::new(
+        Some(bus.address.clone()),
+        "eth1".into(),
+        TrustedUsers::root(),
+    );
     let task = tokio::spawn(Box::new(source).run(tx, cancel.clone()));
     let (Event::Seen(n), _) = next_matching(&mut rx, "skiboards", seen_named("skiboards")).await
     else {
@@ -257,6 +262,122 @@ async fn without_an_object_manager_the_receive_object_is_read_directly_ipv4_on_l
         &mut rx,
         "skiboards lost",
         |e| matches!(e, Event::Lost { interface, .. } if interface == "eth1"),
+    )
+    .await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}
+
+/// Not a test on its own: the unprivileged owner of the LLDP service that
+/// `an_owner_that_is_not_root_is_not_believed` starts with `setpriv` (as `nobody`). It serves
+/// eth1's receive object, as networkd would, until it is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper process of an_owner_that_is_not_root_is_not_believed"]
+async fn unprivileged_lldp_owner() {
+    let Ok(bus) = std::env::var("UNPRIVILEGED_LLDP_OWNER_BUS") else {
+        return;
+    };
+    let _service = zbus::connection::Builder::address(bus.as_str())
+        .unwrap()
+        .serve_at(
+            receive_path("eth1"),
+            Receive {
+                ipv4: "127.0.0.1".into(),
+            },
+        )
+        .unwrap()
+        .name(SERVICE)
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    println!("owning {SERVICE}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+/// OpenBMC's bus policy lets any user own any name, so owning `xyz.openbmc_project.LLDP`
+/// proves nothing: a neighbour served by an owner running as `nobody` is not believed (with
+/// the default trust, root only), and is believed when that user is configured as trusted
+/// (the control that shows the owner really served it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_is_not_root_is_not_believed() {
+    use std::os::unix::fs::PermissionsExt;
+    bmc_test_support::require_tool("setpriv");
+    let tmp = tempfile::tempdir().unwrap();
+    // `nobody` must reach the bus socket.
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bus = bmc_test_support::Bus::start(&tmp.path().join("bus"));
+    std::fs::set_permissions(
+        tmp.path().join("bus"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "unprivileged_lldp_owner",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env("UNPRIVILEGED_LLDP_OWNER_BUS", &bus.address)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _owner = bmc_test_support::Proc {
+        child,
+        name: "unprivileged LLDP owner".into(),
+    };
+    let conn = zbus::connection::Builder::address(bus.address.as_str())
+        .unwrap()
+        .build()
+        .await
+        .unwrap();
+    let dbus = zbus::fdo::DBusProxy::new(&conn).await.unwrap();
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !dbus
+        .name_has_owner(SERVICE.try_into().unwrap())
+        .await
+        .unwrap()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the helper never owned {SERVICE}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let run = |trusted: TrustedUsers| {
+        let (tx, rx) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let source = LldpDbus::new(Some(bus.address.clone()), "eth1".into(), trusted);
+        let task = tokio::spawn(Box::new(source).run(tx, cancel.clone()));
+        (rx, cancel, task)
+    };
+    let (mut rx, cancel, task) = run(TrustedUsers::root());
+    let believed = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(ev) = rx.recv().await {
+            if seen_named("skiboards")(&ev) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(
+        !believed,
+        "a neighbour from an owner running as nobody was believed"
+    );
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+
+    let (mut rx, cancel, task) = run(TrustedUsers::new([0, 65534]));
+    next_matching(
+        &mut rx,
+        "skiboards from a trusted nobody",
+        seen_named("skiboards"),
     )
     .await;
     cancel.cancel();

@@ -20,7 +20,7 @@ use bmc_pairing_core::pairing::{
 use bmc_pairing_manager::discovery::{self, Neighbour};
 use bmc_pairing_manager::identity::cert::ChainFiles;
 use bmc_pairing_manager::identity::file::FileKeyStore;
-use bmc_pairing_manager::link::server::Sessions;
+use bmc_pairing_manager::link::server::{PinnedAddresses, Sessions};
 use bmc_pairing_manager::link::tls::PinSet;
 use bmc_pairing_manager::link::{LinkEvent, LinkId};
 use bmc_pairing_manager::pairing::actor::{self, Actor, Listener, Parts};
@@ -291,6 +291,7 @@ impl Bmc {
             listener: Listener {
                 pins: pins.clone(),
                 sessions,
+                pinned_addresses: PinnedAddresses::new(),
                 admissions: admission_rx,
             },
             link_events: link_rx,

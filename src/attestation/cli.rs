@@ -26,6 +26,7 @@ use super::responder::{self, IdentitySource};
 use crate::contract::TrustPolicyArg;
 use crate::identity::{Fingerprint, KeyStore};
 use crate::spdm::transport::{DEFAULT_PORT, Framing, Timeouts};
+use bmc_pairing_core::budget::SignBudget;
 use bmc_pairing_core::pairing::AttestPolicy;
 use bmc_pairing_core::spdm::{
     MeasurementPolicy, PolicyMode, ReferenceValues, ResponderConfig, TrustPolicy,
@@ -184,6 +185,12 @@ pub struct RespondArgs {
     /// Concurrent sessions.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub max_sessions: u16,
+    /// TPM signatures all requesters together may cause per second (twice that at once).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub signs_per_second: u32,
+    /// TPM signatures one requester address may cause per second (twice that at once).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub signs_per_source_per_second: u32,
 }
 
 fn usage(what: impl std::fmt::Display) -> u8 {
@@ -344,6 +351,13 @@ pub async fn respond_command(
             config::MAX_MEASURED_FILES
         ));
     }
+    let sign_limits = {
+        let check = crate::config::Checker::new(config_path);
+        match check.sign_limits(args.signs_per_second, args.signs_per_source_per_second) {
+            Ok(l) => l,
+            Err(e) => return usage(e),
+        }
+    };
     let (identity, measurements, timeouts) = match &args.key {
         Some(key) => match fixed_identity(key, &args.chain) {
             Ok(id) => (
@@ -420,7 +434,9 @@ pub async fn respond_command(
             let _ = writeln!(out, "listening on {local}");
             let _ = out.flush();
         }
-        Err(e) => tracing::warn!(error = %e, "cannot read the listening address"),
+        Err(e) => {
+            tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot read the listening address")
+        }
     }
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -430,8 +446,14 @@ pub async fn respond_command(
         responder::Settings {
             framing: args.framing.into(),
             timeouts,
+            first_request_timeout: timeouts.idle,
             session_timeout: timeouts.io.saturating_mul(2).max(Duration::from_secs(30)),
             max_sessions: usize::from(args.max_sessions),
+            max_sessions_per_source: usize::from(args.max_sessions),
+            budget: Arc::new(std::sync::Mutex::new(SignBudget::new(
+                sign_limits,
+                std::time::Instant::now(),
+            ))),
         },
         tracker.clone(),
         cancel.clone(),

@@ -32,10 +32,14 @@
 //! | `trust_anchors_dir` | `<cert_root>/etc/bmc-pairing-manager/certs/anchors` | roots for `anchored`: `*.der`, `*.pem`, `*.crt`, `*.cer` |
 //! | `connect_timeout_ms` | 3000 | TCP connect of an outgoing attestation |
 //! | `io_timeout_ms` | 5000 | each SPDM read or write, both roles |
-//! | `idle_timeout_ms` | 10000 | responder wait for the next request |
+//! | `first_request_timeout_ms` | 2000 | responder wait for a new connection's first request |
+//! | `idle_timeout_ms` | 5000 | responder wait for the next request (at least the first-request wait) |
 //! | `session_timeout_ms` | 30000 | one whole responder session |
 //! | `attest_timeout_ms` | 20000 | one whole outgoing attestation |
-//! | `max_sessions` | 8 | concurrent responder sessions (1..=256) |
+//! | `max_sessions` | 8 | concurrent responder connections (1..=256); a new one evicts the longest-silent connection that has sent nothing |
+//! | `max_sessions_per_source` | 2 | concurrent responder connections from one address |
+//! | `unauthenticated_signs_per_second` | 10 | TPM signatures all requesters together may cause (burst twice that) |
+//! | `unauthenticated_signs_per_source_per_second` | 2 | TPM signatures one requester address may cause (burst twice that) |
 //! | `max_attestations` | 4 | concurrent outgoing attestations (1..=64) |
 //! | `identity_check_interval_ms` | 30000 | how often the responder re-reads the identity when idle |
 
@@ -47,6 +51,7 @@ use serde::Deserialize;
 
 use crate::config::{self, RawKeyBackend, defaults};
 pub use crate::config::{EXIT_CONFIG, Error, IdentityConfig, KeyBackend, TPM_DEVICE};
+use bmc_pairing_core::budget::SignLimits;
 use bmc_pairing_core::spdm::PolicyMode;
 
 /// Default location of the configuration file.
@@ -96,6 +101,13 @@ pub struct Config {
     pub max_sessions: usize,
     /// Concurrent outgoing attestations; further D-Bus requests wait for a slot.
     pub max_attestations: usize,
+    /// TPM signatures requesters may cause (every requester is unauthenticated: SPDM here
+    /// has no mutual authentication).
+    pub sign_limits: SignLimits,
+    /// How long a new connection may stay silent before its first request.
+    pub first_request_timeout: Duration,
+    /// Connections from one source address at once.
+    pub max_sessions_per_source: usize,
     /// How often the responder re-reads the identity chain when nothing connects.
     pub identity_check_interval: Duration,
 }
@@ -124,6 +136,10 @@ struct RawConfig {
     max_sessions: usize,
     max_attestations: usize,
     identity_check_interval_ms: u64,
+    unauthenticated_signs_per_second: u32,
+    unauthenticated_signs_per_source_per_second: u32,
+    first_request_timeout_ms: u64,
+    max_sessions_per_source: usize,
 }
 
 impl Default for RawConfig {
@@ -145,12 +161,16 @@ impl Default for RawConfig {
             trust_anchors_dir: None,
             connect_timeout_ms: 3000,
             io_timeout_ms: 5000,
-            idle_timeout_ms: 10_000,
+            idle_timeout_ms: 5000,
             session_timeout_ms: 30_000,
             attest_timeout_ms: 20_000,
             max_sessions: 8,
             max_attestations: 4,
             identity_check_interval_ms: defaults::IDENTITY_CHECK_MS,
+            unauthenticated_signs_per_second: defaults::SIGNS_PER_SECOND,
+            unauthenticated_signs_per_source_per_second: defaults::SIGNS_PER_SOURCE_PER_SECOND,
+            first_request_timeout_ms: 2000,
+            max_sessions_per_source: 2,
         }
     }
 }
@@ -255,8 +275,35 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
     ] {
         check.not_less((key, value), ("io_timeout_ms", raw.io_timeout_ms))?;
     }
+    let first_request_timeout = ms_in(
+        "first_request_timeout_ms",
+        raw.first_request_timeout_ms,
+        50,
+        60_000,
+    )?;
+    // Coherent deadlines: a silent connection is dropped before an idle one, an idle one
+    // before a whole session ends; a requester (ours included) sends its next request as soon
+    // as a response arrives, so the idle deadline never needs to exceed its io timeout.
+    check.not_less(
+        ("idle_timeout_ms", raw.idle_timeout_ms),
+        ("first_request_timeout_ms", raw.first_request_timeout_ms),
+    )?;
+    check.not_less(
+        ("session_timeout_ms", raw.session_timeout_ms),
+        ("idle_timeout_ms", raw.idle_timeout_ms),
+    )?;
     let max_sessions = check.count_in("max_sessions", raw.max_sessions, 1, 256)?;
+    let max_sessions_per_source = check.count_in(
+        "max_sessions_per_source",
+        raw.max_sessions_per_source,
+        1,
+        max_sessions,
+    )?;
     let max_attestations = check.count_in("max_attestations", raw.max_attestations, 1, 64)?;
+    let sign_limits = check.sign_limits(
+        raw.unauthenticated_signs_per_second,
+        raw.unauthenticated_signs_per_source_per_second,
+    )?;
     let identity_check_interval = ms_in(
         "identity_check_interval_ms",
         raw.identity_check_interval_ms,
@@ -282,6 +329,9 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         attest_timeout,
         max_sessions,
         max_attestations,
+        sign_limits,
+        first_request_timeout,
+        max_sessions_per_source,
         identity_check_interval,
     })
 }

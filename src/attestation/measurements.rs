@@ -116,7 +116,7 @@ impl Measurements {
             match self.digest(path) {
                 Ok(digest) => blocks.push((*index, TYPE_MUTABLE_FIRMWARE, digest.to_vec())),
                 Err(e) => {
-                    tracing::debug!(path = %path.display(), error = %e, "cannot measure");
+                    tracing::debug!(path = %path.display(), error = %crate::kit::ErrorChain(&e), "cannot measure");
                     unreadable.insert(path.clone());
                 }
             }

@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use self::config::Config;
 use crate::kit::{self, Bus, StartError};
 use crate::spdm::transport::{Framing, Timeouts};
+use bmc_pairing_core::budget::SignBudget;
 use bmc_pairing_core::spdm::appraisal::{MAX_REFERENCE_FILE_LEN, ReferenceError};
 use bmc_pairing_core::spdm::{MeasurementPolicy, ReferenceValues};
 
@@ -144,7 +145,7 @@ pub async fn run(
             None
         }
         Err(e) => {
-            tracing::error!(error = %e, "cannot open the key store; will retry");
+            tracing::error!(error = %crate::kit::ErrorChain(&e), "cannot open the key store; will retry");
             None
         }
     };
@@ -181,8 +182,14 @@ pub async fn run(
                 io: config.io_timeout,
                 idle: config.idle_timeout,
             },
+            first_request_timeout: config.first_request_timeout,
             session_timeout: config.session_timeout,
             max_sessions: config.max_sessions,
+            max_sessions_per_source: config.max_sessions_per_source,
+            budget: Arc::new(std::sync::Mutex::new(SignBudget::new(
+                config.sign_limits,
+                std::time::Instant::now(),
+            ))),
         },
         tracker.clone(),
         cancel.clone(),

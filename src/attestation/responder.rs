@@ -16,18 +16,28 @@
 //! as the identity exists. It never exits for this, so there is no crash loop.
 //!
 //! # Bounds
-//! At most `max_sessions` sessions at once: the listener takes a slot before it accepts, so
-//! further connections wait in the kernel backlog. Each read and write has the I/O deadline,
-//! each wait for a request the idle deadline, and the whole session `session_timeout`.
+//! Every requester is unauthenticated (no mutual authentication), so what one may hold is
+//! bounded, and a legitimate requester is never locked out by idle connections:
+//! - the listener accepts always; at most `max_sessions` connections, `max_sessions_per_source`
+//!   from one address; a new connection displaces the oldest connection that has sent
+//!   nothing (of its own address first), and is refused only when all are working;
+//! - a new connection must send its first request within `first_request_timeout`, later ones
+//!   within the idle deadline; each read and write has the I/O deadline, the whole session
+//!   `session_timeout`;
+//! - every signature (CHALLENGE_AUTH, signed MEASUREMENTS) is charged to a [`SignBudget`]
+//!   per address and in all; a requester over budget gets an SPDM error, not a signature.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bmc_pairing_core::budget::SignBudget;
+use bmc_pairing_core::keys::{Backend, Error as KeyError, PublicKey};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
@@ -48,10 +58,139 @@ pub struct Settings {
     pub framing: Framing,
     /// Per read/write and idle deadlines.
     pub timeouts: Timeouts,
+    /// How long a new connection may stay silent.
+    pub first_request_timeout: Duration,
     /// Upper bound on one session.
     pub session_timeout: Duration,
-    /// Concurrent sessions.
+    /// Concurrent connections.
     pub max_sessions: usize,
+    /// Concurrent connections from one source address.
+    pub max_sessions_per_source: usize,
+    /// The TPM-signature budget every requester is charged to.
+    pub budget: Arc<Mutex<SignBudget>>,
+}
+
+/// One open connection, as the listener sees it.
+#[derive(Debug)]
+struct Open {
+    id: u64,
+    source: IpAddr,
+    /// Set once its first request arrived; until then it may be evicted.
+    spoke: Arc<AtomicBool>,
+    cancel: CancellationToken,
+}
+
+/// The open connections, oldest first. Accepting never waits: a new connection takes the
+/// place of the oldest silent one of its source (or, when the listener is full, of any
+/// source); if none is silent, the new one is refused. Requesters that are working are
+/// never evicted by newcomers.
+#[derive(Debug, Default)]
+struct Connections {
+    open: Vec<Open>,
+    next_id: u64,
+}
+
+/// Why a new connection was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+enum Turned {
+    /// Its source has its share of working connections.
+    #[error("its address has {0} working connections")]
+    SourceFull(usize),
+    /// The listener is full of working connections.
+    #[error("{0} working connections are open")]
+    Full(usize),
+}
+
+impl Connections {
+    /// Cancels the oldest silent connection (of `source`, if given); false if none is.
+    fn evict_silent(&mut self, source: Option<IpAddr>) -> bool {
+        let at = self
+            .open
+            .iter()
+            .position(|c| !c.spoke.load(Ordering::Relaxed) && source.is_none_or(|s| s == c.source));
+        match at {
+            Some(at) => {
+                let victim = self.open.remove(at);
+                tracing::debug!(source = %victim.source, "evicting a silent spdm connection");
+                victim.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn take(
+        &mut self,
+        source: IpAddr,
+        settings: &Settings,
+        parent: &CancellationToken,
+    ) -> Result<(u64, Arc<AtomicBool>, CancellationToken), Turned> {
+        let per_source = settings.max_sessions_per_source.max(1);
+        let from_source = self.open.iter().filter(|c| c.source == source).count();
+        if from_source >= per_source && !self.evict_silent(Some(source)) {
+            return Err(Turned::SourceFull(per_source));
+        }
+        let max = settings.max_sessions.max(1);
+        if self.open.len() >= max && !self.evict_silent(None) {
+            return Err(Turned::Full(max));
+        }
+        self.next_id = self.next_id.wrapping_add(1);
+        let spoke = Arc::new(AtomicBool::new(false));
+        let cancel = parent.child_token();
+        self.open.push(Open {
+            id: self.next_id,
+            source,
+            spoke: spoke.clone(),
+            cancel: cancel.clone(),
+        });
+        Ok((self.next_id, spoke, cancel))
+    }
+
+    fn close(&mut self, id: u64) {
+        self.open.retain(|c| c.id != id);
+    }
+}
+
+/// The key store as one requester's session sees it: every signature is charged to the
+/// listener's budget for that requester's address first.
+#[derive(Debug)]
+struct Budgeted {
+    inner: Arc<dyn KeyStore>,
+    budget: Arc<Mutex<SignBudget>>,
+    source: IpAddr,
+}
+
+impl KeyStore for Budgeted {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+
+    fn generate(&self, role: KeyRole) -> Result<PublicKey, KeyError> {
+        self.inner.generate(role)
+    }
+
+    fn public_key(&self, role: KeyRole) -> Result<PublicKey, KeyError> {
+        self.inner.public_key(role)
+    }
+
+    fn sign_digest(&self, role: KeyRole, digest: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let allowed = self.budget.lock().unwrap_or_else(|p| p.into_inner()).allow(
+            self.source,
+            false,
+            Instant::now(),
+        );
+        match allowed {
+            Ok(()) => self.inner.sign_digest(role, digest),
+            Err(refused) => Err(KeyError::Unavailable {
+                backend: self.inner.backend(),
+                source: Box::new(refused),
+            }),
+        }
+    }
+
+    fn delete(&self, role: KeyRole) -> Result<(), KeyError> {
+        self.inner.delete(role)
+    }
 }
 
 /// Version of a file, to notice that the chain changed.
@@ -303,7 +442,8 @@ impl Responder {
     }
 }
 
-/// Serves SPDM on `listener` until `cancel`; each session runs on `tracker`.
+/// Serves SPDM on `listener` until `cancel`; each session runs on `tracker`. Accepts always;
+/// see [`Connections`] for what a new connection displaces.
 ///
 /// # Cancel safety
 /// Runs until `cancel`; sessions stop on `cancel` too.
@@ -314,16 +454,9 @@ pub async fn serve(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(settings.max_sessions));
+    let connections = Arc::new(Mutex::new(Connections::default()));
     let mut accept_errors = 0u32;
     loop {
-        let permit = tokio::select! {
-            () = cancel.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
         let accepted = tokio::select! {
             () = cancel.cancelled() => return,
             r = listener.accept() => r,
@@ -336,7 +469,7 @@ pub async fn serve(
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 accept_errors = accept_errors.saturating_add(1);
-                tracing::warn!(error = %e, "spdm accept failed");
+                tracing::warn!(error = %crate::kit::ErrorChain(&e), "spdm accept failed");
                 let pause =
                     Duration::from_millis(10u64.saturating_mul(u64::from(accept_errors.min(100))));
                 tokio::select! {
@@ -345,16 +478,31 @@ pub async fn serve(
                 }
             }
         };
+        let source = addr.ip().to_canonical();
+        let taken = connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(source, &settings, &cancel);
+        let (id, spoke, token) = match taken {
+            Ok(t) => t,
+            Err(why) => {
+                tracing::debug!(%addr, reason = %why, "spdm connection refused");
+                continue;
+            }
+        };
         let span = tracing::info_span!("spdm_session", %addr);
-        let session = session(tcp, addr, responder.clone(), settings.clone());
-        let cancel = cancel.clone();
+        let session = session(tcp, addr, responder.clone(), settings.clone(), spoke);
+        let connections = connections.clone();
         tracker.spawn(
             async move {
-                let _slot = permit;
                 tokio::select! {
-                    () = cancel.cancelled() => {}
+                    () = token.cancelled() => {}
                     () = session => {}
                 }
+                connections
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .close(id);
             }
             .instrument(span),
         );
@@ -366,6 +514,7 @@ async fn session(
     addr: SocketAddr,
     responder: Arc<Responder>,
     settings: Settings,
+    spoke: Arc<AtomicBool>,
 ) {
     let run = async {
         let (config, store) = match tokio::task::spawn_blocking(move || responder.prepare()).await {
@@ -379,17 +528,27 @@ async fn session(
                 return;
             }
         };
-        match transport::serve(
+        let store: Arc<dyn KeyStore> = Arc::new(Budgeted {
+            inner: store,
+            budget: settings.budget.clone(),
+            source: addr.ip().to_canonical(),
+        });
+        let first = transport::FirstRequest {
+            deadline: settings.first_request_timeout,
+            arrived: &spoke,
+        };
+        match transport::serve_watched(
             &mut tcp,
             settings.framing,
             config,
             store,
             &settings.timeouts,
+            first,
         )
         .await
         {
             Ok(()) => tracing::debug!("spdm session ended"),
-            Err(e) => tracing::info!(
+            Err(e) => tracing::debug!(
                 error = %crate::kit::ErrorChain(&e),
                 "spdm session ended with an error"
             ),
@@ -399,7 +558,7 @@ async fn session(
         .await
         .is_err()
     {
-        tracing::info!(%addr, "spdm session exceeded its deadline; closed");
+        tracing::debug!(%addr, "spdm session exceeded its deadline; closed");
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod manager;
+pub mod owner;
 pub mod peer;
 pub mod provisioning;
 

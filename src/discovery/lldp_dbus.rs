@@ -11,7 +11,9 @@
 //! Signals are matched by the unique name that currently owns `xyz.openbmc_project.LLDP`,
 //! by the path of its ObjectManager (`path_namespace`), by interface, and then by the object
 //! path they carry, never by member alone: another process on the bus cannot inject
-//! neighbours. Owner changes (`NameOwnerChanged`) are followed: the old
+//! neighbours, and an owner that does not run as a trusted user (root unless configured;
+//! OpenBMC's bus policy lets anyone own any name) is not read at all. Owner changes
+//! (`NameOwnerChanged`) are followed: the old
 //! owner's neighbours are lost, and everything is read again from the new owner. IPv4 and
 //! IPv6 management addresses are both reported.
 //!
@@ -33,6 +35,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 use zbus::{MatchRule, MessageStream};
 
 use super::{Error, Event, Neighbour, Source, SourceFuture};
+use crate::dbus::owner::{self, TrustedUsers};
 use bmc_pairing_core::link::heartbeat::Backoff;
 
 /// phosphor-networkd's LLDP service name.
@@ -185,13 +188,19 @@ trait TlvsObject {
 pub struct LldpDbus {
     address: Option<String>,
     interface: String,
+    trusted: TrustedUsers,
 }
 
 impl LldpDbus {
     /// Reads the service on the bus at `address` (`None`: the system bus); `interface` is
     /// this BMC's inter-BMC interface, read directly when the service has no ObjectManager.
-    pub fn new(address: Option<String>, interface: String) -> Self {
-        LldpDbus { address, interface }
+    /// Only an owner of the service running as one of `trusted` is believed.
+    pub fn new(address: Option<String>, interface: String, trusted: TrustedUsers) -> Self {
+        LldpDbus {
+            address,
+            interface,
+            trusted,
+        }
     }
 
     async fn connect(&self) -> zbus::Result<zbus::Connection> {
@@ -220,7 +229,7 @@ impl LldpDbus {
             match outcome {
                 Ok(()) => return Ok(()),
                 Err(e) => {
-                    tracing::warn!(error = %e, "LLDP D-Bus source: bus problem; reconnecting");
+                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "LLDP D-Bus source: bus problem; reconnecting");
                     // The bus is gone: so is what we knew through it.
                     if known.clear(&events).await.is_err() {
                         return Ok(());
@@ -257,7 +266,7 @@ impl LldpDbus {
             MessageStream::for_match_rule(owner_rule, &conn, Some(QUEUE)).await?;
         let dbus = DBusProxy::new(&conn).await?;
         let mut owner = match dbus.get_name_owner(BusName::try_from(SERVICE)?).await {
-            Ok(o) => Some(o),
+            Ok(o) => self.believed(&dbus, o).await,
             Err(zbus::fdo::Error::NameHasNoOwner(_)) => None,
             Err(e) => return Err(e.into()),
         };
@@ -286,6 +295,10 @@ impl LldpDbus {
                         )))??;
                         let (_, _, new): (String, String, String) = msg.body().deserialize()?;
                         let new = (!new.is_empty()).then(|| OwnedUniqueName::try_from(new)).transpose()?;
+                        let new = match new {
+                            Some(o) => self.believed(&dbus, o).await,
+                            None => None,
+                        };
                         if new != owner {
                             tracing::info!(old = ?owner.as_ref().map(ToString::to_string), new = ?new.as_ref().map(ToString::to_string), "{SERVICE} changed owner");
                             owner = new;
@@ -309,6 +322,22 @@ impl LldpDbus {
                 }
             }
             drop(signals.take());
+        }
+    }
+
+    /// `owner` if it runs as a trusted user; otherwise `None` (as if the service were not
+    /// running), with one journal line.
+    async fn believed(
+        &self,
+        dbus: &DBusProxy<'_>,
+        owner: OwnedUniqueName,
+    ) -> Option<OwnedUniqueName> {
+        match owner::check(dbus, SERVICE, &owner, &self.trusted).await {
+            Ok(()) => Some(owner),
+            Err(e) => {
+                tracing::warn!(error = %crate::kit::ErrorChain(&e), "ignoring LLDP neighbours from an untrusted owner");
+                None
+            }
         }
     }
 
@@ -356,7 +385,7 @@ impl LldpDbus {
                 })
                 .collect(),
             Ok(Err(e)) => {
-                tracing::info!(error = %e, "GetManagedObjects failed; reading this BMC's receive object");
+                tracing::info!(error = %crate::kit::ErrorChain(&e), "GetManagedObjects failed; reading this BMC's receive object");
                 self.read_one(conn, owner).await.into_iter().collect()
             }
             Err(_) => {
@@ -405,12 +434,12 @@ impl LldpDbus {
             Ok(Ok(tlvs)) => match tlvs.neighbour(&self.interface) {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    tracing::debug!(error = %e, "no usable neighbour at {path}");
+                    tracing::debug!(error = %crate::kit::ErrorChain(&e), "no usable neighbour at {path}");
                     None
                 }
             },
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "no receive object at {path}");
+                tracing::debug!(error = %crate::kit::ErrorChain(&e), "no receive object at {path}");
                 None
             }
             Err(_) => {
@@ -478,11 +507,11 @@ fn usable(iface: &str, props: &HashMap<String, OwnedValue>) -> Option<Neighbour>
     match Tlvs::from_properties(props).neighbour(iface) {
         Ok(n) => Some(n),
         Err(e @ InvalidTlvs::NoChassisId { .. }) => {
-            tracing::debug!(error = %e, "receive object without a neighbour");
+            tracing::debug!(error = %crate::kit::ErrorChain(&e), "receive object without a neighbour");
             None
         }
         Err(e) => {
-            tracing::warn!(error = %e, "ignoring unusable LLDP TLVs");
+            tracing::warn!(error = %crate::kit::ErrorChain(&e), "ignoring unusable LLDP TLVs");
             None
         }
     }

@@ -414,7 +414,7 @@ impl LldpdSource {
                                         return Session::ReceiverGone;
                                     }
                                 }
-                                Err(e) => tracing::warn!(error = %e, "ignoring an lldpd event"),
+                                Err(e) => tracing::warn!(error = %crate::kit::ErrorChain(&e), "ignoring an lldpd event"),
                             },
                             Ok(None) => break,
                             Err(e) => return Session::Ended(format!("unusable watch output: {e}")),

@@ -84,7 +84,7 @@ pub fn load(cert_dir: &Path) -> Vec<Vec<u8>> {
         match parsed {
             Ok(der) => anchors.push(der),
             Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring file in the trust store")
+                tracing::warn!(file = %path.display(), error = %crate::kit::ErrorChain(&e), "ignoring file in the trust store")
             }
         }
     }

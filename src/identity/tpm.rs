@@ -354,7 +354,7 @@ impl SimulatorLock {
         {
             Ok(file) => Some(SimulatorLock(file)),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot open the tpm simulator lock; operations of other processes may interleave");
+                tracing::warn!(path = %path.display(), error = %crate::kit::ErrorChain(&e), "cannot open the tpm simulator lock; operations of other processes may interleave");
                 None
             }
         }
@@ -366,7 +366,7 @@ impl SimulatorLock {
         match flock(&self.0, FlockOperation::LockExclusive) {
             Ok(()) => Some(SimulatorGuard(&self.0)),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot take the tpm simulator lock");
+                tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot take the tpm simulator lock");
                 None
             }
         }

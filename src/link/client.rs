@@ -273,7 +273,7 @@ pub async fn run_outgoing(
                 }
             }
             Err(e) => {
-                tracing::debug!(peer = %link, error = %e, "dial failed");
+                tracing::debug!(peer = %link, error = %crate::kit::ErrorChain(&e), "dial failed");
                 if let Some(other) = refused.take() {
                     let _ = events.send(LinkEvent::OutgoingRefused {
                         link: link.clone(),

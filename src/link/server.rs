@@ -1,18 +1,30 @@
 //! The pairing-channel listener: accepts TCP, runs the TLS handshake and the opening
 //! exchange under one deadline, then the session, each in its own task.
 //!
-//! Handshakes in progress are bounded by `max_pending`. When the bound is reached, the
-//! *oldest* pending handshake is dropped to admit the new connection: a real peer completes
-//! its handshake in milliseconds, so idle or slow sockets (slowloris) are the ones evicted
-//! and can never lock a paired peer out. Established sessions do not count against it;
-//! they are authenticated.
+//! What an unauthenticated connection can hold is bounded:
+//! - **TPM signatures.** Every accepted connection may cost a signature (TLS 1.3 signs the
+//!   server's CertificateVerify before the client's certificate is seen), so each is charged
+//!   to a [`SignBudget`] before the handshake starts: per source, shared, and a separate
+//!   share for the addresses of pinned peers, which a flood cannot spend.
+//! - **Pending handshakes.** At most `max_pending` in all and `max_pending_per_source` per
+//!   source address. When full, the oldest pending handshake of the source that holds the
+//!   most is dropped: flooders evict each other, not a peer with one connection. A
+//!   connection leaves the pending pool as soon as its TLS handshake completed with a pinned
+//!   (or anchor-verified) certificate.
+//! - **Sessions.** One incoming session per pinned identity (a new one replaces the old) and
+//!   at most `max_sessions` in all.
+//!
+//! Refusals are counted and logged as one summary line per interval, not one line each: a
+//! flood must not flood the journal.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use bmc_pairing_core::budget::SignBudget;
 
 use rustls::ServerConfig;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -36,11 +48,45 @@ pub struct Settings {
     pub timing: Timing,
     /// Bound on handshakes in progress.
     pub max_pending: usize,
+    /// Bound on handshakes in progress from one source address.
+    pub max_pending_per_source: usize,
+    /// Bound on established incoming sessions.
+    pub max_sessions: usize,
+    /// The TPM-signature budget every accepted connection is charged to.
+    pub budget: Arc<Mutex<SignBudget>>,
+    /// Addresses of pinned peers: their connections are charged to the pinned share.
+    pub pinned_addresses: PinnedAddresses,
     /// The pins; a client that is not pinned (anchored mode) needs admission.
     pub pins: PinSet,
     /// Where to ask for admission of an authenticated but unpinned client; without it such a
     /// client is closed.
     pub admission: Option<mpsc::Sender<Admission>>,
+}
+
+/// The addresses of pinned (and admitted) peers. Written by the pairing actor; read by the
+/// listener to give those peers precedence for TPM signatures.
+#[derive(Clone, Debug, Default)]
+pub struct PinnedAddresses(Arc<RwLock<HashSet<IpAddr>>>);
+
+impl PinnedAddresses {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the whole set.
+    pub fn replace(&self, addresses: impl IntoIterator<Item = IpAddr>) {
+        let mut guard = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *guard = addresses.into_iter().map(|a| a.to_canonical()).collect();
+    }
+
+    /// True if `address` is a pinned peer's.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&address.to_canonical())
+    }
 }
 
 /// A request to admit a client that authenticated with a chain to a trust anchor but is not
@@ -104,18 +150,58 @@ pub fn bind(address: Option<IpAddr>, port: u16, device: Option<&str>) -> io::Res
 /// Identifies one accepted connection.
 pub type SessionId = u64;
 
+#[derive(Debug)]
+struct Pending {
+    id: SessionId,
+    source: IpAddr,
+    token: CancellationToken,
+}
+
 #[derive(Debug, Default)]
 struct Registry {
-    pending: VecDeque<(SessionId, CancellationToken)>,
+    /// Handshakes whose client has not yet presented an accepted certificate, oldest first.
+    pending: VecDeque<Pending>,
     established: HashMap<SessionId, (Fingerprint, CancellationToken)>,
 }
 
-/// Live sessions and pending handshakes of the listener; the pairing driver uses it to cut
+impl Registry {
+    /// Drops the oldest pending handshake of `source`, or of the source with the most
+    /// pending handshakes when `source` is `None`.
+    fn evict(&mut self, source: Option<IpAddr>) {
+        let victim_source = source.or_else(|| {
+            let mut counts: BTreeMap<IpAddr, usize> = BTreeMap::new();
+            for p in &self.pending {
+                *counts.entry(p.source).or_default() += 1;
+            }
+            counts.into_iter().max_by_key(|(_, n)| *n).map(|(s, _)| s)
+        });
+        let Some(victim_source) = victim_source else {
+            return;
+        };
+        if let Some(at) = self.pending.iter().position(|p| p.source == victim_source)
+            && let Some(victim) = self.pending.remove(at)
+        {
+            tracing::debug!(session = victim.id, source = %victim.source, "evicting a pending handshake");
+            victim.token.cancel();
+        }
+    }
+}
+
+/// Live sessions and pending handshakes of the listener; the pairing actor uses it to cut
 /// sessions whose pin was removed.
 #[derive(Clone, Debug, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<Registry>>,
     next_id: Arc<AtomicU64>,
+}
+
+/// How many handshakes may be in progress, in all and per source address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingLimits {
+    /// In all.
+    pub total: usize,
+    /// From one source address.
+    pub per_source: usize,
 }
 
 impl Sessions {
@@ -128,36 +214,71 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn admit(
+    /// Registers a new pending handshake from `source`, evicting to stay within `limits`.
+    pub fn admit(
         &self,
-        max_pending: usize,
+        source: IpAddr,
+        limits: PendingLimits,
         parent: &CancellationToken,
     ) -> (SessionId, CancellationToken) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let token = parent.child_token();
+        let source = source.to_canonical();
         let mut reg = self.lock();
-        while reg.pending.len() >= max_pending {
-            match reg.pending.pop_front() {
-                Some((old, t)) => {
-                    tracing::debug!(session = old, "evicting the oldest pending handshake");
-                    t.cancel();
-                }
-                None => break,
-            }
+        while reg.pending.iter().filter(|p| p.source == source).count() >= limits.per_source.max(1)
+        {
+            reg.evict(Some(source));
         }
-        reg.pending.push_back((id, token.clone()));
+        while reg.pending.len() >= limits.total.max(1) {
+            reg.evict(None);
+        }
+        reg.pending.push_back(Pending {
+            id,
+            source,
+            token: token.clone(),
+        });
         (id, token)
     }
 
-    fn established(&self, id: SessionId, fp: Fingerprint, token: CancellationToken) {
+    /// The handshake's client presented an accepted certificate: it leaves the pending pool
+    /// and can no longer be evicted by newcomers.
+    pub fn authenticated(&self, id: SessionId) {
+        self.lock().pending.retain(|p| p.id != id);
+    }
+
+    /// The session opened. An older session of the same identity is cut (one session per
+    /// peer). Refused, and nothing recorded, when `max_sessions` other sessions are up.
+    fn established(
+        &self,
+        id: SessionId,
+        fp: Fingerprint,
+        token: CancellationToken,
+        max_sessions: usize,
+    ) -> Result<(), TooManySessions> {
         let mut reg = self.lock();
-        reg.pending.retain(|(p, _)| *p != id);
+        reg.pending.retain(|p| p.id != id);
+        let older: Vec<SessionId> = reg
+            .established
+            .iter()
+            .filter(|(_, (f, _))| *f == fp)
+            .map(|(sid, _)| *sid)
+            .collect();
+        for sid in older {
+            if let Some((_, t)) = reg.established.remove(&sid) {
+                tracing::info!(session = sid, peer = %fp, "a new session of this peer replaces the old one");
+                t.cancel();
+            }
+        }
+        if reg.established.len() >= max_sessions.max(1) {
+            return Err(TooManySessions(max_sessions));
+        }
         reg.established.insert(id, (fp, token));
+        Ok(())
     }
 
     fn forget(&self, id: SessionId) {
         let mut reg = self.lock();
-        reg.pending.retain(|(p, _)| *p != id);
+        reg.pending.retain(|p| p.id != id);
         reg.established.remove(&id);
     }
 
@@ -174,6 +295,56 @@ impl Sessions {
     /// Number of handshakes in progress (for tests and diagnostics).
     pub fn pending(&self) -> usize {
         self.lock().pending.len()
+    }
+
+    /// Number of established sessions (for tests and diagnostics).
+    pub fn established_count(&self) -> usize {
+        self.lock().established.len()
+    }
+}
+
+/// `max_sessions` sessions are already up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} incoming sessions are up already")]
+struct TooManySessions(usize);
+
+/// Refused connections, counted by reason and logged as one line per interval.
+#[derive(Debug, Default)]
+struct Refusals {
+    counts: BTreeMap<&'static str, u64>,
+    example: Option<String>,
+}
+
+/// How often the refusal summary is logged.
+const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Default)]
+struct RefusalLog(Arc<Mutex<Refusals>>);
+
+impl RefusalLog {
+    fn note(&self, kind: &'static str, why: &dyn std::fmt::Display) {
+        tracing::debug!(kind, reason = %why, "incoming connection refused");
+        let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *r.counts.entry(kind).or_default() += 1;
+        if r.example.is_none() {
+            r.example = Some(why.to_string());
+        }
+    }
+
+    fn flush(&self) {
+        let r = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        if r.counts.is_empty() {
+            return;
+        }
+        let total: u64 = r.counts.values().sum();
+        let by_kind: Vec<String> = r.counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        tracing::info!(
+            total,
+            by_reason = %by_kind.join(", "),
+            example = r.example.as_deref().unwrap_or_default(),
+            "refused incoming connections in the last {}s",
+            REFUSAL_SUMMARY_INTERVAL.as_secs()
+        );
     }
 }
 
@@ -193,9 +364,23 @@ pub async fn serve(
     cancel: CancellationToken,
 ) {
     let mut accept_errors = 0u32;
+    let refusals = RefusalLog::default();
+    let mut summary = tokio::time::interval(REFUSAL_SUMMARY_INTERVAL);
+    summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let limits = PendingLimits {
+        total: settings.max_pending,
+        per_source: settings.max_pending_per_source,
+    };
     loop {
         let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
+            () = cancel.cancelled() => {
+                refusals.flush();
+                return;
+            }
+            _ = summary.tick() => {
+                refusals.flush();
+                continue;
+            }
             r = listener.accept() => r,
         };
         let (tcp, addr) = match accepted {
@@ -206,7 +391,7 @@ pub async fn serve(
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
                 accept_errors = accept_errors.saturating_add(1);
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %crate::kit::ErrorChain(&e), "accept failed");
                 let pause =
                     Duration::from_millis(10u64.saturating_mul(u64::from(accept_errors.min(100))));
                 tokio::select! {
@@ -219,7 +404,18 @@ pub async fn serve(
             tracing::debug!(%addr, "no identity yet; closing incoming connection");
             continue;
         };
-        let (id, token) = sessions.admit(settings.max_pending, &cancel);
+        let source = addr.ip().to_canonical();
+        let pinned = settings.pinned_addresses.contains(source);
+        let charged = settings
+            .budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(source, pinned, Instant::now());
+        if let Err(why) = charged {
+            refusals.note("signing budget", &why);
+            continue;
+        }
+        let (id, token) = sessions.admit(source, limits, &cancel);
         let span =
             tracing::info_span!("incoming", %addr, session = id, peer = tracing::field::Empty);
         tracker.spawn(
@@ -228,9 +424,12 @@ pub async fn serve(
                 addr,
                 config,
                 settings.clone(),
-                id,
-                token,
-                sessions.clone(),
+                Registration {
+                    id,
+                    token,
+                    sessions: sessions.clone(),
+                    refusals: refusals.clone(),
+                },
                 events.clone(),
             )
             .instrument(span),
@@ -238,21 +437,34 @@ pub async fn serve(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One accepted connection's place in the listener's books.
+struct Registration {
+    id: SessionId,
+    token: CancellationToken,
+    sessions: Sessions,
+    refusals: RefusalLog,
+}
+
 async fn handle(
     tcp: TcpStream,
     addr: SocketAddr,
     config: Arc<ServerConfig>,
     settings: Settings,
-    id: SessionId,
-    token: CancellationToken,
-    sessions: Sessions,
+    registration: Registration,
     events: mpsc::UnboundedSender<LinkEvent>,
 ) {
+    let Registration {
+        id,
+        token,
+        sessions,
+        refusals,
+    } = registration;
     let _ = tcp.set_nodelay(true);
     let timing = settings.timing;
     let handshake = async {
         let tls = TlsAcceptor::from(config).accept(tcp).await?;
+        // The client's certificate was accepted by the verifier (pinned, or anchored).
+        sessions.authenticated(id);
         let fp = tls
             .get_ref()
             .1
@@ -298,18 +510,21 @@ async fn handle(
     let (mut conn, fp, name) = match outcome {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
-            tracing::info!(error = %e, "incoming handshake failed");
+            refusals.note("handshake", &crate::kit::ErrorChain(&e));
             sessions.forget(id);
             return;
         }
         Err(_) => {
-            tracing::info!("incoming handshake timed out");
+            refusals.note("handshake timeout", &"no Hello within the deadline");
             sessions.forget(id);
             return;
         }
     };
     tracing::Span::current().record("peer", tracing::field::display(&fp));
-    sessions.established(id, fp, token.clone());
+    if let Err(e) = sessions.established(id, fp, token.clone(), settings.max_sessions) {
+        refusals.note("session cap", &e);
+        return;
+    }
     let _ = events.send(LinkEvent::IncomingUp {
         session: id,
         fingerprint: fp,

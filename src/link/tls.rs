@@ -274,7 +274,7 @@ fn verified_chain(
     floor: UnixTime,
 ) -> Result<CapturedIdentity, rustls::Error> {
     check_chain(end_entity, intermediates, usage, floored(now, floor)).map_err(|e| {
-        tracing::info!(error = %e, side = ?usage, "refused certificate");
+        tracing::info!(error = %crate::kit::ErrorChain(&e), side = ?usage, "refused certificate");
         bad_cert(e)
     })
 }

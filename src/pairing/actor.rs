@@ -29,7 +29,7 @@ use crate::discovery::{self, Neighbour};
 use crate::identity::Fingerprint;
 use crate::kit::{Chained, ErrorChain};
 use crate::link::LinkEvent;
-use crate::link::server::{Admission, Sessions};
+use crate::link::server::{Admission, PinnedAddresses, Sessions};
 use crate::link::tls::PinSet;
 use crate::persist;
 
@@ -61,6 +61,8 @@ pub struct Listener {
     pub pins: PinSet,
     /// The listener's sessions (the actor cuts unpinned ones).
     pub sessions: Sessions,
+    /// The pinned peers' addresses (precedence for TPM signatures).
+    pub pinned_addresses: PinnedAddresses,
     /// Admission questions from the listener.
     pub admissions: mpsc::Receiver<Admission>,
 }
@@ -528,6 +530,9 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             Action::SyncPins => {
                 let pins = self.pairing.pins();
                 self.listener.pins.replace(pins.iter().copied());
+                self.listener
+                    .pinned_addresses
+                    .replace(self.pairing.pinned_addresses());
                 self.listener.sessions.cancel_unless(|fp| pins.contains(fp));
             }
             Action::StartLink {

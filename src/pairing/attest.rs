@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use bmc_pairing_core::pairing::{AttestPolicy, AttestationReport};
 
+use zbus::fdo::DBusProxy;
+use zbus::names::BusName;
+
 use crate::contract::{self, AttestReply, MalformedReply, TrustPolicyArg};
+use crate::dbus::owner::{self, TrustedUsers};
 
 /// Runs SPDM attestations of peers for the pairing actor.
 pub trait Attest: Send + Sync + 'static {
@@ -57,6 +61,9 @@ pub enum AttestError {
         /// The deadline.
         timeout: Duration,
     },
+    /// The service is owned by an untrusted user.
+    #[error("refusing the attestation service")]
+    Untrusted(#[source] owner::Untrusted),
     /// The reply breaks the contract.
     #[error("malformed reply from {service}")]
     Malformed {
@@ -80,24 +87,64 @@ pub trait Requester {
     fn attest(&self, address: &str, trust_policy: &str) -> zbus::Result<AttestReply>;
 }
 
-/// [`Attest`] through `bmc-attestation` on D-Bus.
+/// [`Attest`] through `bmc-attestation` on D-Bus. Every call goes to the unique name that
+/// owns the service at that moment, after checking that the owner runs as a trusted user:
+/// anyone may own the name under OpenBMC's bus policy, and a forged verdict would pin a peer
+/// that was never attested.
 #[derive(Clone, Debug)]
 pub struct BusAttestor {
-    proxy: RequesterProxy<'static>,
+    conn: zbus::Connection,
+    dbus: DBusProxy<'static>,
+    trusted: TrustedUsers,
     timeout: Duration,
 }
 
 impl BusAttestor {
     /// Uses `conn` (a connection of its own, so replies come back on it whatever else the
-    /// main connection does).
+    /// main connection does); believes only an owner running as one of `trusted`.
     ///
     /// # Errors
     /// zbus errors building the proxy.
-    pub async fn new(conn: &zbus::Connection, timeout: Duration) -> zbus::Result<Self> {
+    pub async fn new(
+        conn: &zbus::Connection,
+        trusted: TrustedUsers,
+        timeout: Duration,
+    ) -> zbus::Result<Self> {
         Ok(BusAttestor {
-            proxy: RequesterProxy::new(conn).await?,
+            conn: conn.clone(),
+            dbus: DBusProxy::new(conn).await?,
+            trusted,
             timeout,
         })
+    }
+
+    /// A proxy of the service's current owner, if that owner is trusted.
+    async fn owner(&self) -> Result<RequesterProxy<'static>, AttestError> {
+        let owner = self
+            .dbus
+            .get_name_owner(BusName::try_from(SERVICE).map_err(|e| AttestError::Call {
+                service: SERVICE,
+                source: e.into(),
+            })?)
+            .await
+            .map_err(|e| AttestError::Call {
+                service: SERVICE,
+                source: e.into(),
+            })?;
+        owner::check(&self.dbus, SERVICE, &owner, &self.trusted)
+            .await
+            .map_err(AttestError::Untrusted)?;
+        let call_err = |source| AttestError::Call {
+            service: SERVICE,
+            source,
+        };
+        RequesterProxy::builder(&self.conn)
+            .destination(owner.into_inner())
+            .map_err(call_err)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(call_err)
     }
 }
 
@@ -110,13 +157,9 @@ impl Attest for BusAttestor {
         policy: AttestPolicy,
     ) -> Result<AttestationReport, AttestError> {
         let (address, policy) = (address.to_string(), TrustPolicyArg(policy).to_string());
-        let reply = tokio::time::timeout(self.timeout, self.proxy.attest(&address, &policy))
-            .await
-            .map_err(|_| AttestError::Timeout {
-                service: SERVICE,
-                timeout: self.timeout,
-            })?
-            .map_err(|e| match e {
+        let call = async {
+            let proxy = self.owner().await?;
+            proxy.attest(&address, &policy).await.map_err(|e| match e {
                 zbus::Error::MethodError(name, message, _) => AttestError::Refused {
                     service: SERVICE,
                     name: name.to_string(),
@@ -126,7 +169,14 @@ impl Attest for BusAttestor {
                     service: SERVICE,
                     source,
                 },
-            })?;
+            })
+        };
+        let reply = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| AttestError::Timeout {
+                service: SERVICE,
+                timeout: self.timeout,
+            })??;
         read_reply(&reply).map_err(|source| AttestError::Malformed {
             service: SERVICE,
             source,

@@ -11,6 +11,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rand_core::OsRng;
@@ -363,13 +364,45 @@ pub async fn attest<S: Socket>(
 ///
 /// # Cancel safety
 /// Not cancel safe (as [`attest`]); drop the stream after cancelling.
-#[tracing::instrument(name = "spdm_serve", skip_all, fields(framing = ?framing))]
 pub async fn serve<S: Socket>(
     stream: &mut S,
     framing: Framing,
     config: ResponderConfig,
     keystore: Arc<dyn KeyStore>,
     timeouts: &Timeouts,
+) -> Result<(), Error> {
+    let first = FirstRequest {
+        deadline: timeouts.idle,
+        arrived: &AtomicBool::new(false),
+    };
+    serve_watched(stream, framing, config, keystore, timeouts, first).await
+}
+
+/// How [`serve_watched`] treats a connection until its first request.
+#[derive(Clone, Copy, Debug)]
+pub struct FirstRequest<'a> {
+    /// How long a new connection may stay silent.
+    pub deadline: Duration,
+    /// Set once anything arrived: the listener may evict a connection while it is false.
+    pub arrived: &'a AtomicBool,
+}
+
+/// As [`serve`], with a deadline of its own for the first request and a flag the listener
+/// reads to tell silent connections from working ones.
+///
+/// # Errors
+/// As [`serve`].
+///
+/// # Cancel safety
+/// As [`serve`].
+#[tracing::instrument(name = "spdm_serve", skip_all, fields(framing = ?framing))]
+pub async fn serve_watched<S: Socket>(
+    stream: &mut S,
+    framing: Framing,
+    config: ResponderConfig,
+    keystore: Arc<dyn KeyStore>,
+    timeouts: &Timeouts,
+    first: FirstRequest<'_>,
 ) -> Result<(), Error> {
     stream.configure()?;
     let mut responder = Some(Responder::new(config, keystore)?);
@@ -379,7 +412,14 @@ pub async fn serve<S: Socket>(
         io_timeout: timeouts.io,
     };
     loop {
-        match conn.recv(timeouts.idle).await? {
+        let wait = if first.arrived.load(Ordering::Relaxed) {
+            timeouts.idle
+        } else {
+            first.deadline.min(timeouts.idle)
+        };
+        let incoming = conn.recv(wait).await?;
+        first.arrived.store(true, Ordering::Relaxed);
+        match incoming {
             Incoming::Spdm(request) => {
                 tracing::debug!(
                     request = request.get(1).copied().unwrap_or_default(),

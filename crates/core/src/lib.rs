@@ -6,6 +6,7 @@
 //! so the compiler keeps it that way. The daemon crate (`bmc-pairing-manager`) drives it.
 //!
 //! - [`keys`]: the `KeyStore` trait every signature goes through, and the public-key types.
+//! - [`budget`]: token buckets in front of work unauthenticated parties can cause (signing).
 //! - [`x509`]: reading the few certificate fields the cores need.
 //! - [`spdm`]: SPDM 1.2 (DSP0274) codec, requester and responder state machines, policy.
 //! - [`link`]: frames, heartbeat and backoff of the pairing channel.
@@ -13,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod hex;
 pub mod keys;
 pub mod link;

@@ -15,6 +15,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bmc_pairing_core::budget::{Rate, SignBudget, SignLimits};
 use bmc_pairing_core::spdm::{MeasurementPolicy, TrustPolicy};
 use bmc_pairing_manager::attestation::measurements::Measurements;
 use bmc_pairing_manager::attestation::requester::{self, Settings};
@@ -28,6 +29,19 @@ use bmc_pairing_manager::spdm::transport::{Framing, Timeouts};
 
 use super::swtpm::Swtpm;
 use super::{Bus, DaemonLaunch, Proc, free_port, start_daemon};
+
+/// A signing budget no benchmark or test loop reaches.
+pub fn unlimited() -> SignLimits {
+    let rate = Rate {
+        per_second: 1_000_000,
+        burst: 1_000_000,
+    };
+    SignLimits {
+        global: rate,
+        per_source: rate,
+        pinned: rate,
+    }
+}
 
 /// The attestation service's bus name.
 pub const ATT_BUS: &str = "xyz.openbmc_project.attestation";
@@ -321,8 +335,15 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
                 responder::Settings {
                     framing: Framing::Dsp0287,
                     timeouts,
+                    first_request_timeout: Duration::from_secs(2),
                     session_timeout: Duration::from_secs(30),
                     max_sessions: 4,
+                    max_sessions_per_source: 4,
+                    // The benchmark measures signing, so its budget never refuses.
+                    budget: Arc::new(std::sync::Mutex::new(SignBudget::new(
+                        unlimited(),
+                        std::time::Instant::now(),
+                    ))),
                 },
                 tracker.clone(),
                 cancel.clone(),

@@ -499,7 +499,7 @@ pub async fn publish_responder(
                 .identity_fingerprint_changed(iface.signal_emitter())
                 .await;
             if let Err(e) = r {
-                tracing::warn!(error = %e, "cannot publish the responder identity");
+                tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot publish the responder identity");
             }
         }
     }

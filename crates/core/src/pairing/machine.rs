@@ -353,6 +353,17 @@ impl Pairing {
             .collect()
     }
 
+    /// The addresses of the admitted peers: the listener gives their connections precedence
+    /// for TPM signatures (an address is a hint, so the most a spoofer gains is a share of
+    /// that precedence, never a session).
+    pub fn pinned_addresses(&self) -> BTreeSet<std::net::IpAddr> {
+        self.peers
+            .values()
+            .filter(|p| !p.quarantined())
+            .map(|p| p.record.address)
+            .collect()
+    }
+
     /// Every pinned identity, quarantined or not.
     pub fn all_pins(&self) -> BTreeSet<Fingerprint> {
         self.peers.values().map(|p| p.record.fingerprint).collect()
