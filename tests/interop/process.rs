@@ -1,0 +1,214 @@
+//! Child processes for the interop tests: each [`Child`] is killed by its PID when dropped
+//! (also when the test panics), its output goes to a file the test can read, and
+//! [`listens`] tells when it is ready without connecting to it (a probe connection would
+//! count as a session to the emulators).
+#![allow(clippy::panic)]
+
+use std::collections::HashSet;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running child process with its output in a file.
+#[derive(Debug)]
+pub struct Child {
+    label: String,
+    child: Option<std::process::Child>,
+    output: PathBuf,
+}
+
+impl Child {
+    /// Starts `cmd` with stdout and stderr both written to `output`.
+    ///
+    /// # Panics
+    /// When the program cannot be started.
+    pub fn spawn(label: &str, mut cmd: Command, output: &Path) -> Child {
+        let out = fs::File::create(output)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", output.display()));
+        let err = out
+            .try_clone()
+            .unwrap_or_else(|e| panic!("cannot clone a file handle: {e}"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {label} ({cmd:?}): {e}"));
+        Child {
+            label: label.to_owned(),
+            child: Some(child),
+            output: output.to_path_buf(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// What it wrote so far.
+    pub fn output(&self) -> String {
+        fs::read_to_string(&self.output).unwrap_or_default()
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits until it exits, at most `limit`.
+    ///
+    /// # Panics
+    /// When it is still running after `limit` (it is killed first).
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            if start.elapsed() > limit {
+                self.kill();
+                panic!(
+                    "{} still running after {limit:?}; output:\n{}",
+                    self.label,
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until it listens on 127.0.0.1:`port`.
+    ///
+    /// # Panics
+    /// When it exits first or does not listen within `limit`.
+    pub fn wait_listening(&mut self, port: u16, limit: Duration) {
+        let start = Instant::now();
+        while !listens(self.pid(), port) {
+            if let Some(status) = self.exited() {
+                panic!(
+                    "{} exited ({status}) before listening on {port}; output:\n{}",
+                    self.label,
+                    self.output()
+                );
+            }
+            if start.elapsed() > limit {
+                panic!(
+                    "{} does not listen on {port} after {limit:?}; output:\n{}",
+                    self.label,
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGKILL, then reap. Idempotent.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// CPU time (user + system) the process has used so far, from `/proc/<pid>/stat`.
+    ///
+    /// # Panics
+    /// When the process is gone or its stat line does not parse.
+    pub fn cpu_time(&self) -> Duration {
+        cpu_time_of(&format!("/proc/{}/stat", self.pid()), 13)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn clock_ticks_per_second() -> u64 {
+    // The kernel's USER_HZ; 100 on every Linux this runs on (getconf CLK_TCK).
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100)
+}
+
+/// The sum of two adjacent tick fields of a `/proc/.../stat` line, starting at field
+/// `first` (0-based, counted after the command name): 13 = utime + stime, 15 = cutime +
+/// cstime.
+fn cpu_time_of(stat_path: &str, first: usize) -> Duration {
+    let text =
+        fs::read_to_string(stat_path).unwrap_or_else(|e| panic!("cannot read {stat_path}: {e}"));
+    // The command name is in parentheses and may hold spaces; fields follow the last ')'.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| panic!("odd stat line: {text}"));
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 2 (state); field n of proc(5) is fields[n - 2].
+    let tick = |n: usize| -> u64 {
+        fields
+            .get(n - 2)
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("no field {n} in {stat_path}"))
+    };
+    let ticks = tick(first + 1) + tick(first + 2);
+    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64)
+}
+
+/// CPU time (user + system) of this process's children that have exited and been waited
+/// for (`cutime + cstime` of `/proc/self/stat`).
+pub fn reaped_children_cpu_time() -> Duration {
+    cpu_time_of("/proc/self/stat", 15)
+}
+
+/// A loopback port free now (another process may take it before it is used; callers retry).
+///
+/// # Panics
+/// When no port can be bound at all.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot bind a loopback port: {e}"))
+}
+
+/// True when process `pid` holds a socket listening on 127.0.0.1:`port`.
+pub fn listens(pid: u32, port: u16) -> bool {
+    let Ok(table) = fs::read_to_string("/proc/net/tcp") else {
+        return false;
+    };
+    let wanted = format!("0100007F:{port:04X}");
+    let inodes: HashSet<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address is field 1, state 3 (0A = LISTEN), inode 9.
+            match (fields.get(1), fields.get(3), fields.get(9)) {
+                (Some(local), Some(&"0A"), Some(inode)) if *local == wanted => {
+                    Some(format!("socket:[{inode}]"))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        fs::read_link(fd.path())
+            .map(|target| inodes.contains(target.to_string_lossy().as_ref()))
+            .unwrap_or(false)
+    })
+}
