@@ -86,6 +86,14 @@ impl Relay {
         }
     }
 
+    /// Relays 127.0.0.1:`upstream` unchanged, whatever the emulator transport (MCTP too).
+    ///
+    /// # Panics
+    /// As [`Relay::start`].
+    pub fn plain(upstream: u16) -> Relay {
+        Relay::start(upstream, EmuTransport::None, Tamper::Nothing)
+    }
+
     /// The port requesters connect to.
     pub fn port(&self) -> u16 {
         self.port
