@@ -212,11 +212,7 @@ impl AttestRun {
     /// # Panics
     /// When it cannot run or prints no JSON report.
     pub fn run(port: u16, transport: EmuTransport, anchor: &Path) -> AttestRun {
-        let out = Command::new(attestation_binary())
-            .args(["attest", &format!("127.0.0.1:{port}")])
-            .args(["--framing", transport.framing_arg(), "--trust-anchor"])
-            .arg(anchor)
-            .args(["--timeout-ms", "20000"])
+        let out = Self::command(port, transport, anchor)
             .output()
             .unwrap_or_else(|e| panic!("cannot run attest: {e}"));
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -228,6 +224,16 @@ impl AttestRun {
             report,
             output,
         }
+    }
+
+    /// The command that attests 127.0.0.1:`port` over `transport`, trusting only `anchor`.
+    pub fn command(port: u16, transport: EmuTransport, anchor: &Path) -> Command {
+        let mut cmd = Command::new(attestation_binary());
+        cmd.args(["attest", &format!("127.0.0.1:{port}")])
+            .args(["--framing", transport.framing_arg(), "--trust-anchor"])
+            .arg(anchor)
+            .args(["--timeout-ms", "20000"]);
+        cmd
     }
 
     /// Trusted: exit 0 and `"trusted": true`.

@@ -169,6 +169,64 @@ pub fn reaped_children_cpu_time() -> Duration {
     cpu_time_of("/proc/self/stat", 15)
 }
 
+/// CPU time of each live thread of process `pid`, by thread id, from the scheduler's own
+/// nanosecond accounting (`/proc/<pid>/task/<tid>/schedstat`, first field). Threads that
+/// exited are not in it: compare the thread sets of two readings.
+///
+/// # Panics
+/// When the process is gone.
+pub fn thread_cpu_times(pid: u32) -> std::collections::BTreeMap<u32, Duration> {
+    let dir = format!("/proc/{pid}/task");
+    fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+        .filter_map(|task| {
+            let tid = task.file_name().to_string_lossy().parse().ok()?;
+            let text = fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let ns = text.split_whitespace().next()?.parse().ok()?;
+            Some((tid, Duration::from_nanos(ns)))
+        })
+        .collect()
+}
+
+/// Runs `cmd` (program, arguments, working directory) `n` times one after another under
+/// bash's `time`, and returns the user + system CPU time of all those runs (getrusage of the
+/// reaped children, millisecond precision; `/proc` counts only 10 ms ticks).
+///
+/// # Panics
+/// When a run exits non-zero, or bash's timing line does not parse.
+pub fn cpu_time_of_runs(cmd: &Command, n: usize) -> Duration {
+    let script = format!(
+        "TIMEFORMAT='%3U %3S'; time {{ for ((i = 0; i < {n}; i++)); do \"$@\" >/dev/null 2>&1 \
+         || {{ echo \"run $i failed: $*\" >&2; exit 1; }}; done; }}"
+    );
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
+        .arg(script)
+        .arg("bash")
+        .arg(cmd.get_program());
+    bash.args(cmd.get_args());
+    if let Some(dir) = cmd.get_current_dir() {
+        bash.current_dir(dir);
+    }
+    let out = bash
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run bash: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let secs: Vec<f64> = stderr
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    match secs.as_slice() {
+        [user, system] => Duration::from_secs_f64(user + system),
+        _ => panic!("no timing line from bash: {stderr}"),
+    }
+}
+
 /// A loopback port free now (another process may take it before it is used; callers retry).
 ///
 /// # Panics

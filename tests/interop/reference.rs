@@ -263,17 +263,13 @@ pub struct RequesterRun {
 }
 
 impl RequesterRun {
-    /// Runs the requester in `folder` against 127.0.0.1:`port`.
-    ///
-    /// # Panics
-    /// When it cannot start or runs longer than [`RUN_LIMIT`].
-    pub fn run(
+    /// The command that runs the requester in `folder` against 127.0.0.1:`port`.
+    pub fn command(
         reference: &Reference,
         folder: &KeyFolder,
         setup: RequesterSetup,
         port: u16,
-        log: &Path,
-    ) -> RequesterRun {
+    ) -> Command {
         let RequesterSetup {
             build,
             transport,
@@ -310,6 +306,21 @@ impl RequesterRun {
                     Ending::Shutdown => "SHUTDOWN",
                 },
             ]);
+        cmd
+    }
+
+    /// Runs the requester in `folder` against 127.0.0.1:`port`.
+    ///
+    /// # Panics
+    /// When it cannot start or runs longer than [`RUN_LIMIT`].
+    pub fn run(
+        reference: &Reference,
+        folder: &KeyFolder,
+        setup: RequesterSetup,
+        port: u16,
+        log: &Path,
+    ) -> RequesterRun {
+        let cmd = Self::command(reference, folder, setup, port);
         let mut process = Child::spawn("spdm_requester_emu", cmd, log);
         let status = process.wait(RUN_LIMIT);
         RequesterRun {
