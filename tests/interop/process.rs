@@ -82,31 +82,6 @@ impl Child {
         }
     }
 
-    /// Waits until it listens on 127.0.0.1:`port`.
-    ///
-    /// # Panics
-    /// When it exits first or does not listen within `limit`.
-    pub fn wait_listening(&mut self, port: u16, limit: Duration) {
-        let start = Instant::now();
-        while !listens(self.pid(), port) {
-            if let Some(status) = self.exited() {
-                panic!(
-                    "{} exited ({status}) before listening on {port}; output:\n{}",
-                    self.label,
-                    self.output()
-                );
-            }
-            if start.elapsed() > limit {
-                panic!(
-                    "{} does not listen on {port} after {limit:?}; output:\n{}",
-                    self.label,
-                    self.output()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
     /// SIGKILL, then reap. Idempotent.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -114,59 +89,12 @@ impl Child {
             let _ = child.wait();
         }
     }
-
-    /// CPU time (user + system) the process has used so far, from `/proc/<pid>/stat`.
-    ///
-    /// # Panics
-    /// When the process is gone or its stat line does not parse.
-    pub fn cpu_time(&self) -> Duration {
-        cpu_time_of(&format!("/proc/{}/stat", self.pid()), 13)
-    }
 }
 
 impl Drop for Child {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn clock_ticks_per_second() -> u64 {
-    // The kernel's USER_HZ; 100 on every Linux this runs on (getconf CLK_TCK).
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100)
-}
-
-/// The sum of two adjacent tick fields of a `/proc/.../stat` line, starting at field
-/// `first` (0-based, counted after the command name): 13 = utime + stime, 15 = cutime +
-/// cstime.
-fn cpu_time_of(stat_path: &str, first: usize) -> Duration {
-    let text =
-        fs::read_to_string(stat_path).unwrap_or_else(|e| panic!("cannot read {stat_path}: {e}"));
-    // The command name is in parentheses and may hold spaces; fields follow the last ')'.
-    let rest = text
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .unwrap_or_else(|| panic!("odd stat line: {text}"));
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 2 (state); field n of proc(5) is fields[n - 2].
-    let tick = |n: usize| -> u64 {
-        fields
-            .get(n - 2)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or_else(|| panic!("no field {n} in {stat_path}"))
-    };
-    let ticks = tick(first + 1) + tick(first + 2);
-    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second() as f64)
-}
-
-/// CPU time (user + system) of this process's children that have exited and been waited
-/// for (`cutime + cstime` of `/proc/self/stat`).
-pub fn reaped_children_cpu_time() -> Duration {
-    cpu_time_of("/proc/self/stat", 15)
 }
 
 /// CPU time of each live thread of process `pid`, by thread id, from the scheduler's own

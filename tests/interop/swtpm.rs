@@ -12,7 +12,8 @@ use super::process::{Child, free_port};
 /// A running swtpm.
 #[derive(Debug)]
 pub struct Swtpm {
-    process: Child,
+    /// Killed by PID when dropped.
+    _process: Child,
     port: u16,
 }
 
@@ -23,6 +24,9 @@ impl Swtpm {
     /// When swtpm is not installed or does not come up after a few port pairs.
     pub fn start(dir: &Path) -> Swtpm {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        if which("swtpm").is_none() {
+            panic!("swtpm is not installed: run `make test` (scripts/install-deps.sh)");
+        }
         let mut last = String::new();
         for _ in 0..8 {
             let port = free_port();
@@ -40,16 +44,16 @@ impl Swtpm {
                 .arg(format!("dir={}", dir.display()))
                 .arg("--flags")
                 .arg("not-need-init,startup-clear");
-            if which("swtpm").is_none() {
-                panic!("swtpm is not installed: run `make test` (scripts/install-deps.sh)");
-            }
             let mut process = Child::spawn("swtpm", cmd, &dir.join("swtpm.out"));
             let start = std::time::Instant::now();
             while start.elapsed() < Duration::from_secs(10) && process.exited().is_none() {
                 if super::process::listens(process.pid(), port)
                     && super::process::listens(process.pid(), ctrl)
                 {
-                    return Swtpm { process, port };
+                    return Swtpm {
+                        _process: process,
+                        port,
+                    };
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -61,11 +65,6 @@ impl Swtpm {
     /// The TCTI string: `swtpm:host=127.0.0.1,port=P`.
     pub fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)
-    }
-
-    /// The swtpm process (for its CPU time).
-    pub fn process(&self) -> &Child {
-        &self.process
     }
 }
 
