@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps lint unit packaging fuzz-build qemu bench crates-inc clean
+.PHONY: demo test deps dmtf-spdm lint unit packaging fuzz-build qemu bench crates-inc clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -12,10 +12,16 @@ demo: deps
 	$(CARGO) build --release --locked --bins --examples
 	$(CARGO) run --release --locked --example demo
 
-## Every test: lint, unit and integration tests (real dbus-daemon, swtpm, lldpd, OpenSSL),
-## packaging checks, the fuzz targets must build, and two QEMU VMs pair.
-test: deps lint unit packaging fuzz-build qemu
+## Every test: lint, unit and integration tests (real dbus-daemon, swtpm, lldpd, OpenSSL,
+## DMTF's SPDM reference implementation and conformance suite), packaging checks, the fuzz
+## targets must build, and two QEMU VMs pair.
+test: deps lint dmtf-spdm unit packaging fuzz-build qemu
 	@echo "make test: all checks passed"
+
+## DMTF's SPDM reference (libspdm, spdm-emu, SPDM-Responder-Validator), built from
+## ../shared/third_party/dmtf-spdm into target/dmtf-spdm once; the interop tests need it.
+dmtf-spdm: deps
+	bash scripts/dmtf-spdm.sh
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -39,7 +45,7 @@ qemu:
 	bash qemu/two-bmcs.sh
 
 ## Figures for the performance targets (not a test).
-bench: deps
+bench: deps dmtf-spdm
 	$(CARGO) bench --locked --bench pairing
 
 ## Regenerate the recipe's crate list exactly as `bitbake -c update_crates` would.

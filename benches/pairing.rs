@@ -9,6 +9,9 @@
 //!   keys in swtpm next to the file backend.
 //! - SPDM: the median full attestation (VCA to signed MEASUREMENTS) on loopback, with the
 //!   responder's key in a file and in swtpm.
+//! - SPDM against DMTF's reference (libspdm's spdm-emu, from `make dmtf-spdm`): CPU time
+//!   per attestation of our responder and requester next to libspdm's, in the same run
+//!   (`spdm_reference`).
 //! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
 //!   and link down -> NotConnected.
 //!
@@ -22,6 +25,8 @@
     missing_docs,
     unreachable_pub
 )]
+
+mod spdm_reference;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -332,6 +337,9 @@ fn main() {
     }
     if want("attestation") {
         attestation_figures();
+    }
+    if want("spdm-reference") {
+        spdm_reference::cpu_figures(SAMPLES * 4);
     }
     if want("rig") {
         rig_figures();

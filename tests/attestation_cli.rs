@@ -85,6 +85,9 @@ fn file_identity(dir: &Path, name: &str) -> FileIdentity {
 fn respond(args: &[&str]) -> (Proc, String) {
     let mut child = Command::new(attestation_binary())
         .arg("respond")
+        // These tests attest one responder many times in a row; the signing budget has a
+        // test of its own.
+        .args(["--signs-per-second", "100", "--signs-per-source-per-second", "100"])
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())

@@ -28,6 +28,7 @@ use crate::identity::{Fingerprint, KeyStore};
 use crate::spdm::transport::{DEFAULT_PORT, Framing, Timeouts};
 use bmc_pairing_core::budget::SignBudget;
 use bmc_pairing_core::pairing::AttestPolicy;
+use bmc_pairing_core::spdm::verify::{SpdmChain, verify_chain};
 use bmc_pairing_core::spdm::{
     MeasurementPolicy, PolicyMode, ReferenceValues, ResponderConfig, TrustPolicy,
 };
@@ -169,12 +170,14 @@ pub struct RespondArgs {
     /// Framing on the TCP stream.
     #[arg(long, value_enum, default_value = "dsp0287")]
     pub framing: FramingArg,
-    /// Identity key: a P-256 PKCS#8 private key, DER or PEM (development only). Needs
-    /// --chain. Without it the daemon's identity from --config is served.
+    /// Identity key: an ECDSA P-256 or P-384 PKCS#8 private key, DER or PEM (development
+    /// and interoperability tests only). Needs --chain. A P-256 key is served with SHA-256,
+    /// a P-384 key with SHA-384. Without it the daemon's identity from --config is served.
     #[arg(long, value_name = "FILE", requires = "chain")]
     pub key: Option<PathBuf>,
-    /// Certificate chain for --key: DER or PEM files, root first, leaf (the key's
-    /// certificate) last.
+    /// Certificate chain for --key: DER or PEM files, the self-signed root first, each
+    /// certificate signed by the one before it, the leaf (the key's certificate) last; a
+    /// chain that does not chain, or is not valid now, is refused at start.
     #[arg(long, value_name = "FILE", num_args = 1.., requires = "key")]
     pub chain: Vec<PathBuf>,
     /// A file to report in MEASUREMENTS, indices 1, 2, ... in order; repeatable. Default:
@@ -313,14 +316,24 @@ enum FixedIdentityError {
     /// The chain does not fit the key, or does not parse as an SPDM chain.
     #[error("--chain/--key")]
     Mismatch(#[source] bmc_pairing_core::spdm::Error),
+    /// The certificates do not form a chain from a self-signed root to the leaf, valid now:
+    /// a requester would refuse it.
+    #[error(
+        "--chain is not a valid certificate chain from a self-signed root to the --key certificate"
+    )]
+    NotAChain(#[source] bmc_pairing_core::spdm::ChainError),
     /// The key cannot be read as the identity key.
     #[error("--key")]
     Store(#[source] bmc_pairing_core::keys::Error),
 }
 
+/// The identity of `respond --key --chain`, checked once at start: the leaf must be the
+/// key's certificate, and the chain must verify from its self-signed root down at `now`
+/// (each signature, issuer link, CA flag and validity period), as a requester will check it.
 fn fixed_identity(
     key: &Path,
     chain_files: &[PathBuf],
+    now: std::time::SystemTime,
 ) -> Result<IdentitySource, FixedIdentityError> {
     let store: Arc<dyn KeyStore> = Arc::new(KeyFile::load(key).map_err(FixedIdentityError::Key)?);
     let mut chain = Vec::new();
@@ -328,11 +341,23 @@ fn fixed_identity(
         chain.extend(keys::read_certificates(f).map_err(FixedIdentityError::Chain)?);
     }
     // The responder refuses a chain whose leaf is not the key's certificate.
-    bmc_pairing_core::spdm::Responder::new(
+    let suite = bmc_pairing_core::spdm::Responder::new(
         ResponderConfig::new(chain.clone(), Vec::new()),
         store.clone(),
     )
-    .map_err(FixedIdentityError::Mismatch)?;
+    .map_err(FixedIdentityError::Mismatch)?
+    .suite();
+    let spdm_chain = SpdmChain::from_der_certs(&chain, suite.hash)
+        .map_err(FixedIdentityError::NotAChain)?
+        .encode();
+    verify_chain(
+        &spdm_chain,
+        suite.hash,
+        suite.asym,
+        &TrustPolicy::FirstContact,
+        now,
+    )
+    .map_err(FixedIdentityError::NotAChain)?;
     IdentitySource::fixed(chain, store).map_err(FixedIdentityError::Store)
 }
 
@@ -359,7 +384,7 @@ pub async fn respond_command(
         }
     };
     let (identity, measurements, timeouts) = match &args.key {
-        Some(key) => match fixed_identity(key, &args.chain) {
+        Some(key) => match fixed_identity(key, &args.chain, crate::clock::floored_now(0)) {
             Ok(id) => (
                 id,
                 Measurements::new(&args.measure, None, &[]),
@@ -464,4 +489,94 @@ pub async fn respond_command(
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     EXIT_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::KeyRole;
+    use crate::identity::cert::{ChainFiles, LoadedIdentity};
+    use crate::identity::file::FileKeyStore;
+    use bmc_pairing_core::spdm::ChainError;
+    use std::time::SystemTime;
+
+    struct Made {
+        identity: LoadedIdentity,
+        key: PathBuf,
+    }
+
+    fn identity(dir: &Path, name: &str) -> Made {
+        let store = FileKeyStore::new(dir.join("keys"));
+        let identity = ChainFiles::new(dir.join("certs"))
+            .create(&store, name, SystemTime::now())
+            .unwrap();
+        Made {
+            identity,
+            key: store.key_path(KeyRole::Identity),
+        }
+    }
+
+    /// Writes `certs` as `<dir>/<name>-<i>.der`.
+    fn files(dir: &Path, name: &str, certs: &[&[u8]]) -> Vec<PathBuf> {
+        std::fs::create_dir_all(dir).unwrap();
+        certs
+            .iter()
+            .enumerate()
+            .map(|(i, der)| {
+                let p = dir.join(format!("{name}-{i}.der"));
+                std::fs::write(&p, der).unwrap();
+                p
+            })
+            .collect()
+    }
+
+    #[test]
+    fn respond_refuses_at_start_a_chain_that_does_not_chain() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ours = identity(&tmp.path().join("a"), "bmc-a");
+        // Same names, other keys: only the signatures tell the two CAs apart.
+        let twin = identity(&tmp.path().join("b"), "bmc-a");
+        let now = SystemTime::now();
+        let (ca, leaf) = (&ours.identity.ca_der, &ours.identity.leaf_der);
+
+        let dir = tmp.path().join("chains");
+        let good = files(&dir, "good", &[ca, leaf]);
+        assert!(fixed_identity(&ours.key, &good, now).is_ok());
+
+        // Another CA in front of our leaf: the leaf's signature does not verify under it.
+        let foreign_root = files(&dir, "foreign", &[&twin.identity.ca_der, leaf]);
+        assert!(matches!(
+            fixed_identity(&ours.key, &foreign_root, now),
+            Err(FixedIdentityError::NotAChain(ChainError::BadSignature {
+                index: 1
+            }))
+        ));
+        // The leaf alone: it is not a self-signed root.
+        let leaf_only = files(&dir, "leaf", &[leaf]);
+        assert!(matches!(
+            fixed_identity(&ours.key, &leaf_only, now),
+            Err(FixedIdentityError::NotAChain(ChainError::IssuerMismatch {
+                index: 0
+            }))
+        ));
+        // A chain that is not valid yet.
+        let long_ago = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+        assert!(matches!(
+            fixed_identity(&ours.key, &good, long_ago),
+            Err(FixedIdentityError::NotAChain(ChainError::NotValidAt { .. }))
+        ));
+        // Another key than the leaf's: refused before the chain is looked at.
+        assert!(matches!(
+            fixed_identity(&twin.key, &good, now),
+            Err(FixedIdentityError::Mismatch(_))
+        ));
+        // The message names the flag and the broken link.
+        let err = fixed_identity(&ours.key, &foreign_root, now).err().unwrap();
+        let text = crate::kit::ErrorChain(&err).to_string();
+        assert!(
+            text.contains("--chain is not a valid certificate chain")
+                && text.contains("certificate 1 signature does not verify"),
+            "{text}"
+        );
+    }
 }

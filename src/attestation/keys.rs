@@ -1,19 +1,19 @@
 //! Keys and certificate files of `bmc-attestation`: opening the configured key store (the
-//! pairing manager's identity), a read-only key from a PKCS#8 file for `respond --key`, and
-//! certificate files in DER or PEM (trust anchors, `respond --chain`).
+//! pairing manager's identity), a read-only key from a PKCS#8 file for `respond --key`
+//! (ECDSA P-256 or P-384), and certificate files in DER or PEM (trust anchors,
+//! `respond --chain`).
 //!
 //! Blocking (files, TPM): call from a blocking thread. Nothing here writes a file.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use p256::ecdsa::SigningKey;
 use p256::ecdsa::signature::hazmat::PrehashSigner as _;
-use p256::pkcs8::{DecodePrivateKey as _, EncodePublicKey as _};
+use p256::pkcs8::{DecodePrivateKey, EncodePublicKey as _};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
 
-use bmc_pairing_core::keys::{Backend, Error, KeyRole, KeyStore, PublicKey, SHA256_LEN};
+use bmc_pairing_core::keys::{Backend, Error, KeyRole, KeyStore, PublicKey};
 
 /// Largest certificate or key file read.
 pub const MAX_FILE_LEN: u64 = 256 * 1024;
@@ -46,8 +46,8 @@ pub enum FileError {
         /// The file.
         path: PathBuf,
     },
-    /// Not a P-256 private key in PKCS#8 (DER or PEM).
-    #[error("{path} does not hold a P-256 PKCS#8 private key (DER or PEM)")]
+    /// Not a P-256 or P-384 private key in PKCS#8 (DER or PEM).
+    #[error("{path} does not hold a P-256 or P-384 PKCS#8 private key (DER or PEM)")]
     NotKey {
         /// The file.
         path: PathBuf,
@@ -155,13 +155,39 @@ pub fn read_anchor_dir(dir: &Path) -> Result<Vec<Vec<u8>>, FileError> {
     Ok(anchors)
 }
 
-/// A P-256 identity key read from a PKCS#8 file (`respond --key`): development and tests
+/// An ECDSA identity key read from a PKCS#8 file (`respond --key`): development and tests
 /// only. Read-only: it signs as [`KeyRole::Identity`] and refuses every other role and
-/// every change.
+/// every change. A P-256 key signs SHA-256 digests, a P-384 key SHA-384 digests (the SPDM
+/// responder pairs them so).
 pub struct KeyFile {
-    key: SigningKey,
+    key: FileKey,
     public: PublicKey,
     path: PathBuf,
+}
+
+/// The curve of a [`KeyFile`].
+enum FileKey {
+    P256(p256::ecdsa::SigningKey),
+    P384(p384::ecdsa::SigningKey),
+}
+
+impl FileKey {
+    /// The digest length this key signs.
+    fn digest_len(&self) -> usize {
+        match self {
+            FileKey::P256(_) => 32,
+            FileKey::P384(_) => 48,
+        }
+    }
+}
+
+/// Reads a PKCS#8 private key of type `K` from DER, or from PEM text.
+fn pkcs8<K: DecodePrivateKey>(bytes: &[u8]) -> Option<K> {
+    K::from_pkcs8_der(bytes).ok().or_else(|| {
+        std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| K::from_pkcs8_pem(text).ok())
+    })
 }
 
 impl fmt::Debug for KeyFile {
@@ -174,7 +200,7 @@ impl fmt::Debug for KeyFile {
 }
 
 impl KeyFile {
-    /// Reads a PKCS#8 P-256 private key, DER or PEM.
+    /// Reads a PKCS#8 P-256 or P-384 private key, DER or PEM.
     ///
     /// # Errors
     /// [`FileError`].
@@ -183,14 +209,15 @@ impl KeyFile {
         let not = || FileError::NotKey {
             path: path.to_path_buf(),
         };
-        let key = match SigningKey::from_pkcs8_der(&bytes) {
-            Ok(k) => k,
-            Err(_) => {
-                let text = std::str::from_utf8(&bytes).map_err(|_| not())?;
-                SigningKey::from_pkcs8_pem(text).map_err(|_| not())?
-            }
+        let (key, der) = if let Some(k) = pkcs8::<p256::ecdsa::SigningKey>(&bytes) {
+            let der = k.verifying_key().to_public_key_der().map_err(|_| not())?;
+            (FileKey::P256(k), der)
+        } else if let Some(k) = pkcs8::<p384::ecdsa::SigningKey>(&bytes) {
+            let der = k.verifying_key().to_public_key_der().map_err(|_| not())?;
+            (FileKey::P384(k), der)
+        } else {
+            return Err(not());
         };
-        let der = key.verifying_key().to_public_key_der().map_err(|_| not())?;
         Ok(KeyFile {
             public: PublicKey::from_spki_der(der.as_bytes().to_vec()),
             key,
@@ -228,17 +255,24 @@ impl KeyStore for KeyFile {
     }
 
     fn sign_digest(&self, role: KeyRole, digest: &[u8]) -> Result<Vec<u8>, Error> {
-        if digest.len() != SHA256_LEN {
+        if digest.len() != self.key.digest_len() {
             return Err(Error::BadDigestLength(digest.len()));
         }
         if role != KeyRole::Identity {
             return Err(Error::KeyMissing(role));
         }
-        let sig: p256::ecdsa::Signature = self
-            .key
-            .sign_prehash(digest)
-            .map_err(|_| Error::Sign(role))?;
-        Ok(sig.to_bytes().to_vec())
+        match &self.key {
+            FileKey::P256(k) => {
+                let sig: p256::ecdsa::Signature =
+                    k.sign_prehash(digest).map_err(|_| Error::Sign(role))?;
+                Ok(sig.to_bytes().to_vec())
+            }
+            FileKey::P384(k) => {
+                let sig: p384::ecdsa::Signature =
+                    k.sign_prehash(digest).map_err(|_| Error::Sign(role))?;
+                Ok(sig.to_bytes().to_vec())
+            }
+        }
     }
 
     fn delete(&self, role: KeyRole) -> Result<(), Error> {

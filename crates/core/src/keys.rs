@@ -174,8 +174,9 @@ pub enum Error {
         #[source]
         source: BackendError,
     },
-    /// A digest of the wrong length was handed to `sign_digest`.
-    #[error("digest must be {SHA256_LEN} bytes, got {0}")]
+    /// A digest of the wrong length for the key was handed to `sign_digest` (32 bytes,
+    /// SHA-256, for P-256 keys; 48 bytes, SHA-384, for P-384 keys).
+    #[error("a digest of {0} bytes does not fit the key")]
     BadDigestLength(usize),
     /// Bytes that should be a P-256 SubjectPublicKeyInfo are not.
     #[error("not a P-256 public key")]
@@ -238,9 +239,11 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// stored but cannot be loaded.
     fn public_key(&self, role: KeyRole) -> Result<PublicKey, Error>;
 
-    /// Signs a SHA-256 digest with `role`'s key; returns the raw signature `r || s`
-    /// (64 bytes, big-endian halves), the form SPDM uses. TLS and X.509 callers convert it
-    /// to DER with [`signature_to_der`].
+    /// Signs a digest with `role`'s key; returns the raw signature `r || s` (big-endian
+    /// halves), the form SPDM uses. Keys made by [`KeyStore::generate`] are P-256: they sign
+    /// SHA-256 digests into 64 bytes, and TLS and X.509 callers convert that to DER with
+    /// [`signature_to_der`]. A store holding a P-384 key (only `bmc-attestation respond
+    /// --key`) signs SHA-384 digests into 96 bytes.
     ///
     /// # Errors
     /// [`Error::BadDigestLength`], [`Error::KeyMissing`], [`Error::KeyUnusable`],

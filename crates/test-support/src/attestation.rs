@@ -120,6 +120,9 @@ impl Node {
             "io_timeout_ms": 3000,
             "attest_timeout_ms": 10000,
             "identity_check_interval_ms": 200,
+            // Tests attest in bursts from one address; the budget has a test of its own.
+            "unauthenticated_signs_per_second": 50,
+            "unauthenticated_signs_per_source_per_second": 50,
         });
         if let (Some(base), serde_json::Value::Object(extra)) = (config.as_object_mut(), extra) {
             base.extend(extra);

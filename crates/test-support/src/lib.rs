@@ -8,6 +8,7 @@
 //! - [`Bmc`], built by [`BmcBuilder`]: one BMC (pairing manager and attestation daemon) on
 //!   loopback or, through [`rig`], in its own network namespace;
 //! - [`attestation`]: an attestation daemon alone ([`attestation::Node`]);
+//! - [`dmtf`]: DMTF's SPDM reference (libspdm emulators, SPDM-Responder-Validator) as a peer;
 //! - [`swtpm`], [`openssl`], [`factory`], [`netns`]: the real parts;
 //! - [`pdi`]: reading phosphor-dbus-interfaces YAML and comparing it with introspection.
 
@@ -20,6 +21,7 @@
 )]
 
 pub mod attestation;
+pub mod dmtf;
 pub mod factory;
 pub mod netns;
 pub mod openssl;
@@ -510,6 +512,9 @@ impl Bmc {
             "io_timeout_ms": 3000,
             "attest_timeout_ms": 10000,
             "identity_check_interval_ms": 200,
+            // Tests attest in bursts from one address; the budget has a test of its own.
+            "unauthenticated_signs_per_second": 50,
+            "unauthenticated_signs_per_source_per_second": 50,
         });
         if let Some(base) = config.as_object_mut() {
             for extra in [&self.attestation_extra, &overrides] {

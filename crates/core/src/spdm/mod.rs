@@ -16,8 +16,9 @@
 //! The shells that move these bytes over TCP and read measured files live in the daemon
 //! crate (`bmc_pairing_manager::spdm`).
 //!
-//! Scope: SPDM 1.2 only; ECDSA P-256 with SHA-256 both ways, P-384/SHA-384 verify-only in
-//! the requester. No sessions (KEY_EXCHANGE), no mutual authentication, no chunking.
+//! Scope: SPDM 1.2 only; ECDSA P-256 with SHA-256 and ECDSA P-384 with SHA-384 both ways
+//! (the responder signs with whichever curve its leaf key is on). No sessions
+//! (KEY_EXCHANGE, PSK), no mutual authentication, no chunking.
 
 pub mod appraisal;
 pub mod codec;

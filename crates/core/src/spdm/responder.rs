@@ -1,13 +1,24 @@
 //! The SPDM 1.2 responder: a sans-IO state machine that answers one requester.
 //!
-//! It advertises only SPDM 1.2, CERT_CAP | CHAL_CAP | MEAS_CAP(signed), ECDSA P-256 with
-//! SHA-256, serves slot 0 with the chain it is configured with, and signs CHALLENGE_AUTH and
-//! MEASUREMENTS through [`KeyStore`] with [`KeyRole::Identity`]. Measurement blocks come from
-//! the caller (see [`super::measure`]).
+//! It advertises only SPDM 1.2 and CERT_CAP | CHAL_CAP | MEAS_CAP(signed), serves slot 0
+//! with the chain it is configured with, and signs CHALLENGE_AUTH and MEASUREMENTS through
+//! [`KeyStore`] with [`KeyRole::Identity`]. The algorithms follow the leaf key: ECDSA P-256
+//! with SHA-256, or ECDSA P-384 with SHA-384 ([`Suite`]). Measurement blocks come from the
+//! caller, as SHA-256 digests (MeasurementHashAlgo is always SHA-256).
+//!
+//! Nothing for sessions, mutual authentication or chunking is advertised, so ALGORITHMS
+//! selects nothing in the DHE, AEAD, ReqBaseAsymAlg and KeySchedule tables (each comes back
+//! with AlgSupported 0).
+//!
+//! Each request is checked in this order: a header, a request code we implement
+//! (UnsupportedRequest), allowed in the current state (UnexpectedRequest, before the body is
+//! parsed, so a repeated GET_CAPABILITIES with a bad reserved byte is still unexpected), the
+//! version in force (VersionMismatch), then the body (InvalidRequest).
 //!
 //! Every request gets exactly one response; failures become SPDM ERROR responses, mapped
-//! from [`Reject`] in one place (`From<Reject> for ErrorResponse`). A rejected request never
-//! changes state; GET_VERSION always restarts the connection.
+//! from [`Reject`] in one place (`From<Reject> for ErrorResponse`). Until capabilities are
+//! settled an ERROR carries version 0x10 where the version itself is the problem. A rejected
+//! request never changes state; GET_VERSION always restarts the connection.
 
 use std::sync::Arc;
 
@@ -15,11 +26,10 @@ use rand_core::RngCore;
 
 use super::appraisal::PolicyMode;
 use super::codec::InvalidMessage;
-use super::crypto::{CONTEXT_CHALLENGE_AUTH, CONTEXT_MEASUREMENTS, HashAlgo, signing_input};
-use super::msgs::algorithms::{
-    ALG_TYPE_AEAD, ALG_TYPE_DHE, ALG_TYPE_KEY_SCHEDULE, ALG_TYPE_REQ_BASE_ASYM, ASYM_ECDSA_P256,
-    HASH_SHA256, MEAS_SPEC_DMTF, OPAQUE_DATA_FMT1,
+use super::crypto::{
+    AsymAlgo, CONTEXT_CHALLENGE_AUTH, CONTEXT_MEASUREMENTS, HashAlgo, signing_input,
 };
+use super::msgs::algorithms::{MEAS_SPEC_DMTF, OPAQUE_DATA_FMT1};
 use super::msgs::capabilities::{CERT_CAP, CHAL_CAP, MEAS_CAP_SIG};
 use super::msgs::challenge::SUMMARY_NONE;
 use super::msgs::measurements::{OPERATION_ALL, OPERATION_COUNT, encode_record};
@@ -42,7 +52,7 @@ pub struct ResponderConfig {
     /// Slot-0 certificates (DER), root first, leaf last; the leaf must hold the key store's
     /// identity key.
     pub chain: Vec<Vec<u8>>,
-    /// Measurement blocks, ascending unique indices (built by [`super::measure`]).
+    /// Measurement blocks with SHA-256 digests, ascending unique indices (built by the caller).
     pub measurements: Vec<MeasurementBlock>,
     /// CTExponent advertised: signing may take up to 2^ct_exponent µs (TPM signing is slow).
     pub ct_exponent: u8,
@@ -102,6 +112,37 @@ impl From<Reject> for ErrorResponse {
     }
 }
 
+/// The algorithms a responder signs with, fixed by its leaf key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Suite {
+    /// BaseAsymAlgo: the leaf key's curve.
+    pub asym: AsymAlgo,
+    /// BaseHashAlgo paired with that curve.
+    pub hash: HashAlgo,
+}
+
+impl Suite {
+    /// The suite for a leaf key (SubjectPublicKeyInfo DER): P-256 signs with SHA-256, P-384
+    /// with SHA-384. None for any other key.
+    pub fn for_key(spki_der: &[u8]) -> Option<Self> {
+        [
+            Suite {
+                asym: AsymAlgo::EcdsaP256,
+                hash: HashAlgo::Sha256,
+            },
+            Suite {
+                asym: AsymAlgo::EcdsaP384,
+                hash: HashAlgo::Sha384,
+            },
+        ]
+        .into_iter()
+        .find(|s| s.asym.matches_key(spki_der))
+    }
+}
+
+/// MeasurementHashAlgo: the digests in the caller's measurement blocks are SHA-256.
+const MEASUREMENT_HASH: HashAlgo = HashAlgo::Sha256;
+
 // States are named after what they wait for, as the house style asks.
 #[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,10 +153,48 @@ enum State {
     ExpectAttestationRequests { peer_dts: usize, measurements: bool },
 }
 
+impl State {
+    /// Whether a request with `code` may come now. GET_VERSION always may (it restarts the
+    /// connection); GET_MEASUREMENTS only after a measurement specification was agreed.
+    fn admits(self, code: Code) -> bool {
+        match (self, code) {
+            (_, Code::GetVersion)
+            | (State::ExpectGetCapabilities, Code::GetCapabilities)
+            | (State::ExpectNegotiateAlgorithms { .. }, Code::NegotiateAlgorithms)
+            | (
+                State::ExpectAttestationRequests { .. },
+                Code::GetDigests | Code::GetCertificate | Code::Challenge,
+            )
+            | (
+                State::ExpectAttestationRequests {
+                    measurements: true, ..
+                },
+                Code::GetMeasurements,
+            ) => true,
+            // RESPOND_IF_READY included: we never answer ResponseNotReady, so nothing is
+            // ever pending.
+            _ => false,
+        }
+    }
+
+    /// The SPDMVersion of an ERROR answering a request with `code` refused for `reject`:
+    /// 0x10 while no version is in force (before VERSION, and for GET_VERSION itself), and
+    /// for a version mismatch before capabilities settle the version; 0x12 otherwise.
+    fn error_version(self, code: Option<Code>, reject: Reject) -> u8 {
+        match (self, code, reject) {
+            (_, Some(Code::GetVersion), _)
+            | (State::ExpectGetVersion, _, _)
+            | (State::ExpectGetCapabilities, _, Reject::VersionMismatch) => SPDM_VERSION_10,
+            _ => SPDM_VERSION_12,
+        }
+    }
+}
+
 /// The responder state machine for one connection.
 #[derive(Debug)]
 pub struct Responder {
     keystore: Arc<dyn KeyStore>,
+    suite: Suite,
     chain: Vec<u8>,
     chain_digest: Vec<u8>,
     measurements: Vec<MeasurementBlock>,
@@ -127,20 +206,27 @@ pub struct Responder {
 impl Responder {
     /// A responder serving `config` and signing with `keystore`'s identity key.
     ///
+    /// It does not check that the chain chains (each certificate signed by the one before):
+    /// that costs signature verifications per connection, so callers check once when they
+    /// load a chain (see [`super::verify::verify_chain`]).
+    ///
     /// # Errors
-    /// [`Error::Config`] when the chain does not parse, its leaf is not the identity key,
-    /// or the measurement blocks are unusable; [`Error::KeyStore`] when the identity key is
-    /// missing.
+    /// [`Error::Config`] when the chain does not parse, its leaf is not the identity key or
+    /// not a P-256 or P-384 key, or the measurement blocks are unusable;
+    /// [`Error::KeyStore`] when the identity key is missing.
     pub fn new(config: ResponderConfig, keystore: Arc<dyn KeyStore>) -> Result<Self, Error> {
-        let chain = SpdmChain::from_der_certs(&config.chain, HashAlgo::Sha256)
-            .map_err(|_| Error::Config("certificate chain does not parse"))?;
-        let leaf = chain
-            .certs
+        let leaf = config
+            .chain
             .last()
             .ok_or(Error::Config("certificate chain is empty"))?;
         let leaf_key = crate::x509::summarize(leaf)
             .map_err(|_| Error::Config("leaf certificate does not parse"))?
             .public_key;
+        let suite = Suite::for_key(leaf_key.spki_der()).ok_or(Error::Config(
+            "leaf key is neither an ECDSA P-256 nor a P-384 key",
+        ))?;
+        let chain = SpdmChain::from_der_certs(&config.chain, suite.hash)
+            .map_err(|_| Error::Config("certificate chain does not parse"))?;
         if leaf_key != keystore.public_key(KeyRole::Identity)? {
             return Err(Error::Config(
                 "leaf certificate is not for the identity key",
@@ -161,7 +247,8 @@ impl Responder {
         let bytes = chain.encode();
         Ok(Responder {
             keystore,
-            chain_digest: HashAlgo::Sha256.digest(&bytes),
+            suite,
+            chain_digest: suite.hash.digest(&bytes),
             chain: bytes,
             measurements: config.measurements,
             ct_exponent: config.ct_exponent,
@@ -170,17 +257,21 @@ impl Responder {
         })
     }
 
+    /// The algorithms this responder signs with.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+
     /// Answers one request. Always returns a response (possibly an ERROR).
     pub fn handle(&mut self, request: &[u8], rng: &mut dyn RngCore) -> Vec<u8> {
-        // ERROR carries 0x10 until a version is agreed (and for GET_VERSION itself).
-        let version = match (request.get(1), self.state) {
-            (Some(&0x84), _) | (_, State::ExpectGetVersion) => SPDM_VERSION_10,
-            _ => SPDM_VERSION_12,
-        };
+        // A rejected request leaves the state as it was, so it decides the ERROR's version.
+        let state = self.state;
         match self.respond(request, rng) {
             Ok(bytes) => bytes,
             Err(reject) => {
                 tracing::debug!(?reject, "spdm request rejected");
+                let code = request.get(1).map(|c| Code::from(*c));
+                let version = state.error_version(code, reject);
                 Message::new(version, Payload::Error(ErrorResponse::from(reject))).to_bytes()
             }
         }
@@ -204,9 +295,13 @@ impl Responder {
         ) {
             return Err(Reject::Unsupported(u8::from(code)));
         }
-        let expected_version = match (code, self.state) {
-            (Code::GetVersion, _) => SPDM_VERSION_10,
-            (_, State::ExpectGetVersion) => return Err(Reject::Unexpected),
+        // The state decides before the body is parsed: a request that may not come now is
+        // unexpected whatever its bytes hold.
+        if !self.state.admits(code) {
+            return Err(Reject::Unexpected);
+        }
+        let expected_version = match code {
+            Code::GetVersion => SPDM_VERSION_10,
             _ => SPDM_VERSION_12,
         };
         if version != expected_version {
@@ -243,7 +338,9 @@ impl Responder {
                 Ok(rsp)
             }
             (State::ExpectNegotiateAlgorithms { peer_dts }, Payload::NegotiateAlgorithms(n)) => {
-                if n.base_asym_algo & ASYM_ECDSA_P256 == 0 || n.base_hash_algo & HASH_SHA256 == 0 {
+                if n.base_asym_algo & self.suite.asym.base_asym_bit() == 0
+                    || n.base_hash_algo & self.suite.hash.base_hash_bit() == 0
+                {
                     return Err(Reject::Invalid("no common base algorithm"));
                 }
                 if !n.alg_structs.windows(2).all(|w| match w {
@@ -257,18 +354,18 @@ impl Responder {
                     measurement_specification_sel: if measurements { MEAS_SPEC_DMTF } else { 0 },
                     other_params_selection: n.other_params_support & OPAQUE_DATA_FMT1,
                     measurement_hash_algo: if measurements {
-                        HashAlgo::Sha256.measurement_hash_bit()
+                        MEASUREMENT_HASH.measurement_hash_bit()
                     } else {
                         0
                     },
-                    base_asym_sel: ASYM_ECDSA_P256,
-                    base_hash_sel: HASH_SHA256,
+                    base_asym_sel: self.suite.asym.base_asym_bit(),
+                    base_hash_sel: self.suite.hash.base_hash_bit(),
                     ext_asym_sel: Vec::new(),
                     ext_hash_sel: Vec::new(),
-                    alg_structs: n.alg_structs.iter().map(select_alg).collect(),
+                    alg_structs: n.alg_structs.iter().map(select_nothing).collect(),
                 }));
                 self.vca(request, &rsp)?;
-                self.transcript.negotiated(HashAlgo::Sha256);
+                self.transcript.negotiated(self.suite.hash);
                 self.state = State::ExpectAttestationRequests {
                     peer_dts,
                     measurements,
@@ -332,7 +429,7 @@ impl Responder {
                 // Every block we serve is firmware or configuration of the TCB, so the TCB
                 // summary and the all-measurements summary cover the same blocks.
                 let summary_hash = (c.summary_hash_type != SUMMARY_NONE)
-                    .then(|| HashAlgo::Sha256.digest(&encode_record(&self.measurements)));
+                    .then(|| self.suite.hash.digest(&encode_record(&self.measurements)));
                 let mut auth = ChallengeAuth {
                     attributes: 0,
                     slot_mask: 1,
@@ -343,7 +440,7 @@ impl Responder {
                     signature: Vec::new(),
                 };
                 let unsigned = reply(Payload::ChallengeAuth(auth.clone()));
-                fits_signed(&unsigned, peer_dts)?;
+                fits_signed(&unsigned, self.suite, peer_dts)?;
                 let m1 = self
                     .transcript
                     .finish_m1(request, &unsigned)
@@ -351,16 +448,7 @@ impl Responder {
                 auth.signature = self.sign(CONTEXT_CHALLENGE_AUTH, &m1)?;
                 Ok(reply(Payload::ChallengeAuth(auth)))
             }
-            (
-                State::ExpectAttestationRequests {
-                    peer_dts,
-                    measurements,
-                },
-                Payload::GetMeasurements(g),
-            ) => {
-                if !measurements {
-                    return Err(Reject::Unexpected);
-                }
+            (State::ExpectAttestationRequests { peer_dts, .. }, Payload::GetMeasurements(g)) => {
                 let (param1, blocks) = match g.operation {
                     OPERATION_COUNT => (len_u8(self.measurements.len()), Vec::new()),
                     OPERATION_ALL => (0, self.measurements.clone()),
@@ -396,7 +484,7 @@ impl Responder {
                         .map_err(|_| Reject::Internal)?;
                     return Ok(unsigned);
                 }
-                fits_signed(&unsigned, peer_dts)?;
+                fits_signed(&unsigned, self.suite, peer_dts)?;
                 let l1 = self
                     .transcript
                     .finish_l1(request, &unsigned)
@@ -404,8 +492,7 @@ impl Responder {
                 rsp.signature = Some(self.sign(CONTEXT_MEASUREMENTS, &l1)?);
                 Ok(reply(Payload::Measurements(rsp)))
             }
-            // We never answer ResponseNotReady, so nothing is ever pending.
-            (_, Payload::RespondIfReady(_)) => Err(Reject::Unexpected),
+            // `State::admits` let through only what the arms above take.
             _ => Err(Reject::Unexpected),
         }
     }
@@ -426,13 +513,22 @@ impl Responder {
 
     fn sign(&self, context: &str, transcript_hash: &[u8]) -> Result<Vec<u8>, Reject> {
         let message = signing_input(SPDM_VERSION_12, context, transcript_hash);
-        let digest = HashAlgo::Sha256.digest(&message);
-        self.keystore
+        let digest = self.suite.hash.digest(&message);
+        let signature = self
+            .keystore
             .sign_digest(KeyRole::Identity, &digest)
             .map_err(|e| {
                 tracing::warn!(error = %e, "spdm signing failed");
                 Reject::Internal
-            })
+            })?;
+        if signature.len() != self.suite.asym.signature_len() {
+            tracing::warn!(
+                len = signature.len(),
+                "key store returned a signature of the wrong size"
+            );
+            return Err(Reject::Internal);
+        }
+        Ok(signature)
     }
 
     /// The measurement policy a requester should use to accept exactly this responder's
@@ -462,8 +558,13 @@ fn fits(response: &[u8], peer_dts: usize) -> Result<(), Reject> {
     }
 }
 
-fn fits_signed(unsigned: &[u8], peer_dts: usize) -> Result<(), Reject> {
-    fits(&[unsigned, &[0u8; 64]].concat(), peer_dts)
+fn fits_signed(unsigned: &[u8], suite: Suite, peer_dts: usize) -> Result<(), Reject> {
+    let signed_len = unsigned.len().saturating_add(suite.asym.signature_len());
+    if signed_len > peer_dts.min(MAX_MESSAGE_SIZE) {
+        Err(Reject::ResponseTooLarge)
+    } else {
+        Ok(())
+    }
 }
 
 fn fresh_nonce(rng: &mut dyn RngCore) -> [u8; NONCE_LEN] {
@@ -472,24 +573,14 @@ fn fresh_nonce(rng: &mut dyn RngCore) -> [u8; NONCE_LEN] {
     n
 }
 
-/// Our preference per AlgStruct table. We never advertise KEY_EX or MUT_AUTH, so these
-/// selections are never used; we answer each table as libspdm does so its requester accepts
-/// the response.
-fn select_alg(s: &AlgStruct) -> AlgStruct {
-    let prefs: &[u16] = match s.alg_type {
-        ALG_TYPE_DHE => &[0x0008, 0x0010],
-        ALG_TYPE_AEAD => &[0x0002, 0x0001],
-        ALG_TYPE_REQ_BASE_ASYM => &[0x0010],
-        ALG_TYPE_KEY_SCHEDULE => &[0x0001],
-        _ => &[],
-    };
+/// The answer to one ReqAlgStruct table. Every table (DHE, AEAD, ReqBaseAsymAlg,
+/// KeySchedule) serves sessions or mutual authentication, which we never advertise
+/// (KEY_EX_CAP, PSK_CAP and MUT_AUTH_CAP are 0), so DSP0274 wants no selection: the table
+/// comes back with AlgSupported 0.
+fn select_nothing(s: &AlgStruct) -> AlgStruct {
     AlgStruct {
         alg_type: s.alg_type,
-        supported: prefs
-            .iter()
-            .copied()
-            .find(|p| s.supported & p != 0)
-            .unwrap_or(0),
+        supported: 0,
         ext: Vec::new(),
     }
 }
@@ -501,3 +592,6 @@ fn len_u32(n: usize) -> u32 {
 fn len_u8(n: usize) -> u8 {
     u8::try_from(n).unwrap_or(u8::MAX)
 }
+
+#[cfg(test)]
+mod tests;

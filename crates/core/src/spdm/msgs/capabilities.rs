@@ -134,7 +134,9 @@ impl Capabilities {
         self.check_sizes()
     }
 
-    /// DataTransferSize ≥ 42 and MaxSPDMmsgSize ≥ DataTransferSize (SPDM 1.2).
+    /// The SPDM 1.2 size rules, for either side: DataTransferSize ≥ 42, MaxSPDMmsgSize ≥
+    /// DataTransferSize, and without CHUNK_CAP the two are equal (a message larger than one
+    /// transfer could only arrive in chunks).
     ///
     /// # Errors
     /// [`InvalidMessage::InvalidValue`].
@@ -147,6 +149,60 @@ impl Capabilities {
                 "MaxSPDMmsgSize below DataTransferSize",
             ));
         }
+        if self.flags & CHUNK_CAP == 0 && self.max_spdm_msg_size != self.data_transfer_size {
+            return Err(InvalidMessage::InvalidValue(
+                "MaxSPDMmsgSize differs from DataTransferSize without CHUNK_CAP",
+            ));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(flags: u32, data_transfer_size: u32, max_spdm_msg_size: u32) -> Capabilities {
+        Capabilities {
+            ct_exponent: 0,
+            flags,
+            data_transfer_size,
+            max_spdm_msg_size,
+        }
+    }
+
+    #[test]
+    fn without_chunk_cap_the_largest_message_is_one_transfer() {
+        // Validator assertion 2.4.2: DataTransferSize != MaxSPDMmsgSize without CHUNK_CAP is
+        // an invalid request; with CHUNK_CAP a larger MaxSPDMmsgSize is the point of it.
+        let plain = CERT_CAP | CHAL_CAP;
+        assert_eq!(request(plain, 0x1200, 0x1200).check_requester(), Ok(()));
+        assert_eq!(
+            request(plain, 0x1200, 0x1201).check_requester(),
+            Err(InvalidMessage::InvalidValue(
+                "MaxSPDMmsgSize differs from DataTransferSize without CHUNK_CAP"
+            ))
+        );
+        assert_eq!(
+            request(plain | CHUNK_CAP, 0x1200, 0x1_0000).check_requester(),
+            Ok(())
+        );
+        // The older rules still hold, with or without chunking.
+        assert!(
+            request(plain | CHUNK_CAP, 41, 0x1200)
+                .check_requester()
+                .is_err()
+        );
+        assert!(
+            request(plain | CHUNK_CAP, 0x1200, 0x1000)
+                .check_requester()
+                .is_err()
+        );
+        // A responder's CAPABILITIES is held to the same size rule.
+        assert!(
+            request(plain | MEAS_CAP_SIG, 0x1200, 0x2000)
+                .check_sizes()
+                .is_err()
+        );
     }
 }
