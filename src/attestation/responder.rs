@@ -517,6 +517,16 @@ async fn session(
     spoke: Arc<AtomicBool>,
 ) {
     let run = async {
+        // Nothing is prepared (identity, measurements, TPM PCR reads) for a connection that
+        // has not sent a byte within its first-request deadline.
+        let mut probe = [0u8; 1];
+        match tokio::time::timeout(settings.first_request_timeout, tcp.peek(&mut probe)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => {
+                tracing::debug!("no request within the first-request deadline; closed");
+                return;
+            }
+        }
         let (config, store) = match tokio::task::spawn_blocking(move || responder.prepare()).await {
             Ok(Ok(p)) => p,
             Ok(Err(why)) => {
