@@ -87,7 +87,12 @@ fn respond(args: &[&str]) -> (Proc, String) {
         .arg("respond")
         // These tests attest one responder many times in a row; the signing budget has a
         // test of its own.
-        .args(["--signs-per-second", "100", "--signs-per-source-per-second", "100"])
+        .args([
+            "--signs-per-second",
+            "100",
+            "--signs-per-source-per-second",
+            "100",
+        ])
         .args(args)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
