@@ -612,7 +612,7 @@ async fn responder_connections_are_bounded_and_silent_ones_evicted_or_dropped() 
             "max_sessions": 1,
             "max_sessions_per_source": 1,
             "first_request_timeout_ms": 700,
-            "idle_timeout_ms": 700,
+            "idle_timeout_ms": 5000,
             "io_timeout_ms": 700,
         }),
     );
@@ -622,9 +622,9 @@ async fn responder_connections_are_bounded_and_silent_ones_evicted_or_dropped() 
     a.start();
     let conn = connect(&a).await;
 
-    // An idle client holds B's only slot; A's attestation takes its place at once (a
-    // connection that has sent no complete request is evicted by a newcomer), and B closes
-    // the idle client.
+    // A silent client waits in B's waiting room (one place for its address); A's
+    // attestation, from the same address, takes its place at once, and B closes the silent
+    // client.
     let idle = std::net::TcpStream::connect(b.endpoint()).unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
@@ -644,15 +644,41 @@ async fn responder_connections_are_bounded_and_silent_ones_evicted_or_dropped() 
         start.elapsed()
     );
 
-    // A client that sends half a DSP0287 frame and stops has sent no request either: it is
-    // evicted the same way.
-    let mut half = std::net::TcpStream::connect(b.endpoint()).unwrap();
-    std::io::Write::write_all(&mut half, &[0x04]).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A client that sends a request and then idles holds its session until it has been idle
+    // for the allowance (the first-request deadline); then a newcomer takes its place.
+    let mut idler = std::net::TcpStream::connect(b.endpoint()).unwrap();
+    let get_version = [0x10, 0x84, 0x00, 0x00];
+    std::io::Write::write_all(
+        &mut idler,
+        &bmc_pairing_core::spdm::frame::frame_spdm(&get_version),
+    )
+    .unwrap();
+    idler
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut version = [0u8; 4];
+    std::io::Read::read_exact(&mut idler, &mut version).unwrap();
+    tokio::time::sleep(Duration::from_millis(900)).await;
     let Reply { trusted, .. } = attest(&conn, &b.endpoint(), "first-contact").await.unwrap();
     assert!(trusted);
-    half.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // Closed (end of stream), not merely quiet until the read timeout.
+    let mut rest = Vec::new();
+    assert!(
+        std::io::Read::read_to_end(&mut idler, &mut rest).is_ok(),
+        "the idle session was kept"
+    );
+
+    // A client that sends half a DSP0287 frame and stops is closed at the I/O deadline.
+    let mut half = std::net::TcpStream::connect(b.endpoint()).unwrap();
+    std::io::Write::write_all(&mut half, &[0x04]).unwrap();
+    let start = Instant::now();
+    half.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(std::io::Read::read(&mut half, &mut buf).unwrap_or(0), 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "half a frame was waited for {:?}",
+        start.elapsed()
+    );
 
     // Alone, a silent client is dropped at the first-request deadline.
     let lone = std::net::TcpStream::connect(b.endpoint()).unwrap();

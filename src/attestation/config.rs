@@ -32,12 +32,12 @@
 //! | `trust_anchors_dir` | `<cert_root>/etc/bmc-pairing-manager/certs/anchors` | roots for `anchored`: `*.der`, `*.pem`, `*.crt`, `*.cer` |
 //! | `connect_timeout_ms` | 3000 | TCP connect of an outgoing attestation |
 //! | `io_timeout_ms` | 5000 | each SPDM read or write, both roles |
-//! | `first_request_timeout_ms` | 2000 | responder wait for a new connection's first request |
+//! | `first_request_timeout_ms` | 2000 | responder wait for a new connection's first byte; also how long a session may go without a request before a newcomer may take its place |
 //! | `idle_timeout_ms` | 5000 | responder wait for the next request (at least the first-request wait) |
 //! | `session_timeout_ms` | 30000 | one whole responder session |
 //! | `attest_timeout_ms` | 20000 | one whole outgoing attestation |
-//! | `max_sessions` | 8 | concurrent responder connections (1..=256); a new one evicts the longest-silent connection that has sent nothing |
-//! | `max_sessions_per_source` | 2 | concurrent responder connections from one address |
+//! | `max_sessions` | 8 | concurrent responder sessions (1..=256); connections wait for their first byte in a room of 8 × this many places, where a newcomer displaces the oldest of its own or the most crowded address |
+//! | `max_sessions_per_source` | 2 | responder sessions, and waiting places, of one address |
 //! | `unauthenticated_signs_per_second` | 10 | TPM signatures all requesters together may cause (burst twice that) |
 //! | `unauthenticated_signs_per_source_per_second` | 2 | TPM signatures one requester address may cause (burst twice that) |
 //! | `max_attestations` | 4 | concurrent outgoing attestations (1..=64) |

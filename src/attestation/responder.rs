@@ -18,19 +18,22 @@
 //! # Bounds
 //! Every requester is unauthenticated (no mutual authentication), so what one may hold is
 //! bounded, and a legitimate requester is never locked out by idle connections:
-//! - the listener accepts always; at most `max_sessions` connections, `max_sessions_per_source`
-//!   from one address; a new connection displaces the oldest connection that has sent
-//!   nothing (of its own address first), and is refused only when all are working;
-//! - a new connection must send its first request within `first_request_timeout`, later ones
-//!   within the idle deadline; each read and write has the I/O deadline, the whole session
-//!   `session_timeout`;
+//! - the listener accepts always. A new connection waits, costing a socket and nothing
+//!   else, for its first byte (at most `first_request_timeout`) in a waiting room of
+//!   `8 × max_sessions` places, `max_sessions_per_source` per address; a newcomer displaces
+//!   the oldest waiting connection of its own address, or of the most crowded one;
+//! - a connection that has spoken takes one of `max_sessions` sessions
+//!   (`max_sessions_per_source` per address), displacing the idlest session if that one has
+//!   had no request for `first_request_timeout`, and is refused only when all are working
+//!   (see [`books`]);
+//! - later requests must come within the idle deadline; each read and write has the I/O
+//!   deadline, the whole session `session_timeout`;
 //! - every signature (CHALLENGE_AUTH, signed MEASUREMENTS) is charged to a [`SignBudget`]
 //!   per address and in all; a requester over budget gets an SPDM error, not a signature.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,8 +51,11 @@ use crate::identity::cert::ChainFiles;
 use crate::identity::cert::IdentityProblem;
 use crate::identity::store::{self, OpenedStore, Probe};
 use crate::identity::{Fingerprint, KeyRole, KeyStore};
-use crate::spdm::transport::{self, Framing, Timeouts};
+use crate::spdm::transport::{self, Activity, Framing, Timeouts};
 use bmc_pairing_core::spdm::ResponderConfig;
+use books::{Books, Limits};
+
+mod books;
 
 /// Listener settings.
 #[derive(Clone, Debug)]
@@ -68,87 +74,6 @@ pub struct Settings {
     pub max_sessions_per_source: usize,
     /// The TPM-signature budget every requester is charged to.
     pub budget: Arc<Mutex<SignBudget>>,
-}
-
-/// One open connection, as the listener sees it.
-#[derive(Debug)]
-struct Open {
-    id: u64,
-    source: IpAddr,
-    /// Set once its first request arrived; until then it may be evicted.
-    spoke: Arc<AtomicBool>,
-    cancel: CancellationToken,
-}
-
-/// The open connections, oldest first. Accepting never waits: a new connection takes the
-/// place of the oldest silent one of its source (or, when the listener is full, of any
-/// source); if none is silent, the new one is refused. Requesters that are working are
-/// never evicted by newcomers.
-#[derive(Debug, Default)]
-struct Connections {
-    open: Vec<Open>,
-    next_id: u64,
-}
-
-/// Why a new connection was not taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-enum Turned {
-    /// Its source has its share of working connections.
-    #[error("its address has {0} working connections")]
-    SourceFull(usize),
-    /// The listener is full of working connections.
-    #[error("{0} working connections are open")]
-    Full(usize),
-}
-
-impl Connections {
-    /// Cancels the oldest silent connection (of `source`, if given); false if none is.
-    fn evict_silent(&mut self, source: Option<IpAddr>) -> bool {
-        let at = self
-            .open
-            .iter()
-            .position(|c| !c.spoke.load(Ordering::Relaxed) && source.is_none_or(|s| s == c.source));
-        match at {
-            Some(at) => {
-                let victim = self.open.remove(at);
-                tracing::debug!(source = %victim.source, "evicting a silent spdm connection");
-                victim.cancel.cancel();
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn take(
-        &mut self,
-        source: IpAddr,
-        settings: &Settings,
-        parent: &CancellationToken,
-    ) -> Result<(u64, Arc<AtomicBool>, CancellationToken), Turned> {
-        let per_source = settings.max_sessions_per_source.max(1);
-        let from_source = self.open.iter().filter(|c| c.source == source).count();
-        if from_source >= per_source && !self.evict_silent(Some(source)) {
-            return Err(Turned::SourceFull(per_source));
-        }
-        let max = settings.max_sessions.max(1);
-        if self.open.len() >= max && !self.evict_silent(None) {
-            return Err(Turned::Full(max));
-        }
-        self.next_id = self.next_id.wrapping_add(1);
-        let spoke = Arc::new(AtomicBool::new(false));
-        let cancel = parent.child_token();
-        self.open.push(Open {
-            id: self.next_id,
-            source,
-            spoke: spoke.clone(),
-            cancel: cancel.clone(),
-        });
-        Ok((self.next_id, spoke, cancel))
-    }
-
-    fn close(&mut self, id: u64) {
-        self.open.retain(|c| c.id != id);
-    }
 }
 
 /// The key store as one requester's session sees it: every signature is charged to the
@@ -442,8 +367,8 @@ impl Responder {
     }
 }
 
-/// Serves SPDM on `listener` until `cancel`; each session runs on `tracker`. Accepts always;
-/// see [`Connections`] for what a new connection displaces.
+/// Serves SPDM on `listener` until `cancel`; each connection runs on `tracker`. Accepts
+/// always; see [`books`] for who waits, who works, and who gives way.
 ///
 /// # Cancel safety
 /// Runs until `cancel`; sessions stop on `cancel` too.
@@ -454,7 +379,15 @@ pub async fn serve(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let connections = Arc::new(Mutex::new(Connections::default()));
+    let books = Arc::new(Mutex::new(Books::default()));
+    let limits = Limits {
+        sessions: settings.max_sessions,
+        per_source: settings.max_sessions_per_source,
+        waiting: settings
+            .max_sessions
+            .saturating_mul(books::WAITING_PER_SESSION),
+        idle_allowance: settings.first_request_timeout,
+    };
     let mut accept_errors = 0u32;
     loop {
         let accepted = tokio::select! {
@@ -479,46 +412,51 @@ pub async fn serve(
             }
         };
         let source = addr.ip().to_canonical();
-        let taken = connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(source, &settings, &cancel);
-        let (id, spoke, token) = match taken {
-            Ok(t) => t,
-            Err(why) => {
-                tracing::debug!(%addr, reason = %why, "spdm connection refused");
-                continue;
-            }
-        };
+        let (id, token) = lock(&books).wait(source, limits, &cancel);
         let span = tracing::info_span!("spdm_session", %addr);
-        let session = session(tcp, addr, responder.clone(), settings.clone(), spoke);
-        let connections = connections.clone();
+        let connection = Connection {
+            id,
+            source,
+            books: books.clone(),
+            limits,
+        };
+        let session = connection.run(tcp, addr, responder.clone(), settings.clone());
+        let books = books.clone();
         tracker.spawn(
             async move {
                 tokio::select! {
                     () = token.cancelled() => {}
                     () = session => {}
                 }
-                connections
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .close(id);
+                lock(&books).close(id);
             }
             .instrument(span),
         );
     }
 }
 
-async fn session(
-    mut tcp: TcpStream,
-    addr: SocketAddr,
-    responder: Arc<Responder>,
-    settings: Settings,
-    spoke: Arc<AtomicBool>,
-) {
-    let run = async {
-        // Nothing is prepared (identity, measurements, TPM PCR reads) for a connection that
-        // has not sent a byte within its first-request deadline.
+fn lock(books: &Mutex<Books>) -> std::sync::MutexGuard<'_, Books> {
+    books.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One accepted connection's place in the listener's books.
+struct Connection {
+    id: u64,
+    source: IpAddr,
+    books: Arc<Mutex<Books>>,
+    limits: Limits,
+}
+
+impl Connection {
+    async fn run(
+        self,
+        tcp: TcpStream,
+        addr: SocketAddr,
+        responder: Arc<Responder>,
+        settings: Settings,
+    ) {
+        // Waiting: nothing is prepared (identity, measurements, TPM PCR reads) for a
+        // connection that has not sent a byte within its first-request deadline.
         let mut probe = [0u8; 1];
         match tokio::time::timeout(settings.first_request_timeout, tcp.peek(&mut probe)).await {
             Ok(Ok(n)) if n > 0 => {}
@@ -527,48 +465,64 @@ async fn session(
                 return;
             }
         }
-        let (config, store) = match tokio::task::spawn_blocking(move || responder.prepare()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(why)) => {
-                tracing::debug!(reason = %crate::kit::ErrorChain(&why), "nothing to serve; closing");
-                return;
-            }
-            Err(_) => {
-                tracing::error!("preparing a session panicked; closing");
-                return;
-            }
-        };
-        let store: Arc<dyn KeyStore> = Arc::new(Budgeted {
-            inner: store,
-            budget: settings.budget.clone(),
-            source: addr.ip().to_canonical(),
-        });
-        let first = transport::FirstRequest {
-            deadline: settings.first_request_timeout,
-            arrived: &spoke,
-        };
-        match transport::serve_watched(
-            &mut tcp,
-            settings.framing,
-            config,
-            store,
-            &settings.timeouts,
-            first,
+        let activity =
+            match lock(&self.books).work(self.id, self.source, self.limits, Instant::now()) {
+                Ok(activity) => activity,
+                Err(why) => {
+                    tracing::debug!(reason = %why, "spdm connection refused");
+                    return;
+                }
+            };
+        if tokio::time::timeout(
+            settings.session_timeout,
+            session(tcp, addr, responder, &settings, &activity),
         )
         .await
+        .is_err()
         {
-            Ok(()) => tracing::debug!("spdm session ended"),
-            Err(e) => tracing::debug!(
-                error = %crate::kit::ErrorChain(&e),
-                "spdm session ended with an error"
-            ),
+            tracing::debug!("spdm session exceeded its deadline; closed");
+        }
+    }
+}
+
+async fn session(
+    mut tcp: TcpStream,
+    addr: SocketAddr,
+    responder: Arc<Responder>,
+    settings: &Settings,
+    activity: &Activity,
+) {
+    let (config, store) = match tokio::task::spawn_blocking(move || responder.prepare()).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(why)) => {
+            tracing::debug!(reason = %crate::kit::ErrorChain(&why), "nothing to serve; closing");
+            return;
+        }
+        Err(_) => {
+            tracing::error!("preparing a session panicked; closing");
+            return;
         }
     };
-    if tokio::time::timeout(settings.session_timeout, run)
-        .await
-        .is_err()
+    let store: Arc<dyn KeyStore> = Arc::new(Budgeted {
+        inner: store,
+        budget: settings.budget.clone(),
+        source: addr.ip().to_canonical(),
+    });
+    match transport::serve_watched(
+        &mut tcp,
+        settings.framing,
+        config,
+        store,
+        &settings.timeouts,
+        activity,
+    )
+    .await
     {
-        tracing::debug!(%addr, "spdm session exceeded its deadline; closed");
+        Ok(()) => tracing::debug!("spdm session ended"),
+        Err(e) => tracing::debug!(
+            error = %crate::kit::ErrorChain(&e),
+            "spdm session ended with an error"
+        ),
     }
 }
 

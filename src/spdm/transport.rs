@@ -11,8 +11,8 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rand_core::OsRng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -371,24 +371,61 @@ pub async fn serve<S: Socket>(
     keystore: Arc<dyn KeyStore>,
     timeouts: &Timeouts,
 ) -> Result<(), Error> {
-    let first = FirstRequest {
-        deadline: timeouts.idle,
-        arrived: &AtomicBool::new(false),
-    };
-    serve_watched(stream, framing, config, keystore, timeouts, first).await
+    serve_watched(
+        stream,
+        framing,
+        config,
+        keystore,
+        timeouts,
+        &Activity::new(),
+    )
+    .await
 }
 
-/// How [`serve_watched`] treats a connection until its first request.
-#[derive(Clone, Copy, Debug)]
-pub struct FirstRequest<'a> {
-    /// How long a new connection may stay silent.
-    pub deadline: Duration,
-    /// Set once anything arrived: the listener may evict a connection while it is false.
-    pub arrived: &'a AtomicBool,
+/// When a session last received a request; a listener reads it to find the idlest session.
+#[derive(Debug)]
+pub struct Activity {
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last request (0: none yet).
+    last: AtomicU64,
 }
 
-/// As [`serve`], with a deadline of its own for the first request and a flag the listener
-/// reads to tell silent connections from working ones.
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Activity {
+    /// No request yet: idle since now.
+    pub fn new() -> Self {
+        Activity {
+            epoch: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    /// A request arrived now.
+    pub fn touch(&self) {
+        self.touch_at(Instant::now());
+    }
+
+    /// A request arrived at `at`.
+    pub fn touch_at(&self, at: Instant) {
+        let ms =
+            u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// How long before `now` the last request (or, with none, the start) was.
+    pub fn idle(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.epoch)
+            .saturating_sub(Duration::from_millis(self.last.load(Ordering::Relaxed)))
+    }
+}
+
+/// As [`serve`], recording in `activity` when each request arrives, for a listener that lets
+/// idle sessions give way.
 ///
 /// # Errors
 /// As [`serve`].
@@ -402,7 +439,7 @@ pub async fn serve_watched<S: Socket>(
     config: ResponderConfig,
     keystore: Arc<dyn KeyStore>,
     timeouts: &Timeouts,
-    first: FirstRequest<'_>,
+    activity: &Activity,
 ) -> Result<(), Error> {
     stream.configure()?;
     let mut responder = Some(Responder::new(config, keystore)?);
@@ -412,13 +449,8 @@ pub async fn serve_watched<S: Socket>(
         io_timeout: timeouts.io,
     };
     loop {
-        let wait = if first.arrived.load(Ordering::Relaxed) {
-            timeouts.idle
-        } else {
-            first.deadline.min(timeouts.idle)
-        };
-        let incoming = conn.recv(wait).await?;
-        first.arrived.store(true, Ordering::Relaxed);
+        let incoming = conn.recv(timeouts.idle).await?;
+        activity.touch();
         match incoming {
             Incoming::Spdm(request) => {
                 tracing::debug!(

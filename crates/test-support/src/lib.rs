@@ -10,6 +10,7 @@
 //! - [`attestation`]: an attestation daemon alone ([`attestation::Node`]);
 //! - [`dmtf`]: DMTF's SPDM reference (libspdm emulators, SPDM-Responder-Validator) as a peer;
 //! - [`swtpm`], [`openssl`], [`factory`], [`netns`]: the real parts;
+//! - [`flood`]: hostile neighbours (silent, churning and certificate-less TLS clients);
 //! - [`pdi`]: reading phosphor-dbus-interfaces YAML and comparing it with introspection.
 
 // A harness fails loudly: a broken fixture is a failed test, so it unwraps and panics.
@@ -23,6 +24,7 @@
 pub mod attestation;
 pub mod dmtf;
 pub mod factory;
+pub mod flood;
 pub mod netns;
 pub mod openssl;
 pub mod pdi;
