@@ -469,3 +469,38 @@ fn no_stale_temporaries_survive_kill9_at_random_points() {
     a.provision("self").unwrap();
     assert!(a.provisioned());
 }
+
+// ---------------------------------------------------------------------------------------
+// Finding 4 (units): the descriptor limit fits what the configuration may allow.
+
+fn limit_nofile(unit: &Path) -> usize {
+    let text = fs::read_to_string(unit).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .unwrap_or_else(|| panic!("{} sets no LimitNOFILE", unit.display()))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_units_descriptor_limits_fit_the_largest_configurable_caps() {
+    use bmc_pairing_manager::attestation;
+    let units = workspace_root().join("recipes-phosphor/bmc-pairing/bmc-pairing-manager/systemd");
+    // Outgoing sessions, listeners, bus, TPM, journal and configuration files.
+    let headroom = 512;
+    let pairing = limit_nofile(&units.join("xyz.openbmc_project.BmcPairingManager.service"));
+    let pairing_caps = bmc_pairing_manager::config::MAX_PENDING_HANDSHAKES
+        + bmc_pairing_manager::config::MAX_SESSIONS;
+    assert!(
+        pairing_caps + headroom <= pairing,
+        "{pairing_caps} + {headroom} > {pairing}"
+    );
+    let responder = limit_nofile(&units.join("xyz.openbmc_project.attestation.service"));
+    let responder_caps =
+        attestation::config::MAX_SESSIONS * (1 + attestation::responder::WAITING_PER_SESSION);
+    assert!(
+        responder_caps + headroom <= responder,
+        "{responder_caps} + {headroom} > {responder}"
+    );
+}

@@ -60,6 +60,10 @@ pub const DEFAULT_PATH: &str = "/etc/bmc-pairing-manager/bmc-attestation.conf";
 pub const MAX_MEASURED_FILES: usize = 63;
 /// Number of PCRs of a TPM 2.0 bank (valid `pcrs` entries are 0..24).
 pub const PCR_COUNT: u8 = crate::identity::tpm::PCR_COUNT;
+/// Most responder sessions `max_sessions` allows. With the waiting room
+/// ([`super::responder::WAITING_PER_SESSION`] places per session) it fits the unit's
+/// `LimitNOFILE=4096`.
+pub const MAX_SESSIONS: usize = 256;
 
 /// The validated configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,7 +296,7 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         ("session_timeout_ms", raw.session_timeout_ms),
         ("idle_timeout_ms", raw.idle_timeout_ms),
     )?;
-    let max_sessions = check.count_in("max_sessions", raw.max_sessions, 1, 256)?;
+    let max_sessions = check.count_in("max_sessions", raw.max_sessions, 1, MAX_SESSIONS)?;
     let max_sessions_per_source = check.count_in(
         "max_sessions_per_source",
         raw.max_sessions_per_source,

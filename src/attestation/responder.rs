@@ -53,6 +53,7 @@ use crate::identity::store::{self, OpenedStore, Probe};
 use crate::identity::{Fingerprint, KeyRole, KeyStore};
 use crate::spdm::transport::{self, Activity, Framing, Timeouts};
 use bmc_pairing_core::spdm::ResponderConfig;
+pub use books::WAITING_PER_SESSION;
 use books::{Books, Limits};
 
 mod books;

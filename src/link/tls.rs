@@ -274,7 +274,9 @@ fn verified_chain(
     floor: UnixTime,
 ) -> Result<CapturedIdentity, rustls::Error> {
     check_chain(end_entity, intermediates, usage, floored(now, floor)).map_err(|e| {
-        tracing::info!(error = %crate::kit::ErrorChain(&e), side = ?usage, "refused certificate");
+        // Any client can cause this once per handshake: debug only; the listener logs a
+        // summary of its refusals (with an example reason) every few seconds.
+        tracing::debug!(error = %crate::kit::ErrorChain(&e), side = ?usage, "refused certificate");
         bad_cert(e)
     })
 }
@@ -379,7 +381,8 @@ impl ClientCertVerifier for PinnedClientVerifier {
             tracing::info!(fingerprint = %id.fingerprint, "unpinned client chains to a trust anchor; attestation decides");
             Ok(ClientCertVerified::assertion())
         } else {
-            tracing::info!(fingerprint = %id.fingerprint, "refused unpinned client");
+            // As above: per handshake, so debug; summarised by the listener.
+            tracing::debug!(fingerprint = %id.fingerprint, "refused unpinned client");
             Err(bad_cert(ChainError::NotPinned {
                 presented: id.fingerprint,
             }))

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::spdm::transport::Activity;
 
 /// Places in the waiting room per session.
-pub(super) const WAITING_PER_SESSION: usize = 8;
+pub const WAITING_PER_SESSION: usize = 8;
 
 /// What the listener may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

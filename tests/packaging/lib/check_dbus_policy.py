@@ -16,7 +16,9 @@ allow-all file (org.openbmc.conf: allow own="*" and send_destination="*" in
 the default context) beside ours, which must not open anything up.
 A self-test replaces our manager policy by one without the explicit denies
 and default deny and shows that OpenBMC's allow-all then lets nobody call
-ProvisionPeer.
+ProvisionPeer. Another puts the allow-all in a file that sorts after ours and
+shows that it then wins over our denies, explicit ones included: what keeps
+OpenBMC's allow-all out is file order, which the policy comments say.
 """
 
 import json
@@ -189,6 +191,18 @@ def main():
             r = bus.send(True, mgr[0], m["interface"], m["method"], ["string:x"])
             h.check(r == "allowed", "self-test: without our default deny, OpenBMC's allow-all lets nobody "
                     f"call {m['method']}", r)
+        finally:
+            bus.close()
+        # Self-test of what the policy comment says: rules apply in file order and
+        # the last match wins, so an allow-all that sorts after our files (unlike
+        # OpenBMC's org.openbmc.conf) overrides our denies, explicit ones included.
+        bus = Bus(tmp, policies, {"zz-allow-all.conf": OPENBMC_ALLOW_ALL})
+        try:
+            bus.serve(mgr)
+            m = restricted["bmc-pairing-manager"][0]
+            r = bus.send(True, mgr[0], m["interface"], m["method"], ["string:x"])
+            h.check(r == "allowed", "self-test: an allow-all sorting after our files overrides our "
+                    f"explicit denies (nobody may call {m['method']})", r)
         finally:
             bus.close()
     except RuntimeError as e:
