@@ -22,6 +22,7 @@ use bmc_pairing_manager::identity::cert::ChainFiles;
 use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::{KeyStore, summarize};
 use bmc_pairing_manager::link::client::{self, DialTarget};
+use bmc_pairing_manager::link::session::{self, Timing};
 use bmc_pairing_manager::link::tls::{self, CaptureSlot, ServerCheck};
 use bmc_test_support::attestation::{ATT_BUS, ATT_ROOT, KeyKind, Node, REQUESTER_IFACE};
 use bmc_test_support::flood::{self, Behaviour, Flood, SlowKeyStore};
@@ -30,6 +31,8 @@ use bmc_test_support::*;
 use rand_core::OsRng;
 use rustls::pki_types::UnixTime;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The defaults of both daemons: TPM signatures for unauthenticated clients, per second in
 /// all and per source address (bursts twice that).
@@ -356,30 +359,50 @@ async fn one_pinned_peer_opening_many_sessions_holds_one() {
         device: None,
         source: Some(b.ip),
     };
-    let first = client::connect(&target, config.clone(), "bmc-b", Duration::from_secs(5))
-        .await
-        .unwrap();
+    // Each session is kept alive as a real peer keeps it (heartbeats), until A ends it.
+    let timing = Timing {
+        open_timeout: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_millis(500),
+        heartbeat_timeout: Duration::from_secs(3),
+    };
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let keep = |conn| {
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let mut conn = conn;
+            session::run(&mut conn, timing, &stop).await
+        });
+    };
+    keep(
+        client::connect(&target, config.clone(), "bmc-b", Duration::from_secs(5))
+            .await
+            .unwrap(),
+    );
     let baseline = open_fds(pid);
-    let mut held = vec![first];
     for i in 0..200 {
         let conn = client::connect(&target, config.clone(), "bmc-b", Duration::from_secs(5))
             .await
             .unwrap_or_else(|e| panic!("session {i}: {e}"));
-        held.push(conn);
+        keep(conn);
     }
     // Replaced sessions are closed by A: the count of its descriptors does not grow.
     let settled = Instant::now() + Duration::from_secs(10);
     let mut fds = open_fds(pid);
     while fds > baseline + 8 && Instant::now() < settled {
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
         fds = open_fds(pid);
     }
+    let live = tracker.len();
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
     assert!(
         fds <= baseline + 8,
-        "{fds} descriptors, {baseline} before 200 more sessions"
+        "{fds} descriptors, {baseline} before 200 more sessions ({live} still alive)"
     );
+    assert!(live <= 2, "{live} sessions of one peer still alive");
     assert!(a.daemon.as_mut().unwrap().running());
-    drop(held);
 }
 
 // ---------------------------------------------------------------------------------------
