@@ -312,8 +312,12 @@ struct TooManySessions(usize);
 #[derive(Debug, Default)]
 struct Refusals {
     counts: BTreeMap<&'static str, u64>,
-    example: Option<String>,
+    /// The first few distinct reasons, in full.
+    examples: Vec<String>,
 }
+
+/// How many distinct reasons a summary quotes.
+const REFUSAL_EXAMPLES: usize = 4;
 
 /// How often the refusal summary is logged.
 const REFUSAL_SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
@@ -326,8 +330,11 @@ impl RefusalLog {
         tracing::debug!(kind, reason = %why, "incoming connection refused");
         let mut r = self.0.lock().unwrap_or_else(|p| p.into_inner());
         *r.counts.entry(kind).or_default() += 1;
-        if r.example.is_none() {
-            r.example = Some(why.to_string());
+        if r.examples.len() < REFUSAL_EXAMPLES {
+            let why = why.to_string();
+            if !r.examples.contains(&why) {
+                r.examples.push(why);
+            }
         }
     }
 
@@ -341,7 +348,7 @@ impl RefusalLog {
         tracing::info!(
             total,
             by_reason = %by_kind.join(", "),
-            example = r.example.as_deref().unwrap_or_default(),
+            examples = %r.examples.join("; "),
             "refused incoming connections in the last {}s",
             REFUSAL_SUMMARY_INTERVAL.as_secs()
         );

@@ -532,7 +532,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 self.listener.pins.replace(pins.iter().copied());
                 self.listener
                     .pinned_addresses
-                    .replace(self.pairing.pinned_addresses());
+                    .replace(self.pairing.preferred_addresses());
                 self.listener.sessions.cancel_unless(|fp| pins.contains(fp));
             }
             Action::StartLink {

@@ -353,14 +353,16 @@ impl Pairing {
             .collect()
     }
 
-    /// The addresses of the admitted peers: the listener gives their connections precedence
-    /// for TPM signatures (an address is a hint, so the most a spoofer gains is a share of
-    /// that precedence, never a session).
-    pub fn pinned_addresses(&self) -> BTreeSet<std::net::IpAddr> {
+    /// The addresses of the admitted peers and of the peers the operator asked to pair with
+    /// (while that is in progress): the listener gives their connections precedence for TPM
+    /// signatures, so a flood cannot starve a pairing or a reconnect. An address is a hint,
+    /// so the most a spoofer gains is a share of that precedence, never a session.
+    pub fn preferred_addresses(&self) -> BTreeSet<std::net::IpAddr> {
         self.peers
             .values()
             .filter(|p| !p.quarantined())
             .map(|p| p.record.address)
+            .chain(self.probing.keys().map(SocketAddr::ip))
             .collect()
     }
 
@@ -416,7 +418,9 @@ impl Pairing {
                 } else {
                     Action::CaptureIdentity(candidate.clone())
                 };
-                Ok(vec![first])
+                // SyncPins: the candidate's address now has precedence (see
+                // `preferred_addresses`).
+                Ok(vec![Action::SyncPins, first])
             }
         }
     }
@@ -494,7 +498,7 @@ impl Pairing {
 
     fn probe_failed(&mut self, candidate: &Candidate) -> Vec<Action> {
         self.probing.remove(&candidate.endpoint);
-        vec![Action::PeerProvisioned(false)]
+        vec![Action::SyncPins, Action::PeerProvisioned(false)]
     }
 
     fn probe_attested<E: Display>(
@@ -586,7 +590,7 @@ impl Pairing {
             || !proof.attestation.admits()
         {
             // Provisioning was lost meanwhile, the "peer" is this BMC itself, or it was refused.
-            return vec![Action::PeerProvisioned(false)];
+            return vec![Action::SyncPins, Action::PeerProvisioned(false)];
         }
         let trust_mode = self.settings.trust_mode;
         let mut actions = self.pin(
@@ -1212,19 +1216,27 @@ mod tests {
         let c = candidate(9000);
         assert_eq!(
             p.provision(&Request::Peer(c.clone())).unwrap(),
-            vec![Action::Attest {
-                purpose: probe(&c),
-                address: SocketAddr::from(([127, 0, 0, 1], 4194)),
-                policy: AttestPolicy::FirstContact,
-            }]
+            vec![
+                Action::SyncPins,
+                Action::Attest {
+                    purpose: probe(&c),
+                    address: SocketAddr::from(([127, 0, 0, 1], 4194)),
+                    policy: AttestPolicy::FirstContact,
+                }
+            ]
         );
+        // The candidate's address has precedence while the pairing runs.
+        assert!(p.preferred_addresses().contains(&c.endpoint.ip()));
         let mut a = provisioned_in(TrustMode::Anchored);
         assert!(matches!(
             a.provision(&Request::Peer(c)).unwrap().as_slice(),
-            [Action::Attest {
-                policy: AttestPolicy::Anchored,
-                ..
-            }]
+            [
+                Action::SyncPins,
+                Action::Attest {
+                    policy: AttestPolicy::Anchored,
+                    ..
+                }
+            ]
         ));
     }
 
@@ -1238,8 +1250,9 @@ mod tests {
         ));
         assert_eq!(
             p.attested(probe(&candidate(1)), UNREACHED, 1),
-            vec![Action::PeerProvisioned(false)]
+            vec![Action::SyncPins, Action::PeerProvisioned(false)]
         );
+        assert!(p.preferred_addresses().is_empty());
         assert!(p.provision(&Request::Peer(candidate(1))).is_ok());
     }
 
@@ -1278,7 +1291,7 @@ mod tests {
             p.provision(&Request::Peer(c.clone())).unwrap();
             assert_eq!(
                 p.attested(probe(&c), verdict.clone(), 1),
-                vec![Action::PeerProvisioned(false)],
+                vec![Action::SyncPins, Action::PeerProvisioned(false)],
                 "{verdict:?}"
             );
             assert!(p.all_pins().is_empty());
@@ -1297,7 +1310,7 @@ mod tests {
             p.attested(probe(&c), trusted(7, "bmc-b"), 1);
             assert_eq!(
                 p.binding_checked(&c, check, 1),
-                vec![Action::PeerProvisioned(false)]
+                vec![Action::SyncPins, Action::PeerProvisioned(false)]
             );
             assert!(p.all_pins().is_empty());
         }
@@ -1334,7 +1347,7 @@ mod tests {
         let c = candidate(1);
         assert_eq!(
             p.provision(&Request::Peer(c.clone())).unwrap(),
-            vec![Action::CaptureIdentity(c.clone())]
+            vec![Action::SyncPins, Action::CaptureIdentity(c.clone())]
         );
         let captured = Captured {
             fingerprint: fp(7),
