@@ -12,6 +12,10 @@
 //! - SPDM against DMTF's reference (libspdm's spdm-emu, from `make dmtf-spdm`): CPU time
 //!   per attestation of our responder and requester next to libspdm's, in the same run
 //!   (`spdm_reference`).
+//! - Floods (issue 11): TPM signatures forced per second by certificate-less TLS clients
+//!   from 20 addresses (target: at most the budget, 10/s after a burst of 20), and pairing
+//!   and reconnect times while those and silent SPDM floods run, next to the quiet figures
+//!   (target: within 2x).
 //! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
 //!   and link down -> NotConnected.
 //!
@@ -321,6 +325,126 @@ fn rig_figures() {
     }
 }
 
+/// Issue 11's figures: what certificate-less TLS clients force each daemon to sign, and the
+/// pairing and reconnect times while floods run, next to the same figures without them.
+fn flood_figures() {
+    use bmc_test_support::flood::{self, Behaviour, Flood};
+    use std::net::SocketAddr;
+    let (mut quiet_pair, mut quiet_restart) = (Vec::new(), Vec::new());
+    let (mut flood_pair, mut flood_restart) = (Vec::new(), Vec::new());
+    let mut forced = Vec::new();
+    let mut most = (0u64, 0u64, Duration::ZERO);
+    for _ in 0..SAMPLES {
+        for under_flood in [false, true] {
+            let tmp = tempfile::tempdir().unwrap();
+            let mut a = Bmc::new(tmp.path(), "bmc-a", json!({}));
+            let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
+            a.start();
+            b.start();
+            a.provision("self").unwrap();
+            b.provision("self").unwrap();
+            let floods: Vec<Flood> = if under_flood {
+                let tls = flood::attacker_sources(20);
+                let silent = flood::attacker_sources(40);
+                let mut v = Vec::new();
+                for bmc in [&a, &b] {
+                    v.push(Flood::start(
+                        SocketAddr::new(bmc.ip, bmc.port),
+                        &tls,
+                        2,
+                        Behaviour::TlsWithoutCertificate,
+                    ));
+                    v.push(Flood::start(
+                        SocketAddr::new(bmc.ip, spdm_port()),
+                        &silent,
+                        2,
+                        Behaviour::Silent,
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                v
+            } else {
+                Vec::new()
+            };
+            let start = Instant::now();
+            a.provision(&b.endpoint()).unwrap();
+            b.provision(&a.endpoint()).unwrap();
+            poll_until(Duration::from_secs(60), || {
+                a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED
+            });
+            let paired = start.elapsed();
+            b.kill9();
+            poll_until(Duration::from_secs(20), || {
+                a.peer_connected() == NOT_CONNECTED
+            });
+            let start = Instant::now();
+            b.start();
+            poll_until(Duration::from_secs(60), || {
+                a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED
+            });
+            let restarted = start.elapsed();
+            for report in floods.into_iter().map(Flood::stop) {
+                if report.server_signatures.is_empty() {
+                    continue;
+                }
+                let signed = report.total_signatures();
+                forced.push(signed as f64 / report.elapsed.as_secs_f64());
+                let bound = flood::bucket_bound(10, 20, report.elapsed);
+                if signed > most.0 {
+                    most = (signed, bound, report.elapsed);
+                }
+            }
+            if under_flood {
+                flood_pair.push(paired);
+                flood_restart.push(restarted);
+            } else {
+                quiet_pair.push(paired);
+                quiet_restart.push(restarted);
+            }
+        }
+    }
+    println!(
+        "== floods (per daemon: 20 addresses x 2 certificate-less TLS clients on the pairing port, 40 x 2 silent clients on the SPDM port; default budget 10 signatures/s, burst 20)"
+    );
+    let quiet_pair_median = median(quiet_pair.clone());
+    let quiet_restart_median = median(quiet_restart.clone());
+    report(
+        "ProvisionPeer -> both Connected, quiet",
+        "(figure)",
+        quiet_pair,
+    );
+    report(
+        "ProvisionPeer -> both Connected, under flood",
+        &format!("<= {:.0} ms (2x quiet)", 2.0 * ms(quiet_pair_median)),
+        flood_pair,
+    );
+    report(
+        "peer restart -> both Connected, quiet",
+        "(figure)",
+        quiet_restart,
+    );
+    report(
+        "peer restart -> both Connected, under flood",
+        &format!("<= {:.0} ms (2x quiet)", 2.0 * ms(quiet_restart_median)),
+        flood_restart,
+    );
+    forced.sort_by(f64::total_cmp);
+    let median_forced = forced.get(forced.len() / 2).copied().unwrap_or_default();
+    let max_forced = forced.last().copied().unwrap_or_default();
+    println!(
+        "{:<48} median {median_forced:>9.1} /s   (max {max_forced:.1}/s, n={})   target <= 10/s after the burst of 20",
+        "TPM signatures forced by the flood, per daemon",
+        forced.len()
+    );
+    println!(
+        "{:<48} {} in {:.1} s   (a token bucket allows {})",
+        "  worst run",
+        most.0,
+        most.2.as_secs_f64(),
+        most.1
+    );
+}
+
 fn main() {
     // `cargo bench` passes --bench; any other argument filters sections.
     let args: Vec<String> = std::env::args()
@@ -340,6 +464,9 @@ fn main() {
     }
     if want("spdm-reference") {
         spdm_reference::cpu_figures(SAMPLES * 4);
+    }
+    if want("flood") {
+        flood_figures();
     }
     if want("rig") {
         rig_figures();
