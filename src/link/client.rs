@@ -126,6 +126,52 @@ async fn connect_tls(
 mod tests {
     use super::*;
 
+    fn reset(addr: SocketAddr) -> DialError {
+        DialError::Io {
+            addr,
+            source: io::Error::from(io::ErrorKind::ConnectionReset),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_connection_is_tried_again_until_the_deadline() {
+        let addr: SocketAddr = "127.0.0.1:8090".parse().unwrap();
+        let mut tries = 0;
+        let got = patiently(addr, Duration::from_secs(5), || {
+            tries += 1;
+            let n = tries;
+            async move { if n < 3 { Err(reset(addr)) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(got.unwrap(), 3);
+
+        // Always dropped: it gives up at the deadline, having backed off (50, 100, 200,
+        // 400, 800, 1000, 1000 ms...).
+        let mut tries = 0;
+        let got: Result<(), _> = patiently(addr, Duration::from_secs(3), || {
+            tries += 1;
+            async move { Err(reset(addr)) }
+        })
+        .await;
+        assert!(matches!(got, Err(DialError::Io { .. })), "{got:?}");
+        assert!((5..=7).contains(&tries), "{tries} tries");
+
+        // Anything else ends it at once.
+        let mut tries = 0;
+        let got: Result<(), _> = patiently(addr, Duration::from_secs(3), || {
+            tries += 1;
+            async move {
+                Err(DialError::Io {
+                    addr,
+                    source: io::Error::from(io::ErrorKind::ConnectionRefused),
+                })
+            }
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(tries, 1);
+    }
+
     #[test]
     fn link_local_addresses_get_the_interface_scope() {
         let ll: SocketAddr = "[fe80::1]:8090".parse().unwrap();
@@ -144,6 +190,48 @@ mod tests {
     }
 }
 
+/// Repeats `attempt` while the server drops the connection before the handshake (reset or
+/// closed: a listener over its signing budget does that to everyone not yet known to it,
+/// for instance during a flood while the operator has not yet named us on the other side),
+/// pausing 50 ms, then twice as long each time up to 1 s, until `deadline`. Any other
+/// failure, or a refused identity, ends it at once.
+async fn patiently<T, Fut>(
+    addr: SocketAddr,
+    deadline: Duration,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, DialError>
+where
+    Fut: std::future::Future<Output = Result<T, DialError>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout_at(until, attempt()).await {
+            Err(_) => return Err(DialError::Timeout(addr)),
+            Ok(Err(DialError::Io { source, .. }))
+                if dropped_before_handshake(&source)
+                    && tokio::time::Instant::now() + pause < until =>
+            {
+                tracing::debug!(%addr, error = %source, ?pause, "dropped before the handshake; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Ok(result) => return result,
+        }
+    }
+}
+
+/// A server that closed or reset the connection before answering.
+fn dropped_before_handshake(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+    )
+}
+
 /// First contact: completes a TLS handshake with `target` using a capture configuration
 /// (see [`super::tls::ServerCheck::Capture`]) and returns the identity it proved.
 ///
@@ -158,9 +246,10 @@ pub async fn probe(
     slot: Arc<CaptureSlot>,
     deadline: Duration,
 ) -> Result<CapturedIdentity, DialError> {
-    let mut tls = tokio::time::timeout(deadline, connect_tls(target, config))
-        .await
-        .map_err(|_| DialError::Timeout(target.addr))??;
+    let mut tls = patiently(target.addr, deadline, || {
+        connect_tls(target, config.clone())
+    })
+    .await?;
     // The handshake is complete, so the server's CertificateVerify has been checked: the
     // peer holds the key of the chain the verifier saw.
     let captured = slot.take().ok_or(DialError::NothingCaptured(target.addr))?;
@@ -185,9 +274,10 @@ pub async fn verify(
     config: Arc<ClientConfig>,
     deadline: Duration,
 ) -> Result<(), DialError> {
-    let mut tls = tokio::time::timeout(deadline, connect_tls(target, config))
-        .await
-        .map_err(|_| DialError::Timeout(target.addr))??;
+    let mut tls = patiently(target.addr, deadline, || {
+        connect_tls(target, config.clone())
+    })
+    .await?;
     let _ = tokio::time::timeout(
         Duration::from_millis(200),
         tokio::io::AsyncWriteExt::shutdown(&mut tls),

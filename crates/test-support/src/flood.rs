@@ -114,7 +114,20 @@ impl Flood {
         per_source: usize,
         behaviour: Behaviour,
     ) -> Flood {
-        Self::spawn(to, sources, per_source, behaviour, None)
+        Self::spawn(to, sources, per_source, behaviour, None, Duration::ZERO)
+    }
+
+    /// As [`Flood::start`], each client pausing `pace` between connections (a benchmark's
+    /// attacker shares this machine's CPUs with the daemons it attacks; pacing keeps its own
+    /// cost from dominating what is measured).
+    pub fn start_paced(
+        to: SocketAddr,
+        sources: &[IpAddr],
+        per_source: usize,
+        behaviour: Behaviour,
+        pace: Duration,
+    ) -> Flood {
+        Self::spawn(to, sources, per_source, behaviour, None, pace)
     }
 
     /// Runs `per_source` clients from each of `sources` against `to`, each repeating
@@ -126,7 +139,15 @@ impl Flood {
         behaviour: Behaviour,
         rounds: usize,
     ) -> Report {
-        Self::spawn(to, sources, per_source, behaviour, Some(rounds)).stop_when_done()
+        Self::spawn(
+            to,
+            sources,
+            per_source,
+            behaviour,
+            Some(rounds),
+            Duration::ZERO,
+        )
+        .stop_when_done()
     }
 
     fn spawn(
@@ -135,6 +156,7 @@ impl Flood {
         per_source: usize,
         behaviour: Behaviour,
         rounds: Option<usize>,
+        pace: Duration,
     ) -> Flood {
         let shared = Arc::new(Shared::default());
         let deadline = Instant::now() + MAX_FLOOD;
@@ -146,6 +168,9 @@ impl Flood {
                 threads.push(std::thread::spawn(move || {
                     let mut done = 0usize;
                     while !shared.stopping(deadline) && rounds.is_none_or(|r| done < r) {
+                        if done > 0 && !pace.is_zero() {
+                            std::thread::sleep(pace);
+                        }
                         done += 1;
                         let Ok(stream) = connect_from(source, to, Duration::from_millis(500))
                         else {
