@@ -51,7 +51,9 @@ SYSTEMD_SERVICE:${PN} = "xyz.openbmc_project.BmcPairingManager.service \
 
 # One script does the whole install, so tests/packaging/run.sh stages the very
 # same layout without bitbake. It installs both binaries, the units, the D-Bus
-# policies, the default configuration and the PDI YAML.
+# policies, the default configuration and the PDI YAML, the latter into
+# ${yaml_dir} (phosphor-dbus-yaml.bbclass) as ${yaml_dir}/xyz/..., where
+# phosphor-dbus-interfaces puts its own and where consumers look.
 do_install() {
     sh ${UNPACKDIR}/install-bmc-pairing.sh \
         --destdir "${D}" \
@@ -61,7 +63,8 @@ do_install() {
         --systemd-unitdir "${systemd_system_unitdir}" \
         --bin-src "${B}/target/${CARGO_TARGET_SUBDIR}" \
         --files "${UNPACKDIR}" \
-        --yaml-root "${S}/dbus-interfaces-yaml/yaml"
+        --yaml-root "${S}/dbus-interfaces-yaml/yaml" \
+        --yaml-dir "${yaml_dir}"
 }
 
 FILES:${PN} += "${datadir}/dbus-1/system.d"
