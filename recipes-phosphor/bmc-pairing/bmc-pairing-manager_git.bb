@@ -71,9 +71,17 @@ FILES:${PN} += "${datadir}/dbus-1/system.d"
 CONFFILES:${PN} = "${sysconfdir}/bmc-pairing-manager/bmc-pairing-manager.conf \
                    ${sysconfdir}/bmc-pairing-manager/bmc-attestation.conf"
 
-# lldpd: neighbour discovery (read through lldpcli). libtss2-tcti-device is
-# dlopen()ed by the TSS TCTI loader, so shlibdeps cannot see it.
-RDEPENDS:${PN} += "libtss2-tcti-device lldpd"
+# The units' SupplementaryGroups= must exist in every image that has the
+# daemons, so the packages that create them come with the daemons:
+# - tpm2-tss (the package, not the libraries) creates the tss group and ships
+#   the udev rule that makes /dev/tpmrm0 tss:tss 0660. Otherwise it arrives
+#   only through systemd's tpm2 PACKAGECONFIG, i.e. only when the distro has
+#   tpm2, and the units would fail with 216/GROUP;
+# - lldpd creates the lldpd group (its --with-privsep-group, which owns the
+#   control socket lldpcli connects to); it is also the discovery source.
+# libtss2-tcti-device is dlopen()ed by the TSS TCTI loader, so shlibdeps
+# cannot see it.
+RDEPENDS:${PN} += "libtss2-tcti-device lldpd tpm2-tss"
 
 # A parse-time guard is worth the anonymous python: with the placeholder the
 # image build stops at once with this message instead of in do_fetch hours later.
