@@ -6,10 +6,9 @@ DESCRIPTION = "bmc-pairing-manager pairs BMCs: LLDP discovery, SPDM attestation 
 HOMEPAGE = "https://github.com/openbmc-pairing/bmc-pairing-manager"
 BUGTRACKER = "https://github.com/openbmc-pairing/bmc-pairing-manager/issues"
 SECTION = "bmc"
-# Cargo.toml says Apache-2.0; the repository has no LICENSE file of its own yet,
-# so the checksum is taken over the common license text.
+# Cargo.toml says Apache-2.0; LICENSE at the top of the source tree is its text.
 LICENSE = "Apache-2.0"
-LIC_FILES_CHKSUM = "file://${COMMON_LICENSE_DIR}/Apache-2.0;md5=89aea4e17d99a7cacdbeed46a0096b10"
+LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 # tss-esapi links tss2-esys/-sys/-mu/-tctildr (found through pkg-config).
 DEPENDS = "tpm2-tss"
