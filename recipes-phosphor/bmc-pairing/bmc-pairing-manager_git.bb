@@ -15,18 +15,21 @@ DEPENDS = "tpm2-tss"
 
 PV = "0.1.0+git"
 
-# The source is the daemon's own repository at a pinned commit. SRCREV below is
-# a placeholder: the integrator pins a real commit, e.g. in local.conf
+# The source is this repository, which has no public home to default to:
+# fetch it from your own mirror, pinned to a commit, e.g. in local.conf
+#   BMC_PAIRING_SRC_URI = "git://git.example.com/bmc/bmc-pairing-manager.git;protocol=https;branch=main"
 #   SRCREV:pn-bmc-pairing-manager = "<40-hex commit>"
-# or in a bbappend. While it is the placeholder the recipe is skipped with a
-# message instead of failing later in do_fetch.
+# (or set both in a bbappend). Until both are set the recipe is skipped with a
+# message that says so, instead of failing later in do_fetch; an image that
+# needs it then stops at parse time with that message.
 #
-# For local development build a working tree instead (externalsrc keeps the
+# For a local checkout build the working tree instead (externalsrc keeps the
 # crate:// and file:// entries, so crates are still fetched and vendored):
 #   INHERIT += "externalsrc"
 #   EXTERNALSRC:pn-bmc-pairing-manager = "/path/to/bmc-pairing-manager"
 # meta-bmc-pairing/kas/externalsrc.yml does exactly that for kas users.
-SRC_URI = "git://github.com/openbmc-pairing/bmc-pairing-manager.git;protocol=https;branch=main \
+BMC_PAIRING_SRC_URI ??= ""
+SRC_URI = "${BMC_PAIRING_SRC_URI} \
            file://install-bmc-pairing.sh \
            file://systemd/xyz.openbmc_project.BmcPairingManager.service \
            file://systemd/xyz.openbmc_project.attestation.service \
@@ -82,12 +85,18 @@ CONFFILES:${PN} = "${sysconfdir}/bmc-pairing-manager/bmc-pairing-manager.conf \
 # cannot see it.
 RDEPENDS:${PN} += "libtss2-tcti-device lldpd tpm2-tss"
 
-# A parse-time guard is worth the anonymous python: with the placeholder the
-# image build stops at once with this message instead of in do_fetch hours later.
+# A parse-time guard is worth the anonymous python: without a source the image
+# build stops at once with this message instead of in do_fetch hours later.
 # nooelint: oelint.task.noanonpython
 python () {
-    if d.getVar('SRCREV') == '0' * 40 and not d.getVar('EXTERNALSRC'):
-        raise bb.parse.SkipRecipe("SRCREV is the placeholder: set SRCREV:pn-bmc-pairing-manager to a commit "
-                                  "of the bmc-pairing-manager repository, or use externalsrc "
-                                  "(see meta-bmc-pairing/README.md)")
+    if d.getVar('EXTERNALSRC'):
+        return
+    missing = []
+    if not d.getVar('BMC_PAIRING_SRC_URI'):
+        missing.append('BMC_PAIRING_SRC_URI (the fetcher URL of your mirror of the bmc-pairing-manager repository)')
+    if d.getVar('SRCREV') == '0' * 40:
+        missing.append('SRCREV:pn-bmc-pairing-manager (a commit of that repository)')
+    if missing:
+        raise bb.parse.SkipRecipe("no source: set " + " and ".join(missing) +
+                                  ", or build a checkout with externalsrc (see meta-bmc-pairing/README.md)")
 }
