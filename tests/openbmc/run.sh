@@ -48,6 +48,7 @@ KEEP_LIST=$HERE/keep-recipes.txt
 # Debian's interpreter, not whatever python3 comes first in root's PATH: the venv must be
 # usable by the build user, and python3-yaml is Debian's.
 PY=/usr/bin/python3
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the repository (it is snapshotted)
 
 layer_rev="" prune=1 write_keep=0
 while (($#)); do
