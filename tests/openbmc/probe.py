@@ -34,6 +34,7 @@ Usage (in the build environment):
 """
 
 import argparse
+import fcntl
 import importlib
 import json
 import logging
@@ -108,6 +109,7 @@ class Probe:
         self.tf = tf
         self.args = args
         self.recipes = {}  # fn -> datastore
+        self.variants_of = {}  # pn -> (recipe file, bbappends) for the variant parses
         self.facts = {"errors": []}
 
     # --- helpers ---------------------------------------------------------------
@@ -449,13 +451,22 @@ class Probe:
                     files["/" + os.path.relpath(os.path.join(r, f), image)] = fh.read()
         self.facts["lldpd_conf"] = {"interfaces": d.getVar("BMC_PAIRING_LLDP_INTERFACES"), "files": files}
 
+    def variant_inputs(self):
+        """The recipe files (and bbappends) the variant parses need, from the full parse."""
+        image = self.tf.get_recipe_file(IMAGE)
+        self.variants_of = {IMAGE: (image, list(self.tf.get_file_appends(image)))}
+        daemon = (self.facts["ours"].get(DAEMON) or {}).get("FILE")
+        if daemon:
+            self.variants_of[DAEMON] = (daemon, list(self.tf.get_file_appends(daemon)))
+
     def image_without_include(self):
         """obmc-phosphor-image parsed again with the distro include's override taken away:
         the layer alone must change no image."""
         cd = bb.data.createCopy(self.tf.config_data)
         overrides = [o for o in (cd.getVar("DISTROOVERRIDES") or "").split(":") if o != "df-bmc-pairing"]
         cd.setVar("DISTROOVERRIDES", ":".join(overrides))
-        d = self.tf.parse_recipe_file(self.tf.get_recipe_file(IMAGE), config_data=cd)
+        fn, appends = self.variants_of[IMAGE]
+        d = self.tf.parse_recipe_file(fn, appendlist=appends, config_data=cd)
         self.facts["image_without_include"] = {"DISTROOVERRIDES": d.getVar("DISTROOVERRIDES"),
                                                "PACKAGE_INSTALL": d.getVar("PACKAGE_INSTALL")}
 
@@ -495,9 +506,9 @@ class Probe:
         return out
 
     def source_variants(self):
-        fn = (self.facts["ours"].get(DAEMON) or {}).get("FILE")
-        if not fn:
+        if DAEMON not in self.variants_of:
             return
+        fn, appends = self.variants_of[DAEMON]
         sentinel = "git://mirror.invalid/bmc/bmc-pairing-manager.git;protocol=https;branch=main"
         variants = {
             "nothing set": {},
@@ -512,7 +523,7 @@ class Probe:
                 cd.delVar(var)
             for k, v in settings.items():
                 cd.setVar(k, v)
-            d = self.tf.parse_recipe_file(fn, config_data=cd)
+            d = self.tf.parse_recipe_file(fn, appendlist=appends, config_data=cd)
             remote = [u for u in words(d.getVar("SRC_URI"))
                       if not u.startswith(("file://", "crate://"))]
             out[name] = {"skipped": d.getVar("__SKIPPED") or None, "remote": remote}
@@ -523,6 +534,20 @@ class Probe:
                 except Exception as e:
                     out[name]["fetcher_error"] = f"{type(e).__name__}: {e}"
         self.facts["source_variants"] = out
+
+
+def wait_for_server_exit(topdir, seconds=120):
+    with open(os.path.join(topdir, "bitbake.lock"), "a+", encoding="utf-8") as lock:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("the BitBake server did not exit")
+                time.sleep(0.5)
 
 
 def main():
@@ -548,7 +573,7 @@ def main():
         steps = [p.config, p.image, p.depgraph, p.ours, p.closure, p.image_closure, p.image_users, p.kernel,
                  p.stage_lldpd_conf]
         if args.source_variants:
-            steps += [p.source_variants, p.image_without_include]
+            steps.append(p.variant_inputs)
         if args.keep_files:
             steps.append(p.taskdata_closure)
         for step in steps:
@@ -567,6 +592,20 @@ def main():
         p.facts["log"] = log.records
         p.facts["tree"] = os.path.abspath(args.tree)
         p.facts["config_name"] = args.name
+    if args.source_variants:
+        # Recipes parsed again with another configuration, by a server of their own that has
+        # parsed nothing else: the full-parse server would compare their task hashes with
+        # the ones it has and log "the metadata is not deterministic". Wait for that server
+        # to go (it holds bitbake.lock until it has), so that a new one starts.
+        wait_for_server_exit(p.facts["config"]["TOPDIR"])
+        with bb.tinfoil.Tinfoil() as tf:
+            tf.prepare(config_only=True, quiet=2)
+            p.tf = tf
+            for step in (p.source_variants, p.image_without_include):
+                try:
+                    step()
+                except Exception as e:
+                    p.facts["errors"].append(f"{step.__name__}: {type(e).__name__}: {e}")
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(p.facts, f, indent=1, sort_keys=True)
 
