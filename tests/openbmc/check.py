@@ -253,11 +253,11 @@ class Checks:
         problems = [f"{u}: group {g} is created by no package in {DAEMON}'s runtime closure "
                     f"({', '.join(sorted(closure))})"
                     for u, gs in named.items() for g in gs if g not in created]
+        all_named = {g for gs in named.values() for g in gs}
         h.check(bool(named) and not problems,
                 f"{label}: [defect 4] every group the units name is created by a package {DAEMON} RDEPENDS on",
                 "\n".join(problems) or "no units",
-                note="; ".join(f"{g} by {', '.join(created[g])}" for g in sorted({g for gs in named.values()
-                                                                                    for g in gs} & set(created))))
+                note="; ".join(f"{g} by {', '.join(created[g])}" for g in sorted(all_named & set(created))))
         if need_image:
             in_image = {}
             for pn, info in (f.get("image_useradd") or {}).items():
@@ -296,8 +296,9 @@ class Checks:
         self.h.check(list(files) == ["/etc/lldpd.d/50-bmc-pairing.conf"]
                      and lines == [f"configure ports {ports} lldp status rx-and-tx"] and iface in ports.split(","),
                      f"{label}: bmc-pairing-lldpd-conf's do_install turns LLDP reception on for the daemon's "
-                     f"interface_id", f"files {list(files)}; lines {lines}; BMC_PAIRING_LLDP_INTERFACES {ports!r}; "
-                                       f"interface_id {iface}", note=lines[0] if lines else "")
+                     f"interface_id",
+                     f"files {list(files)}; lines {lines}; BMC_PAIRING_LLDP_INTERFACES {ports!r}; interface_id {iface}",
+                     note=lines[0] if lines else "")
 
     # --- configuration "setup" ----------------------------------------------------------
     def opt_in(self):
@@ -313,8 +314,9 @@ class Checks:
         """The daemon recipe's real do_install, split by oe-core into packages."""
         h, f = self.h, self.setup
         st = f.get("stage") or {}
-        if not h.check(st and not st.get("error"), "setup: the daemon recipe's do_install and oe-core's "
-                                                 "package split run", st.get("error") or "not run"):
+        if not h.check(st and not st.get("error"),
+                       "setup: the daemon recipe's do_install and oe-core's package split run",
+                       st.get("error") or "not run"):
             return None
         r = f["ours"][DAEMON]
         pk = st["packages"]

@@ -24,7 +24,7 @@ set -eu
 
 die() { echo "install-bmc-pairing: $*" >&2; exit 1; }
 
-destdir= bindir= sysconfdir= datadir= unitdir= binsrc= files= yamlroot= yamldir=
+destdir='' bindir='' sysconfdir='' datadir='' unitdir='' binsrc='' files='' yamlroot='' yamldir=''
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || die "option $1 needs a value"
     case "$1" in
