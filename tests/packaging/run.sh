@@ -96,16 +96,14 @@ if [ "$yaml_ok" = 1 ]; then
     run_check "bus names: units, D-Bus policy, YAML, recipe" "$PY" $PKG/lib/check_consistency.py "$YAML_ROOT"
     run_check "staging install (install-bmc-pairing.sh) and systemd-analyze" \
         "$PY" $PKG/lib/check_staging.py "$YAML_ROOT"
-    run_check "BitBake parser smoke test (bitbake-setup's bb)" "$PY" $PKG/lib/check_bitbake_parse.py "$YAML_ROOT"
 else
-    say "  FAIL YAML root $YAML_ROOT missing: YAML, consistency, staging and BitBake checks not run"
+    say "  FAIL YAML root $YAML_ROOT missing: YAML, consistency and staging checks not run"
     FAILED=$((FAILED + 1))
 fi
 run_check "oelint-adv (curated rules, --release wrynose)" "$PY" $PKG/lib/check_oelint.py
 run_check "crates.inc equals Cargo.lock" "$PY" $PKG/lib/check_crates.py
 run_check "layer sanity (layer.conf, symlink, BBFILES)" "$PY" $PKG/lib/check_layer.py
 run_check "D-Bus policy enforced by a real dbus-daemon" "$PY" $PKG/lib/check_dbus_policy.py
-run_check "kas files (schema)" "$PY" $PKG/lib/check_kas.py
 
 say ""
 say "packaging checks took $((SECONDS - start)) s"

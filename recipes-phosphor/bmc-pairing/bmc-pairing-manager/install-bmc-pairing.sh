@@ -10,19 +10,21 @@
 #   install-bmc-pairing.sh --destdir D --bindir /usr/bin --sysconfdir /etc \
 #       --datadir /usr/share --systemd-unitdir /usr/lib/systemd/system \
 #       --bin-src DIR_WITH_BINARIES --files DIR_WITH_SOURCES \
-#       [--yaml-root DIR]
+#       [--yaml-root DIR --yaml-dir /usr/share/phosphor-dbus-yaml]
 #
 # --files is the directory that holds this script's siblings (systemd/, dbus/,
 # config/): ${UNPACKDIR} in bitbake, the recipe's files directory in tests.
-# --yaml-root is the PDI YAML tree (dbus-interfaces-yaml/yaml); it is copied to
-# ${datadir}/phosphor-dbus-yaml/yaml (package ${PN}-yaml). If the directory
-# does not exist nothing is copied and a note is printed.
+# --yaml-root is the PDI YAML tree (dbus-interfaces-yaml/yaml, holding xyz/...);
+# it is copied below --yaml-dir, meta-phosphor's ${yaml_dir}, so the files land
+# in ${yaml_dir}/xyz/... as phosphor-dbus-interfaces installs its own (package
+# ${PN}-yaml). If the directory does not exist nothing is copied and a note is
+# printed.
 
 set -eu
 
 die() { echo "install-bmc-pairing: $*" >&2; exit 1; }
 
-destdir= bindir= sysconfdir= datadir= unitdir= binsrc= files= yamlroot=
+destdir='' bindir='' sysconfdir='' datadir='' unitdir='' binsrc='' files='' yamlroot='' yamldir=''
 while [ $# -gt 0 ]; do
     [ $# -ge 2 ] || die "option $1 needs a value"
     case "$1" in
@@ -34,6 +36,7 @@ while [ $# -gt 0 ]; do
         --bin-src) binsrc=$2 ;;
         --files) files=$2 ;;
         --yaml-root) yamlroot=$2 ;;
+        --yaml-dir) yamldir=$2 ;;
         *) die "unknown option $1" ;;
     esac
     shift 2
@@ -71,8 +74,9 @@ done
 
 # PDI YAML, laid out as phosphor-dbus-interfaces installs its own.
 if [ -n "${yamlroot}" ]; then
+    [ -n "${yamldir}" ] || die "--yaml-root needs --yaml-dir (\${yaml_dir} of phosphor-dbus-yaml.bbclass)"
     if [ -d "${yamlroot}" ]; then
-        yamldest="${destdir}${datadir}/phosphor-dbus-yaml/yaml"
+        yamldest="${destdir}${yamldir}"
         (cd "${yamlroot}" && find . -type f \( -name '*.interface.yaml' -o -name '*.errors.yaml' \) | LC_ALL=C sort) |
         while read -r f; do
             install -d -m 0755 "${yamldest}/$(dirname "$f")"

@@ -129,7 +129,7 @@ def integration_problems(repo):
     with open(os.path.join(layer, "recipes-pairing/packagegroups/packagegroup-bmc-pairing.bb"), encoding="utf-8") as f:
         values, _ = bbvars.parse(f.read())
     rdeps = set(bbvars.words(values.get("RDEPENDS:${PN}")))
-    for need in ("bmc-pairing-manager", "bmc-pairing-lldpd-conf", "lldpd", "libtss2-tcti-device"):
+    for need in ("bmc-pairing-manager", "bmc-pairing-lldpd-conf", "lldpd"):
         if need not in rdeps:
             P.append(f"packagegroup-bmc-pairing does not RDEPEND on {need}")
     snippet = glob.glob(os.path.join(layer, "recipes-pairing/bmc-pairing-lldpd-conf/*/50-bmc-pairing.conf.in"))

@@ -132,7 +132,8 @@ def main():
         mutated("autorev", recipe, sub('SRCREV = "0000000000000000000000000000000000000000"',
                                        'SRCREV = "${AUTOREV}"'), "oelint.vars.autorev")
         mutated("inconspaces-in-recipe", recipe,
-                sub('RDEPENDS:${PN} += "libtss2-tcti-device lldpd"', 'RDEPENDS:${PN} += " libtss2-tcti-device lldpd"'),
+                sub('RDEPENDS:${PN} += "libtss2-tcti-device lldpd tpm2-tss"',
+                    'RDEPENDS:${PN} += " libtss2-tcti-device lldpd tpm2-tss"'),
                 "oelint.vars.inconspaces")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

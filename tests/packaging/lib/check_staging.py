@@ -8,7 +8,8 @@ Runs recipes-phosphor/bmc-pairing/bmc-pairing-manager/install-bmc-pairing.sh
 paths, using target/release/{bmc-pairing-manager,bmc-attestation} when built
 and dummy executables otherwise (said in the output). Then:
 - the exact file list and modes (binaries 0755, units/policies/config 0644,
-  certs dir 0700) and the YAML under ${datadir}/phosphor-dbus-yaml/yaml;
+  certs dir 0700) and the YAML under meta-phosphor's ${yaml_dir}
+  (/usr/share/phosphor-dbus-yaml; tests/openbmc reads it from the real class);
 - the default configuration;
 - `systemd-analyze verify` of both units, ExecStart pointed at the staged
   binaries (SYSTEMD_UNIT_PATH, host units for dbus.socket etc.); any message
@@ -33,7 +34,7 @@ FILES = os.path.join(REPO, "recipes-phosphor", "bmc-pairing", "bmc-pairing-manag
 SCRIPT = os.path.join(FILES, "install-bmc-pairing.sh")
 BINS = ["bmc-pairing-manager", "bmc-attestation"]
 PATHS = dict(bindir="/usr/bin", sysconfdir="/etc", datadir="/usr/share",
-             unitdir="/usr/lib/systemd/system")
+             unitdir="/usr/lib/systemd/system", yamldir="/usr/share/phosphor-dbus-yaml")
 UNITS = ["xyz.openbmc_project.BmcPairingManager.service", "xyz.openbmc_project.attestation.service"]
 POLICIES = ["xyz.openbmc_project.BmcPairingManager.conf", "xyz.openbmc_project.attestation.conf"]
 THRESHOLD = 25  # systemd's exposure scale x10: 2.5
@@ -43,7 +44,8 @@ def install(destdir, binsrc, yaml_root):
     return subprocess.run(
         ["sh", SCRIPT, "--destdir", destdir, "--bindir", PATHS["bindir"], "--sysconfdir", PATHS["sysconfdir"],
          "--datadir", PATHS["datadir"], "--systemd-unitdir", PATHS["unitdir"], "--bin-src", binsrc,
-         "--files", FILES, "--yaml-root", yaml_root], capture_output=True, text=True)
+         "--files", FILES, "--yaml-root", yaml_root, "--yaml-dir", PATHS["yamldir"]],
+        capture_output=True, text=True)
 
 
 def expected_tree(yaml_root):
@@ -63,7 +65,7 @@ def expected_tree(yaml_root):
             for f in files:
                 if f.endswith((".interface.yaml", ".errors.yaml")):
                     rel = os.path.relpath(os.path.join(dirpath, f), yaml_root)
-                    e[f"{PATHS['datadir']}/phosphor-dbus-yaml/yaml/{rel}"] = 0o644
+                    e[f"{PATHS['yamldir']}/{rel}"] = 0o644
     return e
 
 
