@@ -218,6 +218,32 @@ fn tpm_reboot_keeps_the_identity() {
         .wait_peer_connected(CONNECTED, Duration::from_secs(30));
 }
 
+/// The cause of "timed out waiting for Connected" after the kill -9 of the tests above: a
+/// daemon killed in the middle of a TPM operation leaves its transient objects in a TPM
+/// without a resource manager (swtpm here, `/dev/tpm0` on a board), and once two are left
+/// the three object slots cannot hold an operation's primary and key: every operation
+/// failed with TPM_RC_OBJECT_MEMORY, so the restarted daemon stayed unprovisioned and never
+/// connected. Now the daemon, holding the simulator lock (every cooperating user between
+/// operations), flushes the leaked objects and carries on.
+#[test]
+fn objects_left_in_the_tpm_by_a_killed_process_do_not_lock_the_restarted_daemon_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = tpm_bmc(tmp.path(), "bmc-a");
+    let b = tpm_bmc(tmp.path(), "bmc-b");
+    pair(&a.bmc, &b.bmc);
+    a.bmc.kill9();
+    a.tpm.leak_objects(2);
+    assert_eq!(a.tpm.transient_handles().len(), 2);
+    a.bmc.start();
+    assert!(a.bmc.provisioned(), "{}", a.bmc.log());
+    a.bmc
+        .wait_peer_connected(CONNECTED, Duration::from_secs(30));
+    assert!(
+        a.bmc.log().contains("flushed objects leaked"),
+        "the journal names the cleanup"
+    );
+}
+
 /// A TPM that does not answer when the daemon starts (not up yet, another device) is a state,
 /// not an exit: under systemd's Restart=always an exit would crash-loop. The daemon serves
 /// D-Bus unprovisioned, refuses `self` with an error, and provisions once the TPM answers.
