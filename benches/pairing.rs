@@ -187,6 +187,7 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
             &server.identity,
             server.store.clone(),
             pins,
+            PinSet::new(),
             floor,
             Vec::new(),
         )

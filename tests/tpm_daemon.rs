@@ -59,6 +59,7 @@ fn two_daemons_pair_with_tpm_keys_and_nothing_private_on_disk() {
     // while its TPM-signed handshake itself completes (the server side works).
     let hello = bmc_pairing_core::link::frame::Frame::Hello {
         seq: 0,
+        boot_id: 0,
         name: "intruder".into(),
     }
     .to_bytes()

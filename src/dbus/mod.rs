@@ -6,6 +6,7 @@
 //! `PeerProvisioned`. Interface methods only forward to the actor; they hold no state.
 
 pub mod error;
+pub mod factory_reset;
 pub mod manager;
 pub mod peer;
 pub mod provisioning;
@@ -47,6 +48,10 @@ pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection>
             provisioning::Provisioning::new(handle.clone()),
         )?
         .serve_at(MANAGER_PATH, manager::Manager::new(handle.clone()))?
+        .serve_at(
+            MANAGER_PATH,
+            factory_reset::FactoryReset::new(handle.clone()),
+        )?
         .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)?
         .name(BUS_NAME)?
         .name(PROVISIONING_BUS_NAME)?

@@ -344,6 +344,18 @@ impl ChainFiles {
         })
     }
 
+    /// Deletes both certificates of the chain (leaf first); files already gone are fine.
+    /// Trust anchors in the same directory are not touched.
+    ///
+    /// # Errors
+    /// [`Error::Persist`] when a file cannot be removed.
+    pub fn remove(&self) -> Result<(), Error> {
+        for path in [self.leaf_path(), self.ca_path()] {
+            persist::remove_if_exists(&path).map_err(|source| Error::Persist { path, source })?;
+        }
+        Ok(())
+    }
+
     /// Creates a new identity: fresh CA and identity keys, CA certificate, leaf.
     ///
     /// Files are written leaf-last, each atomically; a crash midway leaves a chain that

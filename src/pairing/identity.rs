@@ -20,6 +20,7 @@ use crate::identity::{Fingerprint, anchors};
 use crate::kit::ErrorChain;
 use crate::link::server::Sessions;
 use crate::link::tls::{self, PinSet};
+use crate::pairing::reset::{Reset, ResetError};
 
 /// What the keeper found, for the actor to hand to the core.
 #[derive(Debug)]
@@ -32,6 +33,9 @@ pub enum IdentityNews {
     CertificatesChanged,
     /// The identity is gone (TPM cleared, blob or certificate corrupt or missing).
     Lost,
+    /// The factory-reset erase finished (or failed; the marker then stays and the next
+    /// start-up finishes it).
+    Erased(Result<(), ResetError>),
 }
 
 /// Why `ProvisionPeer("self")` could not create or re-use the identity.
@@ -47,6 +51,7 @@ pub enum EnsureError {
 
 enum Work {
     Ensured(Result<(LoadedIdentity, bool), EnsureError>),
+    Erased(Result<(), ResetError>),
     Checked(Result<LoadedIdentity, IdentityProblem>),
     /// The check's blocking task panicked: a bug, which says nothing about the identity.
     CheckPanicked,
@@ -64,6 +69,8 @@ pub struct KeeperParts {
     pub trust_mode: TrustMode,
     /// The listener's pin set (its verifier reads it).
     pub pins: PinSet,
+    /// The identities owed a goodbye (its verifier lets them through for that).
+    pub farewells: PinSet,
     /// The listener's sessions (cut when our key changes).
     pub sessions: Sessions,
     /// Where the listener takes its TLS configuration from.
@@ -170,6 +177,23 @@ impl Keeper {
         });
     }
 
+    /// `FactoryReset.Reset()`: forgets the identity at once (no TLS configuration, sessions
+    /// cut), then erases it as `reset` says, on a blocking thread;
+    /// [`IdentityNews::Erased`] follows. The caller has committed the reset
+    /// ([`Reset::begin`]) before.
+    pub fn erase(&mut self, reset: Reset) {
+        self.identity = None;
+        self.install();
+        self.parts.sessions.cancel_unless(|_| false);
+        let store = self.parts.store.clone();
+        let tx = self.done_tx.clone();
+        self.parts.tracker.spawn(async move {
+            let work = tokio::task::spawn_blocking(move || reset.erase(store.as_ref()));
+            let result = work.await.unwrap_or(Err(ResetError::Panicked));
+            let _ = tx.send(Work::Erased(result));
+        });
+    }
+
     /// The next finished piece of work, as news for the core (`None` when it changed
     /// nothing).
     ///
@@ -179,6 +203,11 @@ impl Keeper {
         let work = self.done_rx.recv().await?;
         Some(match work {
             Work::Ensured(result) => self.ensured(result),
+            Work::Erased(result) => {
+                self.identity = None;
+                self.install();
+                IdentityNews::Erased(result)
+            }
             Work::Checked(result) => self.checked(result)?,
             Work::CheckPanicked => {
                 self.checking = false;
@@ -263,6 +292,7 @@ impl Keeper {
                 id,
                 self.parts.store.clone(),
                 self.parts.pins.clone(),
+                self.parts.farewells.clone(),
                 self.floor,
                 self.anchors.clone(),
             )
