@@ -50,6 +50,7 @@ mod tests {
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::new(),
+            identity: Default::default(),
         });
         let (_server, client) = p2p::serve(MANAGER_PATH, FactoryReset::new(handle)).await;
         let answer = async {

@@ -244,6 +244,7 @@ mod tests {
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::from([(id.clone(), view())]),
+            identity: Default::default(),
         }
     }
 

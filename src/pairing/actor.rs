@@ -156,7 +156,8 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     pub fn new(parts: Parts<A, D>) -> (Self, Handle, mpsc::Receiver<Command>) {
         let (pairing, actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
-        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(&pairing));
+        let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(&pairing, identity));
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let links = Links::new(
@@ -218,8 +219,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 Some(admission) = self.listener.admissions.recv() => self.admission(admission),
                 _ = check.tick() => {
                     self.observe_time();
-                    self.keeper.check();
-                    let actions = self.pairing.tick(self.unix_now());
+                    self.keeper.check(clock::floored_now(self.pairing.time_floor()));
+                    let mut actions = self.pairing.tick(self.unix_now());
+                    // Expiry comes with time, not with an event.
+                    actions.push(Action::Publish);
                     self.execute(actions);
                 }
             }
@@ -631,8 +634,11 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             }
             Action::EraseIdentity => self.keeper.erase(self.reset.clone()),
             Action::Publish => {
+                let identity = self
+                    .keeper
+                    .view(clock::floored_now(self.pairing.time_floor()));
                 self.snapshot.send_if_modified(|s| {
-                    let new = Snapshot::of(&self.pairing);
+                    let new = Snapshot::of(&self.pairing, identity);
                     let changed = *s != new;
                     *s = new;
                     changed

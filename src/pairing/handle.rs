@@ -78,6 +78,17 @@ pub struct PeerView {
     pub unpaired_by_peer: bool,
 }
 
+/// What D-Bus shows of this BMC's identity certificates (all 0 / false without one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentityView {
+    /// The leaf's notAfter, unix seconds.
+    pub not_after: u64,
+    /// The CA certificate's notAfter, unix seconds.
+    pub authority_not_after: u64,
+    /// The leaf or the CA certificate has expired (and could not be renewed in time).
+    pub expired: bool,
+}
+
 /// What D-Bus shows of this BMC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -87,12 +98,15 @@ pub struct Snapshot {
     pub peer_connected: ConnState,
     /// Paired peers.
     pub peers: BTreeMap<PeerId, PeerView>,
+    /// Our identity's validity.
+    pub identity: IdentityView,
 }
 
 impl Snapshot {
-    /// What D-Bus shows of `p`.
-    pub fn of(p: &Pairing) -> Self {
+    /// What D-Bus shows of `p`, with `identity` from the identity keeper.
+    pub fn of(p: &Pairing, identity: IdentityView) -> Self {
         Snapshot {
+            identity,
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p

@@ -344,7 +344,7 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
                     "first-contact".into(),
                     TrustPolicy::FirstContact,
                     &settings,
-                    SystemTime::now(),
+                    SystemTime::now().into(),
                 )
                 .await
                 .expect("attestation ran");
