@@ -2013,7 +2013,7 @@ mod tests {
         pair_with(&mut p, 1, 7, "bmc-b");
         assert!(p.farewells().is_empty());
         // Bounded.
-        for key in 10..(10 + MAX_FAREWELLS as u8 + 3) {
+        for key in 10..(10 + u8::try_from(MAX_FAREWELLS).unwrap() + 3) {
             pair_with(&mut p, 2, key, "bmc-x");
             p.unpair(&PeerId::from_name("bmc-x")).unwrap();
         }
