@@ -234,7 +234,8 @@ fn objects_left_in_the_tpm_by_a_killed_process_do_not_lock_the_restarted_daemon_
     pair(&a.bmc, &b.bmc);
     a.bmc.kill9();
     a.tpm.leak_objects(2);
-    assert_eq!(a.tpm.transient_handles().len(), 2);
+    // Two left on purpose; the kill -9 may have left one more (that is the bug itself).
+    assert!(a.tpm.transient_handles().len() >= 2);
     a.bmc.start();
     assert!(a.bmc.provisioned(), "{}", a.bmc.log());
     a.bmc
