@@ -6,7 +6,9 @@
 //!   peer SIGKILL -> NotConnected
 //!   (<= 3 s), peer restart -> Connected again (<= 2 s).
 //! - TPM: signatures per full handshake and per reconnect, and the median TLS handshake with
-//!   keys in swtpm next to the file backend.
+//!   keys in swtpm next to the file backend; a reconnect without and with the re-attestation
+//!   a peer's reboot triggers (TLS handshake, then SPDM attestation of the peer): time and
+//!   signatures of the peer's TPM.
 //! - SPDM: the median full attestation (VCA to signed MEASUREMENTS) on loopback, with the
 //!   responder's key in a file and in swtpm.
 //! - SPDM against DMTF's reference (libspdm's spdm-emu, from `make dmtf-spdm`): CPU time
@@ -43,6 +45,7 @@ use bmc_pairing_manager::identity::file::FileKeyStore;
 use bmc_pairing_manager::identity::tpm::TpmKeyStore;
 use bmc_pairing_manager::identity::{Backend, KeyRole, KeyStore, PublicKey};
 use bmc_pairing_manager::link::tls::{self, CaptureSlot, PinSet, ServerCheck};
+use bmc_test_support::attestation;
 use bmc_test_support::swtpm::Swtpm;
 use bmc_test_support::*;
 use rustls::pki_types::{ServerName, UnixTime};
@@ -196,6 +199,7 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
             &server.identity,
             server.store.clone(),
             pins,
+            PinSet::new(),
             floor,
             Vec::new(),
         )
@@ -281,6 +285,7 @@ fn tpm_figures() {
     // client certificate check), so a reconnect costs the same signatures.
     let (_, first_c, first_s) = handshakes(&a, &b, 1);
     let (tpm_times, c, s) = handshakes(&a, &b, 30);
+    let tpm_times_for_sum = tpm_times.clone();
     let (file_times, _, _) = handshakes(&fa, &fb, 30);
     println!("== TPM (swtpm) and TLS");
     println!(
@@ -296,10 +301,38 @@ fn tpm_figures() {
         "(figure)",
         tpm_times,
     );
+    let tpm_times = tpm_times_for_sum;
     report(
         "TLS 1.3 mutual handshake, file keys",
         "(figure)",
         file_times,
+    );
+
+    // A reconnect after the peer rebooted: the same handshake, then one SPDM attestation of
+    // the peer (its responder signs with the same TPM key).
+    let before = b.store.signs.load(Ordering::SeqCst);
+    let spdm_times = attestation::attest_responder(b.identity.spdm_chain(&[]), b.store.clone(), 30);
+    let spdm_signs = (b.store.signs.load(Ordering::SeqCst) - before) as f64 / 30.0;
+    let with_reattestation: Vec<Duration> = tpm_times
+        .iter()
+        .zip(&spdm_times)
+        .map(|(tls, spdm)| *tls + *spdm)
+        .collect();
+    println!("== reconnect without and with re-attestation (swtpm keys)");
+    println!(
+        "{:<48} ours {c:.0} + peer's {s:.0}",
+        "TPM signs per reconnect, no re-attestation"
+    );
+    println!(
+        "{:<48} ours {c:.0} + peer's {:.0} (TLS {s:.0} + SPDM {spdm_signs:.0})",
+        "TPM signs per reconnect, with re-attestation",
+        s + spdm_signs
+    );
+    report("reconnect, no re-attestation (TLS)", "(figure)", tpm_times);
+    report(
+        "reconnect, with re-attestation (TLS + SPDM)",
+        "(figure)",
+        with_reattestation,
     );
 }
 

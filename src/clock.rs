@@ -7,6 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bmc_pairing_core::pairing::{TimeView, UNTRUSTED_CLOCK_WINDOW};
+
 /// Build time of this binary, unix seconds (SOURCE_DATE_EPOCH when set).
 pub fn build_epoch() -> u64 {
     option_env!("BMC_PAIRING_BUILD_EPOCH")
@@ -19,6 +21,18 @@ pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// What this process knows about the time now, for certificate checks: its clock against
+/// the floor `max(floor_unix, build time)`, under the pairing core's time rule
+/// ([`TimeView`]: a clock behind the floor is not believed, and validity is then checked
+/// over the plausible interval after the floor).
+pub fn time_view(floor_unix: u64) -> TimeView {
+    TimeView {
+        clock: unix_secs(SystemTime::now()),
+        floor: floor_unix.max(build_epoch()),
+        window: UNTRUSTED_CLOCK_WINDOW,
+    }
 }
 
 /// `max(now, floor, build time)`.

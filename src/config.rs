@@ -176,6 +176,12 @@ pub struct Config {
     /// lldpd's control socket (`lldpcli -u`) for the lldpd source; `None` for lldpcli's
     /// built-in default (`/run/lldpd.socket` on Debian and OpenBMC).
     pub lldpd_socket: Option<PathBuf>,
+    /// Re-attest a pinned peer whose last attestation is older than this; `None` (config
+    /// value 0) turns the periodic re-attestation off (a peer's reboot still triggers one).
+    pub reattest_interval: Option<Duration>,
+    /// File whose content identifies this boot (the kernel's per-boot UUID); its digest is
+    /// the boot identifier our `Hello` carries.
+    pub boot_id_path: PathBuf,
 }
 
 impl Config {
@@ -215,7 +221,15 @@ struct RawConfig {
     static_peers: Vec<RawStaticPeer>,
     lldp_source: LldpSource,
     lldpd_socket: Option<PathBuf>,
+    reattest_interval_s: u64,
+    boot_id_path: PathBuf,
 }
+
+/// `reattest_interval_s` default: once a day.
+pub const DEFAULT_REATTEST_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+
+/// `boot_id_path` default: the kernel's per-boot UUID.
+pub const DEFAULT_BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
 
 impl Default for RawConfig {
     /// The documented defaults (README, Configuration).
@@ -248,6 +262,8 @@ impl Default for RawConfig {
             static_peers: Vec::new(),
             lldp_source: LldpSource::Lldpd,
             lldpd_socket: None,
+            reattest_interval_s: DEFAULT_REATTEST_INTERVAL.as_secs(),
+            boot_id_path: PathBuf::from(DEFAULT_BOOT_ID_PATH),
         }
     }
 }
@@ -327,6 +343,15 @@ fn validate(
     if let Some(p) = &raw.lldpd_socket {
         check.absolute("lldpd_socket", p)?;
     }
+    check.absolute("boot_id_path", &raw.boot_id_path)?;
+    if raw.reattest_interval_s != 0 && raw.reattest_interval_s < 60 {
+        return Err(invalid(
+            "reattest_interval_s",
+            format!("{} must be 0 (off) or at least 60", raw.reattest_interval_s),
+        ));
+    }
+    let reattest_interval =
+        (raw.reattest_interval_s != 0).then(|| Duration::from_secs(raw.reattest_interval_s));
     let identity = check.identity(raw.cert_root, raw.state_dir, raw.key_backend, tpm_present)?;
     let bmc_name = match raw.bmc_name {
         Some(name) if is_valid_name(&name) => name,
@@ -478,6 +503,8 @@ fn validate(
         static_peers,
         lldp_source: raw.lldp_source,
         lldpd_socket: raw.lldpd_socket,
+        reattest_interval,
+        boot_id_path: raw.boot_id_path,
     })
 }
 

@@ -28,6 +28,10 @@ pub mod manager {
     pub const PEERS_PATH: &str = "/xyz/openbmc_project/BmcPairingManager/peers";
     /// The per-peer interface.
     pub const PEER_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Peer";
+    /// Our identity-validity interface, served at [`MANAGER_PATH`].
+    pub const IDENTITY_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Identity";
+    /// The upstream factory-reset interface, served at [`MANAGER_PATH`].
+    pub const FACTORY_RESET_INTERFACE: &str = "xyz.openbmc_project.Common.FactoryReset";
 }
 
 /// Bus names, paths and interfaces of `bmc-attestation`.

@@ -31,6 +31,7 @@ use crate::pairing::actor::{self, Actor, Listener, Parts};
 use crate::pairing::attest::BusAttestor;
 use crate::pairing::dial::{DialSettings, TlsDialer};
 use crate::pairing::identity::{Keeper, KeeperParts};
+use crate::pairing::reset::Reset;
 use crate::persist;
 
 /// The path of the state file.
@@ -151,6 +152,7 @@ pub async fn run(
         })?;
 
     let pins = PinSet::new();
+    let farewells = PinSet::new();
     let sessions = Sessions::new();
     let pinned_addresses = PinnedAddresses::new();
     let (server_tls, server_tls_rx) = watch::channel(None);
@@ -183,6 +185,22 @@ pub async fn run(
             None
         }
     };
+    let reset = Reset {
+        state_path: state_path(&config),
+        chain: ChainFiles::new(config.identity.cert_dir()),
+        key_dir: config.identity.key_dir(),
+    };
+    {
+        // Before anything is loaded: a factory reset that a crash interrupted is finished.
+        let (reset, store) = (reset.clone(), opened.store.clone());
+        match tokio::task::spawn_blocking(move || reset.resume_if_pending(store.as_ref())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %kit::ErrorChain(&e), "cannot finish an interrupted factory reset; retried at the next start")
+            }
+            Err(_) => return Err(StartError::Panicked("finishing a factory reset")),
+        }
+    }
     let persisted = actor::load_state(&state_path(&config));
     let keeper = {
         let parts = KeeperParts {
@@ -191,6 +209,7 @@ pub async fn run(
             bmc_name: config.bmc_name.clone(),
             trust_mode: config.trust_mode,
             pins: pins.clone(),
+            farewells: farewells.clone(),
             sessions: sessions.clone(),
             server_tls,
             credentials,
@@ -206,6 +225,7 @@ pub async fn run(
             device: device.clone(),
             source: config.listen_address,
             our_name: config.bmc_name.clone(),
+            boot_id: kit::boot_id(&config.boot_id_path),
             timing: timing(&config),
             retry: Retry {
                 initial: config.backoff_initial,
@@ -220,9 +240,11 @@ pub async fn run(
             attestation: attest.is_some(),
             pairing_port: config.port,
             attestation_port: config.attestation_port,
+            reattest_interval: config.reattest_interval.map(|d| d.as_secs()),
         },
         persisted,
         state_path: state_path(&config),
+        reset,
         interface: config.interface_id.clone(),
         port: config.port,
         check_interval: config.identity_check_interval,
@@ -231,6 +253,7 @@ pub async fn run(
         keeper,
         listener: Listener {
             pins: pins.clone(),
+            farewells: farewells.clone(),
             sessions: sessions.clone(),
             pinned_addresses: pinned_addresses.clone(),
             admissions: admission_rx,
@@ -257,6 +280,7 @@ pub async fn run(
             ))),
             pinned_addresses,
             pins,
+            farewells,
             admission: Some(admission_tx),
         },
         sessions,

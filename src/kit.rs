@@ -220,6 +220,26 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// This boot's identifier, for the `Hello` frame: the first 8 bytes of the SHA-256 of the
+/// content of `path` (the kernel's per-boot UUID by default), never 0. When the file cannot
+/// be read, a random value for this process's lifetime (logged): a restart then looks like
+/// a reboot to peers, which costs a re-attestation and nothing else.
+pub fn boot_id(path: &std::path::Path) -> u64 {
+    use sha2::Digest;
+    let from_file = std::fs::read(path).ok().and_then(|text| {
+        let digest = sha2::Sha256::digest(text.trim_ascii());
+        let first: [u8; 8] = digest.get(..8)?.try_into().ok()?;
+        Some(u64::from_be_bytes(first))
+    });
+    match from_file {
+        Some(id) if id != 0 => id,
+        _ => {
+            tracing::warn!(path = %path.display(), "cannot read the boot id; using a random one for this run");
+            rand_core::RngCore::next_u64(&mut rand_core::OsRng).max(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,5 +258,18 @@ mod tests {
     fn name_taken_is_matched_by_type() {
         assert!(StartError::Dbus(zbus::Error::NameTaken).name_taken());
         assert!(!StartError::Dbus(zbus::Error::InvalidReply).name_taken());
+    }
+
+    #[test]
+    fn the_boot_id_follows_the_file_and_is_never_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("boot_id");
+        std::fs::write(&file, "6c2f1a\n").unwrap();
+        let first = boot_id(&file);
+        assert_eq!(first, boot_id(&file), "same boot, same id");
+        assert_ne!(first, 0);
+        std::fs::write(&file, "9e81bd\n").unwrap();
+        assert_ne!(boot_id(&file), first, "another boot");
+        assert_ne!(boot_id(&dir.path().join("missing")), 0);
     }
 }

@@ -12,6 +12,7 @@ use serde_json::json;
 fn hello() -> Vec<u8> {
     Frame::Hello {
         seq: 0,
+        boot_id: 0,
         name: "intruder".into(),
     }
     .to_bytes()

@@ -94,6 +94,18 @@ fn every_object_matches_its_yaml_and_enum_values_are_declared() {
         object_interfaces(&a.bus.address, SEED_BUS, &peer).unwrap(),
         vec![PEER_IFACE.to_owned()]
     );
+    // The manager object: the seed surface, our identity validity, upstream FactoryReset
+    // (each compared with its YAML above).
+    let mut at_manager = object_interfaces(&a.bus.address, SEED_BUS, SEED_PATH).unwrap();
+    at_manager.sort();
+    assert_eq!(
+        at_manager,
+        vec![
+            "xyz.openbmc_project.BmcPairing.Identity".to_owned(),
+            SEED_IFACE.to_owned(),
+            "xyz.openbmc_project.Common.FactoryReset".to_owned(),
+        ]
+    );
 
     // Enum-typed properties carry "<interface>.<Enum>.<Value>" with a declared value.
     for (path, iface) in [(PDI_PATH, PDI_IFACE), (peer.as_str(), PEER_IFACE)] {

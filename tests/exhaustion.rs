@@ -34,6 +34,12 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What the tests' stand-in for B says in its Hello.
+const B_HELLO: session::Us<'static> = session::Us {
+    name: "bmc-b",
+    boot_id: 1,
+};
+
 /// The defaults of both daemons: TPM signatures for unauthenticated clients, per second in
 /// all and per source address (bursts twice that).
 const SIGNS_PER_SECOND: u64 = 10;
@@ -266,7 +272,7 @@ async fn a_pinned_peer_that_signs_slowly_gets_in_during_a_reconnect_flood() {
     let mut failures = Vec::new();
     for _ in 0..5 {
         if let Err(e) =
-            client::connect(&target, config.clone(), "bmc-b", Duration::from_secs(5)).await
+            client::connect(&target, config.clone(), B_HELLO, Duration::from_secs(5)).await
         {
             failures.push(e.to_string());
         }
@@ -375,13 +381,13 @@ async fn one_pinned_peer_opening_many_sessions_holds_one() {
         });
     };
     keep(
-        client::connect(&target, config.clone(), "bmc-b", Duration::from_secs(5))
+        client::connect(&target, config.clone(), B_HELLO, Duration::from_secs(5))
             .await
             .unwrap(),
     );
     let baseline = open_fds(pid);
     for i in 0..200 {
-        let conn = client::connect(&target, config.clone(), "bmc-b", Duration::from_secs(5))
+        let conn = client::connect(&target, config.clone(), B_HELLO, Duration::from_secs(5))
             .await
             .unwrap_or_else(|e| panic!("session {i}: {e}"));
         keep(conn);

@@ -4,7 +4,9 @@
 //! and listener pin set. No sockets, no D-Bus: seconds of backoff pass in no time.
 //!
 //! Covers pairing, a peer that dies and comes back, an actor restart, quarantine (which no
-//! discovery report or certificate change may get around), and unpair.
+//! discovery report or certificate change may get around), unpair (told to the peer, and
+//! heard from it), re-attestation after a peer's reboot and on the interval, and factory
+//! reset.
 #![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +30,7 @@ use bmc_pairing_manager::pairing::attest::{Attest, AttestError};
 use bmc_pairing_manager::pairing::dial::{Dial, DialFailure};
 use bmc_pairing_manager::pairing::handle::{Handle, Notice, Snapshot};
 use bmc_pairing_manager::pairing::identity::{Keeper, KeeperParts};
+use bmc_pairing_manager::pairing::reset::Reset;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -57,6 +60,10 @@ struct Net {
     down: BTreeSet<SocketAddr>,
     /// Every dialler started (address, pin) and every one-off check.
     dialled: Vec<SocketAddr>,
+    /// Every connection attempt of a dialler.
+    attempts: Vec<SocketAddr>,
+    /// Addresses whose peer answers our Hello with `Bye { Unpaired }`.
+    unpaired_us: BTreeSet<SocketAddr>,
 }
 
 #[derive(Clone, Default)]
@@ -94,6 +101,16 @@ impl FakeNet {
     fn dials_to(&self, at: SocketAddr) -> usize {
         self.lock().dialled.iter().filter(|a| **a == at).count()
     }
+
+    fn attempts_to(&self, at: SocketAddr) -> usize {
+        self.lock().attempts.iter().filter(|a| **a == at).count()
+    }
+
+    /// The peer at `at` unpaired us: it answers every session with `Bye { Unpaired }`.
+    fn unpairs_us(&self, at: SocketAddr) {
+        self.lock().unpaired_us.insert(at);
+        self.changed.notify_waiters();
+    }
 }
 
 /// The [`Dial`] fake: a dialler that is up while its peer answers with the pin, and retries
@@ -113,11 +130,24 @@ impl Dial for FakeNet {
         async move {
             loop {
                 let _ = events.send(LinkEvent::OutgoingAttempt { link: link.clone() });
+                net.lock().attempts.push(endpoint);
+                if net.lock().unpaired_us.contains(&endpoint) {
+                    // As the TLS dialler does: report, and stop.
+                    let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
+                    let _ = events.send(LinkEvent::ToldUnpaired { fingerprint: pin });
+                    return;
+                }
                 match net.answering(endpoint) {
                     Some(who) if who == pin => {
                         let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
                         loop {
                             let changed = net.changed.notified();
+                            if net.lock().unpaired_us.contains(&endpoint) {
+                                // An established session ended by `Bye { Unpaired }`.
+                                let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
+                                let _ = events.send(LinkEvent::ToldUnpaired { fingerprint: pin });
+                                return;
+                            }
                             if net.answering(endpoint) != Some(pin) {
                                 break;
                             }
@@ -237,6 +267,8 @@ struct Bmc {
     notices: mpsc::UnboundedReceiver<Notice>,
     discovery: mpsc::Sender<discovery::Event>,
     pins: PinSet,
+    farewells: PinSet,
+    link_events: mpsc::UnboundedSender<LinkEvent>,
     cancel: CancellationToken,
     tracker: TaskTracker,
     chain: ChainFiles,
@@ -245,11 +277,22 @@ struct Bmc {
 
 impl Bmc {
     fn start(dir: &std::path::Path, net: &FakeNet, attestor: &FakeAttestor) -> Bmc {
+        Bmc::start_with(dir, net, attestor, None)
+    }
+
+    /// A BMC that re-attests its peers every `reattest_interval` seconds.
+    fn start_with(
+        dir: &std::path::Path,
+        net: &FakeNet,
+        attestor: &FakeAttestor,
+        reattest_interval: Option<u64>,
+    ) -> Bmc {
         let store = Arc::new(FileKeyStore::new(dir.join("keys")));
         let chain = ChainFiles::new(dir.join("certs"));
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let pins = PinSet::new();
+        let farewells = PinSet::new();
         let sessions = Sessions::new();
         let (server_tls, _server_tls_rx) = watch::channel(None);
         let (credentials, _credentials_rx) = watch::channel(None);
@@ -266,6 +309,7 @@ impl Bmc {
                 bmc_name: "bmc-a".into(),
                 trust_mode: TrustMode::FirstContact,
                 pins: pins.clone(),
+                farewells: farewells.clone(),
                 sessions: sessions.clone(),
                 server_tls,
                 credentials,
@@ -279,8 +323,14 @@ impl Bmc {
                 attestation: true,
                 pairing_port: PORT,
                 attestation_port: SPDM_PORT,
+                reattest_interval,
             },
             persisted,
+            reset: Reset {
+                state_path: state_path.clone(),
+                chain: chain.clone(),
+                key_dir: dir.join("keys"),
+            },
             state_path,
             interface: "eth1".into(),
             port: PORT,
@@ -290,12 +340,13 @@ impl Bmc {
             keeper,
             listener: Listener {
                 pins: pins.clone(),
+                farewells: farewells.clone(),
                 sessions,
                 pinned_addresses: PinnedAddresses::new(),
                 admissions: admission_rx,
             },
             link_events: link_rx,
-            link_events_tx: link_tx,
+            link_events_tx: link_tx.clone(),
             discovery: discovery_rx,
             notices: notices_tx,
             tracker: tracker.clone(),
@@ -307,6 +358,8 @@ impl Bmc {
             notices,
             discovery: discovery_tx,
             pins,
+            farewells,
+            link_events: link_tx,
             cancel,
             tracker,
             chain,
@@ -538,5 +591,175 @@ async fn unpair_forgets_the_peer_and_stops_dialling_it() {
     Bmc::settle().await;
     assert!(bmc.handle.snapshot.borrow().peers.is_empty());
     assert_eq!(net.dials_to(endpoint(2)), dials);
+    bmc.stop().await;
+}
+
+/// What `paired` leaves: the peer at `endpoint(2)`, key 2.
+fn incoming_from_b(boot_id: u64) -> LinkEvent {
+    LinkEvent::IncomingUp {
+        session: boot_id,
+        fingerprint: fp(2),
+        name: Some("bmc-b".into()),
+        boot_id,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_unpaired_us_is_marked_and_no_longer_dialled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    // Its operator unpairs us: its side ends our session with Bye { Unpaired }.
+    net.unpairs_us(endpoint(2));
+    let snap = bmc
+        .wait("marked unpaired by the peer", |s| {
+            s.peers.get(&id).is_some_and(|p| p.unpaired_by_peer)
+        })
+        .await;
+    assert_eq!(snap.peers[&id].fingerprint, fp(2).to_hex(), "pin kept");
+    assert!(!bmc.pins.contains(&fp(2)), "not accepted any more");
+    let attempts = net.attempts_to(endpoint(2));
+    net.set_down(endpoint(2), true);
+    net.set_down(endpoint(2), false);
+    Bmc::settle().await;
+    assert_eq!(net.attempts_to(endpoint(2)), attempts, "dialled again");
+    // Across a restart too.
+    bmc.stop().await;
+    let bmc = Bmc::start(dir.path(), &net, &attestor);
+    Bmc::settle().await;
+    assert!(bmc.handle.snapshot.borrow().peers[&id].unpaired_by_peer);
+    assert_eq!(net.attempts_to(endpoint(2)), attempts);
+    // Its operator and ours pair again: a new ProvisionPeer clears the mark.
+    net.lock().unpaired_us.clear();
+    bmc.handle.provision(endpoint(2).to_string()).await.unwrap();
+    let snap = bmc.peer_state(&id, ConnState::Connected).await;
+    assert!(!snap.peers[&id].unpaired_by_peer);
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unpaired_peer_is_owed_a_goodbye_until_one_of_its_sessions_got_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    // Unreachable when we unpair it.
+    net.set_down(endpoint(2), true);
+    bmc.handle.unpair(id.clone()).await.unwrap();
+    bmc.wait("peer gone", |s| s.peers.is_empty()).await;
+    assert!(
+        bmc.farewells.contains(&fp(2)),
+        "the listener lets it in to be told"
+    );
+    assert!(!bmc.pins.contains(&fp(2)), "but opens no session for it");
+    // Still owed after a restart.
+    bmc.stop().await;
+    let bmc = Bmc::start(dir.path(), &net, &attestor);
+    Bmc::settle().await;
+    assert!(bmc.farewells.contains(&fp(2)));
+    // Its next session is answered with the goodbye (the listener reports it).
+    bmc.link_events
+        .send(LinkEvent::FarewellDelivered { fingerprint: fp(2) })
+        .unwrap();
+    Bmc::settle().await;
+    assert!(!bmc.farewells.contains(&fp(2)), "told once");
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_back_from_a_reboot_with_other_measurements_is_quarantined_under_enforce() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    let asked = || attestor.asked.lock().unwrap().len();
+    let before = asked();
+    bmc.link_events.send(incoming_from_b(11)).unwrap();
+    Bmc::settle().await;
+    assert_eq!(asked(), before, "the first boot id seen is only recorded");
+    // Reflashed and rebooted: new boot id, measurements our Enforce policy rejects.
+    attestor.responder(ip(2), fp(2), "bmc-b", AttestationOutcome::Rejected);
+    bmc.link_events.send(incoming_from_b(12)).unwrap();
+    let snap = bmc
+        .wait("quarantined", |s| {
+            s.peers[&id].attestation == AttestationOutcome::Rejected
+        })
+        .await;
+    assert_eq!(asked(), before + 1);
+    assert_eq!(
+        attestor.asked.lock().unwrap().last().unwrap().1,
+        AttestPolicy::Pinned(fp(2))
+    );
+    assert_eq!(snap.peers[&id].outgoing, ConnState::NotConnected);
+    assert!(!bmc.pins.contains(&fp(2)), "not accepted while quarantined");
+    let attempts = net.attempts_to(endpoint(2));
+    Bmc::settle().await;
+    assert_eq!(net.attempts_to(endpoint(2)), attempts, "not dialled");
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn peers_are_reattested_on_the_interval_and_audit_findings_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    net.host(endpoint(2), fp(2));
+    attestor.responder(ip(2), fp(2), "bmc-b", AttestationOutcome::Trusted);
+    let mut bmc = Bmc::start_with(dir.path(), &net, &attestor, Some(1));
+    bmc.handle.provision("self".into()).await.unwrap();
+    bmc.handle.provision(endpoint(2).to_string()).await.unwrap();
+    assert_eq!(bmc.next_notice().await, Notice::PeerProvisioned(true));
+    let id = PeerId::from_name("bmc-b");
+    // The interval is one second of the wall clock (attestation times are unix seconds).
+    attestor.responder(
+        ip(2),
+        fp(2),
+        "bmc-b",
+        AttestationOutcome::TrustedWithFindings,
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    let snap = bmc
+        .wait("re-attested on the interval", |s| {
+            s.peers[&id].attestation == AttestationOutcome::TrustedWithFindings
+        })
+        .await;
+    assert_eq!(
+        snap.peers[&id].state,
+        ConnState::Connected,
+        "Audit does not block"
+    );
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn factory_reset_forgets_peers_and_erases_the_identity_for_good() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (bmc, _id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    bmc.handle.unpair(PeerId::from_name("bmc-b")).await.unwrap();
+    let (bmc, _id) = {
+        bmc.stop().await;
+        paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await
+    };
+    std::fs::write(dir.path().join("certs/anchor-factory.pem"), b"anchor").unwrap();
+    bmc.handle.factory_reset().await.unwrap();
+    let snap = bmc.handle.snapshot.borrow().clone();
+    assert!(!snap.provisioned);
+    assert!(snap.peers.is_empty());
+    assert!(!bmc.pins.contains(&fp(2)));
+    assert!(matches!(
+        bmc.chain.load(bmc.store.as_ref()),
+        Err(bmc_pairing_manager::identity::cert::IdentityProblem::Absent)
+    ));
+    assert!(
+        dir.path().join("certs/anchor-factory.pem").exists(),
+        "anchors kept"
+    );
+    assert!(!dir.path().join("factory-reset.pending").exists());
+    let attempts = net.attempts_to(endpoint(2));
+    Bmc::settle().await;
+    assert_eq!(net.attempts_to(endpoint(2)), attempts, "nobody dialled");
+    // A restart shows the same clean state, and a new identity is a different one.
+    bmc.stop().await;
+    let bmc = Bmc::start(dir.path(), &net, &attestor);
+    assert!(!bmc.handle.snapshot.borrow().provisioned);
+    assert!(bmc.handle.snapshot.borrow().peers.is_empty());
     bmc.stop().await;
 }

@@ -271,7 +271,7 @@ pub async fn attest_command(args: AttestArgs) -> u8 {
         device: args.interface.clone(),
         measurements: MeasurementPolicy { mode, reference },
     };
-    let verify_time = crate::clock::floored_now(0);
+    let verify_time = crate::clock::time_view(0).into();
     match requester::attest(
         addr,
         TrustPolicyArg(choice).to_string(),

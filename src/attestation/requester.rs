@@ -13,7 +13,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -192,7 +192,7 @@ pub async fn attest(
     policy_text: String,
     trust: TrustPolicy,
     settings: &Settings,
-    verify_time: SystemTime,
+    verify_time: bmc_pairing_core::spdm::ChainTime,
 ) -> Result<Report, Failure> {
     let config = RequesterConfig::new(trust, settings.measurements.clone(), verify_time);
     let run = async {

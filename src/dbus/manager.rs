@@ -62,6 +62,7 @@ mod tests {
             provisioned: true,
             peer_connected: ConnState::InProgress,
             peers: BTreeMap::new(),
+            identity: Default::default(),
         });
         let (_server, client) = p2p::serve(MANAGER_PATH, Manager::new(handle)).await;
         assert!(p2p::get::<bool>(&client, MANAGER_PATH, MANAGER_INTERFACE, "provisioned").await);

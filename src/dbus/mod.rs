@@ -6,6 +6,8 @@
 //! `PeerProvisioned`. Interface methods only forward to the actor; they hold no state.
 
 pub mod error;
+pub mod factory_reset;
+pub mod identity;
 pub mod manager;
 pub mod owner;
 pub mod peer;
@@ -48,6 +50,11 @@ pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection>
             provisioning::Provisioning::new(handle.clone()),
         )?
         .serve_at(MANAGER_PATH, manager::Manager::new(handle.clone()))?
+        .serve_at(
+            MANAGER_PATH,
+            factory_reset::FactoryReset::new(handle.clone()),
+        )?
+        .serve_at(MANAGER_PATH, identity::Identity::new(handle.clone()))?
         .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)?
         .name(BUS_NAME)?
         .name(PROVISIONING_BUS_NAME)?
@@ -153,6 +160,22 @@ async fn emit_changes(
             .await
             .provisioned_changed(seed.signal_emitter())
             .await?;
+    }
+    if old.identity != new.identity {
+        let id = server
+            .interface::<_, identity::Identity>(MANAGER_PATH)
+            .await?;
+        let iface = id.get().await;
+        let emitter = id.signal_emitter();
+        if old.identity.not_after != new.identity.not_after {
+            iface.not_after_changed(emitter).await?;
+        }
+        if old.identity.authority_not_after != new.identity.authority_not_after {
+            iface.authority_not_after_changed(emitter).await?;
+        }
+        if old.identity.expired != new.identity.expired {
+            iface.expired_changed(emitter).await?;
+        }
     }
     if old.peer_connected != new.peer_connected {
         pdi.get()

@@ -98,6 +98,9 @@ pub fn changed_properties(old: &PeerView, new: &PeerView) -> HashMap<&'static st
     if old.identity_mismatch != new.identity_mismatch {
         out.insert("IdentityMismatch", Value::from(new.identity_mismatch));
     }
+    if old.unpaired_by_peer != new.unpaired_by_peer {
+        out.insert("UnpairedByPeer", Value::from(new.unpaired_by_peer));
+    }
     out
 }
 
@@ -193,6 +196,14 @@ impl Peer {
         self.view(|v| v.identity_mismatch)
     }
 
+    /// True when the peer told us (inside an authenticated session) that its operator
+    /// unpaired us. It is no longer dialled or accepted; its pin is kept for the operator to
+    /// see. Unpair() removes it; ProvisionPeer pairs it anew.
+    #[zbus(property(emits_changed_signal = "true"), name = "UnpairedByPeer")]
+    async fn unpaired_by_peer(&self) -> zbus::fdo::Result<bool> {
+        self.view(|v| v.unpaired_by_peer)
+    }
+
     /// Unix time (seconds) a session with it last opened; 0 if never.
     #[zbus(property(emits_changed_signal = "true"), name = "LastSeen")]
     async fn last_seen(&self) -> zbus::fdo::Result<u64> {
@@ -224,6 +235,7 @@ mod tests {
             identity_mismatch: false,
             attestation: AttestationOutcome::Rejected,
             attested_at: 5,
+            unpaired_by_peer: true,
         }
     }
 
@@ -232,6 +244,7 @@ mod tests {
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::from([(id.clone(), view())]),
+            identity: Default::default(),
         }
     }
 
@@ -264,6 +277,16 @@ mod tests {
         assert_eq!(
             p2p::get::<u64>(&client, PATH, INTERFACE, "LastAttested").await,
             5
+        );
+        assert!(p2p::get::<bool>(&client, PATH, INTERFACE, "UnpairedByPeer").await);
+        let mut told = view();
+        told.unpaired_by_peer = false;
+        assert_eq!(
+            changed_properties(&told, &view())
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec!["UnpairedByPeer"]
         );
         // The peer is unpaired: its object answers with an error, not stale values.
         state.send_replace(Snapshot {

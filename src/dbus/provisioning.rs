@@ -76,6 +76,7 @@ mod tests {
             provisioned,
             peer_connected,
             peers: BTreeMap::new(),
+            identity: Default::default(),
         }
     }
 

@@ -34,6 +34,9 @@ pub const CA_LIFETIME: Duration = Duration::from_secs(20 * 365 * 24 * 3600);
 pub const LEAF_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 /// A leaf with less than this left is re-issued (same key, so pins survive rotation).
 pub const RENEW_BEFORE: Duration = Duration::from_secs(60 * 24 * 3600);
+/// A self-signed CA with less than this left is re-issued for the same CA key and subject
+/// (and the leaf with it), so chains keep verifying and pins survive.
+pub const CA_RENEW_BEFORE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// rcgen's view of a key held by a [`KeyStore`].
 pub struct RcgenSigner<'a> {
@@ -192,12 +195,33 @@ pub struct LoadedIdentity {
     pub public_key: PublicKey,
     /// The leaf's notAfter.
     pub leaf_not_after: SystemTime,
+    /// The CA certificate's notAfter.
+    pub ca_not_after: SystemTime,
 }
 
 impl LoadedIdentity {
     /// The pin peers hold for this BMC.
     pub fn fingerprint(&self) -> Fingerprint {
         self.public_key.fingerprint()
+    }
+
+    /// True when the CA certificate is self-signed (self-provisioned), so this BMC can renew
+    /// it; false when a manufacturing CA issued it.
+    pub fn ca_self_signed(&self) -> bool {
+        X509Certificate::from_der(&self.ca_der)
+            .map(|(_, ca)| ca.issuer() == ca.subject())
+            .unwrap_or(false)
+    }
+
+    /// True when [`ChainFiles::renew_if_due`] would re-issue something at `now`.
+    pub fn renewal_due(&self, now: SystemTime) -> bool {
+        self.leaf_not_after <= now + RENEW_BEFORE
+            || (self.ca_self_signed() && self.ca_not_after <= now + CA_RENEW_BEFORE)
+    }
+
+    /// True when the leaf or the CA certificate has expired at `now`: peers refuse it.
+    pub fn expired(&self, now: SystemTime) -> bool {
+        self.leaf_not_after < now || self.ca_not_after < now
     }
 
     /// The chain as sent in TLS: leaf first, then the CA.
@@ -339,9 +363,22 @@ impl ChainFiles {
         Ok(LoadedIdentity {
             public_key: leaf.public_key,
             leaf_not_after: leaf.not_after,
+            ca_not_after: ca.not_after,
             ca_der,
             leaf_der,
         })
+    }
+
+    /// Deletes both certificates of the chain (leaf first); files already gone are fine.
+    /// Trust anchors in the same directory are not touched.
+    ///
+    /// # Errors
+    /// [`Error::Persist`] when a file cannot be removed.
+    pub fn remove(&self) -> Result<(), Error> {
+        for path in [self.leaf_path(), self.ca_path()] {
+            persist::remove_if_exists(&path).map_err(|source| Error::Persist { path, source })?;
+        }
+        Ok(())
     }
 
     /// Creates a new identity: fresh CA and identity keys, CA certificate, leaf.
@@ -368,16 +405,25 @@ impl ChainFiles {
         self.write(&self.ca_path(), &ca_der)?;
         self.write(&self.leaf_path(), &leaf_der)?;
         let leaf = summarize(&leaf_der).map_err(not_a_certificate("the new leaf"))?;
+        let ca = summarize(&ca_der).map_err(not_a_certificate("the new CA certificate"))?;
         Ok(LoadedIdentity {
             ca_der,
             leaf_der,
             public_key,
             leaf_not_after: leaf.not_after,
+            ca_not_after: ca.not_after,
         })
     }
 
-    /// Re-issues the leaf for the same identity key when it expires within [`RENEW_BEFORE`].
-    /// Returns the identity unchanged when no renewal is due.
+    /// Renews what is due at `now` ([`LoadedIdentity::renewal_due`]): a self-signed CA within
+    /// [`CA_RENEW_BEFORE`] of its notAfter is re-issued for the same key and subject, and the
+    /// leaf is re-issued for the same identity key when it is within [`RENEW_BEFORE`] of
+    /// its notAfter or its CA was renewed. Pins are unchanged. Returns the identity
+    /// unchanged when nothing is due. A CA a manufacturing CA issued is never re-issued here
+    /// (its expiry is shown, and a new one is installed as it was first).
+    ///
+    /// Files are written CA first: after a crash in between, the old leaf still verifies
+    /// under the new CA (same key, same subject), and the next check renews the leaf.
     ///
     /// # Errors
     /// Key-store and certificate errors.
@@ -388,15 +434,26 @@ impl ChainFiles {
         bmc_name: &str,
         now: SystemTime,
     ) -> Result<LoadedIdentity, Error> {
-        if identity.leaf_not_after > now + RENEW_BEFORE {
+        if !identity.renewal_due(now) {
             return Ok(identity);
         }
-        let leaf_der = issue_leaf(store, &identity.ca_der, bmc_name, now)?;
+        let ca_due = identity.ca_self_signed() && identity.ca_not_after <= now + CA_RENEW_BEFORE;
+        let (ca_der, ca_not_after) = if ca_due {
+            let ca_der = issue_ca(store, bmc_name, now)?;
+            let ca = summarize(&ca_der).map_err(not_a_certificate("the new CA certificate"))?;
+            self.write(&self.ca_path(), &ca_der)?;
+            (ca_der, ca.not_after)
+        } else {
+            (identity.ca_der.clone(), identity.ca_not_after)
+        };
+        let leaf_der = issue_leaf(store, &ca_der, bmc_name, now)?;
         self.write(&self.leaf_path(), &leaf_der)?;
         let leaf = summarize(&leaf_der).map_err(not_a_certificate("the new leaf"))?;
         Ok(LoadedIdentity {
             leaf_der,
             leaf_not_after: leaf.not_after,
+            ca_der,
+            ca_not_after,
             ..identity
         })
     }
@@ -662,5 +719,41 @@ mod tests {
         assert_ne!(renewed.leaf_der, id.leaf_der);
         assert_eq!(renewed.fingerprint(), id.fingerprint());
         assert!(renewed.leaf_not_after > id.leaf_not_after);
+        assert_eq!(renewed.ca_der, id.ca_der, "the CA is far from expiry");
+        assert_eq!(files.load(&store).unwrap().leaf_der, renewed.leaf_der);
+    }
+
+    #[test]
+    fn a_self_signed_ca_near_expiry_is_renewed_with_the_same_key_and_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        let files = ChainFiles::new(dir.path().join("certs"));
+        let id = files.create(&store, "bmc-a", now()).unwrap();
+        let late = now() + CA_LIFETIME - Duration::from_secs(30 * 24 * 3600);
+        assert!(id.renewal_due(late));
+        assert!(id.expired(now() + CA_LIFETIME + Duration::from_secs(1)));
+        assert!(!id.expired(now()));
+        let renewed = files
+            .renew_if_due(&store, id.clone(), "bmc-a", late)
+            .unwrap();
+        assert!(renewed.ca_not_after > id.ca_not_after);
+        assert_eq!(renewed.fingerprint(), id.fingerprint());
+        let (_, old_ca) = X509Certificate::from_der(&id.ca_der).unwrap();
+        let (_, new_ca) = X509Certificate::from_der(&renewed.ca_der).unwrap();
+        let (_, old_leaf) = X509Certificate::from_der(&id.leaf_der).unwrap();
+        let (_, new_leaf) = X509Certificate::from_der(&renewed.leaf_der).unwrap();
+        assert_eq!(new_ca.subject(), old_ca.subject());
+        assert_eq!(new_ca.public_key().raw, old_ca.public_key().raw);
+        new_leaf
+            .verify_signature(Some(new_ca.public_key()))
+            .unwrap();
+        // A crash between the two writes leaves the old leaf: it verifies under the new CA.
+        old_leaf
+            .verify_signature(Some(new_ca.public_key()))
+            .unwrap();
+        assert!(!renewed.renewal_due(late));
+        let loaded = files.load(&store).unwrap();
+        assert_eq!(loaded.ca_der, renewed.ca_der);
+        assert_eq!(loaded.leaf_der, renewed.leaf_der);
     }
 }

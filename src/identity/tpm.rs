@@ -390,7 +390,8 @@ fn owner_loop(tcti: TctiNameConf, tcti_text: String, dir: PathBuf, queue: mpsc::
         dir,
     };
     for job in queue {
-        let _held = lock.as_ref().and_then(SimulatorLock::hold);
+        let held = lock.as_ref().and_then(SimulatorLock::hold);
+        owner.device.set_exclusive(held.is_some());
         if panic::catch_unwind(AssertUnwindSafe(|| job(&mut owner))).is_err() {
             // tss-esapi has internal unwraps; after one fired, the ESAPI context is in an
             // unknown state, so start over with a fresh connection.

@@ -17,9 +17,10 @@ use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use super::connection::Connection;
-use super::session::{self, Side, Timing};
+use super::session::{self, Side, Timing, Us};
 use super::tls::{CaptureSlot, CapturedIdentity};
 use super::{LinkEvent, LinkId};
+use bmc_pairing_core::link::frame::ByeReason;
 use bmc_pairing_core::link::heartbeat::Backoff;
 
 /// Why a dial failed.
@@ -296,13 +297,13 @@ pub async fn verify(
 pub async fn connect(
     target: &DialTarget,
     config: Arc<ClientConfig>,
-    our_name: &str,
+    us: Us<'_>,
     deadline: Duration,
 ) -> Result<Connection<TlsStream<TcpStream>>, DialError> {
     let attempt = async {
         let tls = connect_tls(target, config).await?;
         let mut conn = Connection::new(tls);
-        session::open(&mut conn, Side::Dialer, our_name, deadline)
+        session::open(&mut conn, Side::Dialer, us, deadline)
             .await
             .map_err(|source| DialError::Open {
                 addr: target.addr,
@@ -324,10 +325,23 @@ pub struct Retry {
     pub max: Duration,
 }
 
+/// Who dials, and whom: what our `Hello` says, and the pin the peer must present.
+#[derive(Clone, Debug)]
+pub struct Parties {
+    /// Our BMC name.
+    pub our_name: String,
+    /// Our boot identifier.
+    pub boot_id: u64,
+    /// The peer's pinned identity.
+    pub pin: crate::identity::Fingerprint,
+}
+
 /// Keeps an outgoing session to one peer alive until `cancel`. `link` identifies this
 /// dialler in the events it sends; `wake` cuts a backoff wait short (e.g. the peer was just seen on
 /// the link again); `refused` is the slot `config`'s pinned verifier records a wrong
-/// identity in, reported as [`LinkEvent::OutgoingRefused`].
+/// identity in, reported as [`LinkEvent::OutgoingRefused`]. A peer that answers (or ends a
+/// session) with `Bye { Unpaired }` is reported as [`LinkEvent::ToldUnpaired`], and the
+/// dialler stops: the peer no longer pins us.
 ///
 /// # Cancel safety
 /// Runs until `cancel`.
@@ -337,7 +351,7 @@ pub async fn run_outgoing(
     target: DialTarget,
     config: Arc<ClientConfig>,
     refused: Arc<CaptureSlot>,
-    our_name: String,
+    parties: Parties,
     timing: Timing,
     retry: Retry,
     wake: Arc<Notify>,
@@ -347,9 +361,20 @@ pub async fn run_outgoing(
     let mut backoff = Backoff::new(retry.initial, retry.max);
     loop {
         let _ = events.send(LinkEvent::OutgoingAttempt { link: link.clone() });
+        let us = Us {
+            name: &parties.our_name,
+            boot_id: parties.boot_id,
+        };
         let attempt = tokio::select! {
             () = cancel.cancelled() => return,
-            r = connect(&target, config.clone(), &our_name, timing.open_timeout) => r,
+            r = connect(&target, config.clone(), us, timing.open_timeout) => r,
+        };
+        let told_unpaired = || {
+            tracing::warn!(peer = %link, "the peer unpaired us; no longer dialling it");
+            let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
+            let _ = events.send(LinkEvent::ToldUnpaired {
+                fingerprint: parties.pin,
+            });
         };
         match attempt {
             Ok(mut conn) => {
@@ -357,10 +382,21 @@ pub async fn run_outgoing(
                 let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
                 let end = session::run(&mut conn, timing, &cancel).await;
                 tracing::info!(peer = %link, reason = %end, "outgoing session ended");
+                if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
+                    told_unpaired();
+                    return;
+                }
                 let _ = events.send(LinkEvent::OutgoingDown { link: link.clone() });
                 if cancel.is_cancelled() {
                     return;
                 }
+            }
+            Err(DialError::Open {
+                source: session::End::Bye(ByeReason::Unpaired),
+                ..
+            }) => {
+                told_unpaired();
+                return;
             }
             Err(e) => {
                 tracing::debug!(peer = %link, error = %crate::kit::ErrorChain(&e), "dial failed");

@@ -113,6 +113,7 @@ mod tests {
         let frames = [
             Frame::Hello {
                 seq: 1,
+                boot_id: 0,
                 name: "bmc-b".into(),
             },
             Frame::Ping { seq: 2 },
@@ -121,6 +122,7 @@ mod tests {
             for f in [
                 Frame::Hello {
                     seq: 1,
+                    boot_id: 0,
                     name: "bmc-b".into(),
                 },
                 Frame::Ping { seq: 2 },

@@ -44,6 +44,8 @@ pub enum LinkEvent {
         fingerprint: Fingerprint,
         /// The name in its Hello (informational).
         name: Option<String>,
+        /// The boot identifier in its Hello (0: none).
+        boot_id: u64,
     },
     /// That session ended.
     IncomingDown {
@@ -66,6 +68,17 @@ pub enum LinkEvent {
     OutgoingDown {
         /// The dialler.
         link: LinkId,
+    },
+    /// The pinned peer `fingerprint` said `Bye { Unpaired }` in an authenticated session
+    /// (either direction): its operator unpaired us.
+    ToldUnpaired {
+        /// The peer.
+        fingerprint: Fingerprint,
+    },
+    /// An identity we unpaired opened a session and was answered `Bye { Unpaired }`.
+    FarewellDelivered {
+        /// The identity told.
+        fingerprint: Fingerprint,
     },
     /// Something answered at the peer's address with a well-formed chain for another key.
     OutgoingRefused {

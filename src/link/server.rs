@@ -40,6 +40,7 @@ use super::connection::Connection;
 use super::session::{self, Side, Timing};
 use super::tls::PinSet;
 use crate::identity::Fingerprint;
+use bmc_pairing_core::link::frame::ByeReason;
 
 /// Listener settings.
 #[derive(Clone, Debug)]
@@ -58,6 +59,9 @@ pub struct Settings {
     pub pinned_addresses: PinnedAddresses,
     /// The pins; a client that is not pinned (anchored mode) needs admission.
     pub pins: PinSet,
+    /// Identities we unpaired and have not told yet: their next session is answered with
+    /// `Bye { Unpaired }` instead of `Alive`.
+    pub farewells: PinSet,
     /// Where to ask for admission of an authenticated but unpinned client; without it such a
     /// client is closed.
     pub admission: Option<mpsc::Sender<Admission>>,
@@ -452,6 +456,14 @@ struct Registration {
     refusals: RefusalLog,
 }
 
+/// How an accepted connection's handshake ended, when it ended well.
+enum Handshake<S> {
+    /// A session is open.
+    Opened(Connection<S>, Fingerprint, session::Opened),
+    /// An identity we unpaired was told so; no session.
+    ToldUnpaired(Fingerprint),
+}
+
 async fn handle(
     tcp: TcpStream,
     addr: SocketAddr,
@@ -480,6 +492,14 @@ async fn handle(
             .and_then(|leaf| crate::identity::summarize(leaf.as_ref()).ok())
             .map(|s| s.public_key.fingerprint())
             .ok_or_else(|| io::Error::other("no client certificate after handshake"))?;
+        if !settings.pins.contains(&fp) && settings.farewells.contains(&fp) {
+            // We unpaired it: its Hello is answered with the reason, once.
+            let mut conn = Connection::new(tls);
+            session::refuse(&mut conn, ByeReason::Unpaired, timing.open_timeout)
+                .await
+                .map_err(io::Error::other)?;
+            return Ok(Handshake::ToldUnpaired(fp));
+        }
         if !settings.pins.contains(&fp) {
             // Only anchored mode lets an unpinned chain through the verifier; attestation
             // (through the pairing driver) decides before the session opens.
@@ -502,10 +522,15 @@ async fn handle(
             }
         }
         let mut conn = Connection::new(tls);
-        let name = session::open(&mut conn, Side::Acceptor, "-", timing.open_timeout)
+        // The acceptor sends no Hello: its name and boot id are not used.
+        let us = session::Us {
+            name: "-",
+            boot_id: 0,
+        };
+        let opened = session::open(&mut conn, Side::Acceptor, us, timing.open_timeout)
             .await
             .map_err(io::Error::other)?;
-        Ok::<_, io::Error>((conn, fp, name))
+        Ok::<_, io::Error>(Handshake::Opened(conn, fp, opened))
     };
     let outcome = tokio::select! {
         () = token.cancelled() => {
@@ -514,8 +539,14 @@ async fn handle(
         }
         r = tokio::time::timeout(timing.open_timeout, handshake) => r,
     };
-    let (mut conn, fp, name) = match outcome {
-        Ok(Ok(v)) => v,
+    let (mut conn, fp, opened) = match outcome {
+        Ok(Ok(Handshake::Opened(conn, fp, opened))) => (conn, fp, opened),
+        Ok(Ok(Handshake::ToldUnpaired(fp))) => {
+            tracing::info!(peer = %fp, "told an unpaired identity that we unpaired it");
+            sessions.forget(id);
+            let _ = events.send(LinkEvent::FarewellDelivered { fingerprint: fp });
+            return;
+        }
         Ok(Err(e)) => {
             refusals.note("handshake", &crate::kit::ErrorChain(&e));
             sessions.forget(id);
@@ -535,10 +566,14 @@ async fn handle(
     let _ = events.send(LinkEvent::IncomingUp {
         session: id,
         fingerprint: fp,
-        name,
+        name: opened.name,
+        boot_id: opened.boot_id,
     });
     let end = session::run(&mut conn, timing, &token).await;
     tracing::info!(reason = %end, "incoming session ended");
+    if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
+        let _ = events.send(LinkEvent::ToldUnpaired { fingerprint: fp });
+    }
     sessions.forget(id);
     let _ = events.send(LinkEvent::IncomingDown {
         session: id,

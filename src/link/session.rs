@@ -61,8 +61,26 @@ pub enum Side {
     Acceptor,
 }
 
-/// Runs the opening exchange. Returns the peer's name from its Hello (acceptor side) or
-/// `None` (dialer side).
+/// What the opening exchange learned of the peer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Opened {
+    /// The name in its `Hello` (acceptor side; `None` on the dialer side).
+    pub name: Option<String>,
+    /// The boot identifier in its `Hello` (acceptor side; 0 on the dialer side).
+    pub boot_id: u64,
+}
+
+/// Who we are in our `Hello` (dialer side).
+#[derive(Clone, Copy, Debug)]
+pub struct Us<'a> {
+    /// Our BMC name.
+    pub name: &'a str,
+    /// Our boot identifier.
+    pub boot_id: u64,
+}
+
+/// Runs the opening exchange: the dialer sends `Hello` with `us` and waits for `Alive`, the
+/// acceptor waits for `Hello` and answers `Alive`.
 ///
 /// # Errors
 /// [`End`] if the session could not be opened.
@@ -72,32 +90,66 @@ pub enum Side {
 pub async fn open<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     side: Side,
-    our_name: &str,
+    us: Us<'_>,
     open_timeout: Duration,
-) -> Result<Option<String>, End> {
+) -> Result<Opened, End> {
     let exchange = async {
         match side {
             Side::Dialer => {
                 conn.write_frame(&Frame::Hello {
                     seq: 0,
-                    name: our_name.to_owned(),
+                    boot_id: us.boot_id,
+                    name: us.name.to_owned(),
                 })
                 .await?;
                 match conn.read_frame().await? {
-                    Some(Frame::Alive { seq: 0 }) => Ok(None),
+                    Some(Frame::Alive { seq: 0 }) => Ok(Opened::default()),
                     Some(Frame::Bye { reason }) => Err(End::Bye(reason)),
                     Some(other) => Err(End::BadOpening(other)),
                     None => Err(End::Closed),
                 }
             }
             Side::Acceptor => match conn.read_frame().await? {
-                Some(Frame::Hello { seq, name }) => {
+                Some(Frame::Hello { seq, boot_id, name }) => {
                     conn.write_frame(&Frame::Alive { seq }).await?;
-                    Ok(Some(name))
+                    Ok(Opened {
+                        name: Some(name),
+                        boot_id,
+                    })
                 }
                 Some(other) => Err(End::BadOpening(other)),
                 None => Err(End::Closed),
             },
+        }
+    };
+    timeout(open_timeout, exchange)
+        .await
+        .map_err(|_| End::OpenTimeout)?
+}
+
+/// Acceptor side, for a peer whose session must not open: waits for its `Hello` and answers
+/// `Bye { reason }` instead of `Alive`, so the peer learns why (an identity we unpaired is
+/// told `Unpaired` and stops dialling).
+///
+/// # Errors
+/// [`End`] if no `Hello` came in time or the answer could not be written.
+///
+/// # Cancel safety
+/// Not cancel safe (it writes); drop the connection if cancelled.
+pub async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    reason: ByeReason,
+    open_timeout: Duration,
+) -> Result<(), End> {
+    let exchange = async {
+        match conn.read_frame().await? {
+            Some(Frame::Hello { .. }) => {
+                conn.write_frame(&Frame::Bye { reason }).await?;
+                let _ = conn.shutdown().await;
+                Ok(())
+            }
+            Some(other) => Err(End::BadOpening(other)),
+            None => Err(End::Closed),
         }
     };
     timeout(open_timeout, exchange)
@@ -176,12 +228,26 @@ mod tests {
     async fn both_sides_keep_each_other_alive_then_detect_silence() {
         let (a, b) = tokio::io::duplex(1024);
         let (mut ca, mut cb) = (Connection::new(a), Connection::new(b));
+        let a_us = Us {
+            name: "bmc-a",
+            boot_id: 77,
+        };
+        let b_us = Us {
+            name: "bmc-b",
+            boot_id: 88,
+        };
         let (opened_a, opened_b) = tokio::join!(
-            open(&mut ca, Side::Dialer, "bmc-a", timing().open_timeout),
-            open(&mut cb, Side::Acceptor, "bmc-b", timing().open_timeout)
+            open(&mut ca, Side::Dialer, a_us, timing().open_timeout),
+            open(&mut cb, Side::Acceptor, b_us, timing().open_timeout)
         );
-        assert_eq!(opened_a.unwrap(), None);
-        assert_eq!(opened_b.unwrap().as_deref(), Some("bmc-a"));
+        assert_eq!(opened_a.unwrap(), Opened::default());
+        assert_eq!(
+            opened_b.unwrap(),
+            Opened {
+                name: Some("bmc-a".into()),
+                boot_id: 77
+            }
+        );
 
         let cancel_b = CancellationToken::new();
         let cancel_a = CancellationToken::new();
@@ -221,7 +287,27 @@ mod tests {
     async fn opening_needs_hello_within_the_deadline() {
         let (a, _b) = tokio::io::duplex(1024);
         let mut ca = Connection::new(a);
-        let end = open(&mut ca, Side::Acceptor, "x", Duration::from_millis(50)).await;
+        let us = Us {
+            name: "x",
+            boot_id: 0,
+        };
+        let end = open(&mut ca, Side::Acceptor, us, Duration::from_millis(50)).await;
         assert!(matches!(end, Err(End::OpenTimeout)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_dialer_is_told_why() {
+        let (a, b) = tokio::io::duplex(1024);
+        let (mut ca, mut cb) = (Connection::new(a), Connection::new(b));
+        let us = Us {
+            name: "bmc-a",
+            boot_id: 1,
+        };
+        let (dialed, refused) = tokio::join!(
+            open(&mut ca, Side::Dialer, us, timing().open_timeout),
+            refuse(&mut cb, ByeReason::Unpaired, timing().open_timeout)
+        );
+        refused.unwrap();
+        assert!(matches!(dialed, Err(End::Bye(ByeReason::Unpaired))));
     }
 }

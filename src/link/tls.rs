@@ -12,8 +12,14 @@
 //!   `ProvisionPeer` in first-contact mode: the chain is still fully checked and the
 //!   handshake signature still verified, and the identity presented is recorded for pinning.
 //!
-//! Validity is checked against `max(now, time floor)`, so a BMC whose clock restarted at
-//! the epoch neither accepts expired certificates nor rejects valid ones.
+//! Validity follows the core's time rule ([`TimeView`]): checked at the clock when it is at
+//! or past the time floor; while the clock is behind the floor (a BMC at 1970 since its first
+//! boot), at the earliest instant of `[floor, floor + window]` at which the chain is valid,
+//! so a chain that expired before the floor, or that becomes valid only after the window,
+//! is still refused. Nothing a peer sends moves the floor.
+//!
+//! The server side also lets through the identities we unpaired and still owe a
+//! `Bye { Unpaired }` (the listener answers their Hello with it; no session opens).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -30,6 +36,8 @@ use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
     ServerConfig, SignatureAlgorithm, SignatureScheme,
 };
+
+use bmc_pairing_core::pairing::{TimeView, UNTRUSTED_CLOCK_WINDOW};
 
 use crate::identity::cert::LoadedIdentity;
 use crate::identity::{Fingerprint, KeyRole, KeyStore, sign_message, signature_to_der};
@@ -256,26 +264,45 @@ pub fn check_chain(
     })
 }
 
-fn floored(now: UnixTime, floor: UnixTime) -> UnixTime {
-    if now.as_secs() < floor.as_secs() {
-        floor
-    } else {
-        now
-    }
+/// The latest notBefore (unix seconds) of `certs`; certificates that do not parse count as
+/// 0 here (the chain check refuses them anyway).
+fn latest_not_before<'a>(certs: impl IntoIterator<Item = &'a CertificateDer<'a>>) -> u64 {
+    certs
+        .into_iter()
+        .filter_map(|c| x509_parser::parse_x509_certificate(c.as_ref()).ok())
+        .map(|(_, c)| u64::try_from(c.validity().not_before.timestamp()).unwrap_or(0))
+        .max()
+        .unwrap_or(0)
 }
 
-/// The part both verifiers share: the chain checked for `usage` at `max(now, floor)`,
-/// refused with a log line naming the side.
+/// The instant a presented chain is checked at, by the core's time rule: `now` (the clock)
+/// against `floor`.
+pub fn check_time(
+    end_entity: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    now: UnixTime,
+    floor: UnixTime,
+) -> UnixTime {
+    let view = TimeView {
+        clock: now.as_secs(),
+        floor: floor.as_secs(),
+        window: UNTRUSTED_CLOCK_WINDOW,
+    };
+    let latest = latest_not_before(std::iter::once(end_entity).chain(intermediates));
+    UnixTime::since_unix_epoch(std::time::Duration::from_secs(view.check_instant(latest)))
+}
+
+/// The part both verifiers share: the chain checked for `usage` at the instant the time
+/// rule gives ([`check_time`]), refused with a log line naming the side.
 fn verified_chain(
     end_entity: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     usage: Usage,
-    now: UnixTime,
-    floor: UnixTime,
+    at: UnixTime,
 ) -> Result<CapturedIdentity, rustls::Error> {
-    check_chain(end_entity, intermediates, usage, floored(now, floor)).map_err(|e| {
+    check_chain(end_entity, intermediates, usage, at).map_err(|e| {
         // Any client can cause this once per handshake: debug only; the listener logs a
-        // summary of its refusals (with an example reason) every few seconds.
+        // summary of its refusals (with example reasons) every few seconds.
         tracing::debug!(error = %crate::kit::ErrorChain(&e), side = ?usage, "refused certificate");
         bad_cert(e)
     })
@@ -315,6 +342,7 @@ macro_rules! handshake_signature_checks {
 #[derive(Debug)]
 struct PinnedClientVerifier {
     pins: PinSet,
+    farewells: PinSet,
     floor: UnixTime,
     /// Manufacturing CA certificates (anchored mode only; empty otherwise).
     anchors: Vec<Vec<u8>>,
@@ -364,16 +392,12 @@ impl ClientCertVerifier for PinnedClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let id = verified_chain(end_entity, intermediates, Usage::Client, now, self.floor)?;
-        if self.pins.contains(&id.fingerprint) {
+        let at = check_time(end_entity, intermediates, now, self.floor);
+        let id = verified_chain(end_entity, intermediates, Usage::Client, at)?;
+        if self.pins.contains(&id.fingerprint) || self.farewells.contains(&id.fingerprint) {
             Ok(ClientCertVerified::assertion())
         } else if !self.anchors.is_empty()
-            && chains_to_anchor(
-                end_entity,
-                intermediates,
-                &self.anchors,
-                floored(now, self.floor),
-            )
+            && chains_to_anchor(end_entity, intermediates, &self.anchors, at)
         {
             // Anchored mode: a manufacturing CA vouches for the chain. The listener still
             // attests the peer before its session opens, and pins it only if the attested
@@ -409,7 +433,8 @@ impl ServerCertVerifier for PinnedServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         // Names are not checked: peers are identified by their pinned key, and addresses come
         // from untrusted discovery anyway.
-        let id = verified_chain(end_entity, intermediates, Usage::Server, now, self.floor)?;
+        let at = check_time(end_entity, intermediates, now, self.floor);
+        let id = verified_chain(end_entity, intermediates, Usage::Server, at)?;
         match &self.check {
             ServerCheck::Pinned { expected, .. } if *expected == id.fingerprint => {
                 Ok(ServerCertVerified::assertion())
@@ -461,9 +486,10 @@ fn certified_key(identity: &LoadedIdentity, store: Arc<dyn KeyStore>) -> Arc<Cer
     ))
 }
 
-/// Builds the listener's configuration: TLS 1.3, client certificate mandatory and pinned.
-/// With `anchors` (anchored mode), a client whose chain verifies to one of them is accepted
-/// too, for the listener to attest before anything else happens.
+/// Builds the listener's configuration: TLS 1.3, client certificate mandatory and pinned
+/// (or owed a goodbye: `farewells`). With `anchors` (anchored mode), a client whose chain
+/// verifies to one of them is accepted too, for the listener to attest before anything else
+/// happens.
 ///
 /// # Errors
 /// rustls configuration errors (none expected with the ring provider).
@@ -471,6 +497,7 @@ pub fn server_config(
     identity: &LoadedIdentity,
     store: Arc<dyn KeyStore>,
     pins: PinSet,
+    farewells: PinSet,
     floor: UnixTime,
     anchors: Vec<Vec<u8>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
@@ -478,6 +505,7 @@ pub fn server_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(Arc::new(PinnedClientVerifier {
             pins,
+            farewells,
             floor,
             anchors,
         }))

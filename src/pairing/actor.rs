@@ -24,6 +24,7 @@ use super::dial::{Dial, DialFailure};
 use super::handle::{Command, Handle, Notice, Snapshot};
 use super::identity::{IdentityNews, Keeper};
 use super::links::Links;
+use super::reset::Reset;
 use crate::clock;
 use crate::discovery::{self, Neighbour};
 use crate::identity::Fingerprint;
@@ -59,6 +60,8 @@ enum Done {
 pub struct Listener {
     /// The listener's pin set (the actor keeps it equal to the core's pins).
     pub pins: PinSet,
+    /// The identities owed a goodbye (the actor keeps it equal to the core's farewells).
+    pub farewells: PinSet,
     /// The listener's sessions (the actor cuts unpinned ones).
     pub sessions: Sessions,
     /// The pinned peers' addresses (precedence for TPM signatures).
@@ -75,6 +78,8 @@ pub struct Parts<A, D> {
     pub persisted: Persisted,
     /// The state file.
     pub state_path: PathBuf,
+    /// Where `FactoryReset.Reset()` acts.
+    pub reset: Reset,
     /// The interface `"peer"` refers to; neighbours seen elsewhere are only names.
     pub interface: String,
     /// Our pairing port, assumed for neighbours (LLDP carries no port).
@@ -107,6 +112,8 @@ pub struct Parts<A, D> {
 pub struct Actor<A, D> {
     pairing: Pairing,
     state_path: PathBuf,
+    reset: Reset,
+    reset_replies: Vec<oneshot::Sender<Result<(), String>>>,
     interface: String,
     port: u16,
     check_interval: Duration,
@@ -151,7 +158,8 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     pub fn new(parts: Parts<A, D>) -> (Self, Handle, mpsc::Receiver<Command>) {
         let (pairing, actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
-        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(&pairing));
+        let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(&pairing, identity));
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let links = Links::new(
@@ -162,6 +170,8 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         let mut actor = Actor {
             pairing,
             state_path: parts.state_path,
+            reset: parts.reset,
+            reset_replies: Vec::new(),
             interface: parts.interface,
             port: parts.port,
             check_interval: parts.check_interval,
@@ -211,7 +221,11 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 Some(admission) = self.listener.admissions.recv() => self.admission(admission),
                 _ = check.tick() => {
                     self.observe_time();
-                    self.keeper.check();
+                    self.keeper.check(clock::floored_now(self.pairing.time_floor()));
+                    let mut actions = self.pairing.tick(self.unix_now());
+                    // Expiry comes with time, not with an event.
+                    actions.push(Action::Publish);
+                    self.execute(actions);
                 }
             }
         }
@@ -266,10 +280,28 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             },
             Command::Unpair { id, reply } => {
                 let result = self.pairing.unpair(&id).map(|actions| {
-                    tracing::info!(peer = %id, "unpaired");
+                    tracing::info!(peer = %id, "unpaired; the peer is told at its next session");
                     self.execute(actions);
                 });
                 let _ = reply.send(result);
+            }
+            Command::FactoryReset { reply } => {
+                if !self.reset_replies.is_empty() {
+                    // One erase at a time; this caller learns with the running one.
+                    self.reset_replies.push(reply);
+                    return;
+                }
+                // The commit point: from here on the old state is gone, now or at the next
+                // start-up.
+                if let Err(e) = self.reset.begin() {
+                    tracing::error!(error = %ErrorChain(&e), "factory reset refused: cannot record it");
+                    let _ = reply.send(Err(format!("{}", ErrorChain(&e))));
+                    return;
+                }
+                tracing::warn!("factory reset: dropping every pin, peer, key and certificate");
+                self.reset_replies.push(reply);
+                let actions = self.pairing.factory_reset();
+                self.execute(actions);
             }
         }
     }
@@ -292,6 +324,21 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             }
             IdentityNews::CertificatesChanged => self.pairing.certificates_changed(),
             IdentityNews::Lost => self.pairing.identity_lost(),
+            IdentityNews::Erased(result) => {
+                let result = result.map_err(|e| {
+                    tracing::error!(error = %ErrorChain(&e), "factory reset not finished; the next start-up finishes it");
+                    format!("{}", ErrorChain(&e))
+                });
+                if result.is_ok() {
+                    tracing::warn!(
+                        "factory reset done: unprovisioned, no peers, trust anchors kept"
+                    );
+                }
+                for reply in self.reset_replies.drain(..) {
+                    let _ = reply.send(result.clone());
+                }
+                vec![Action::Publish]
+            }
         };
         self.execute(actions);
     }
@@ -300,10 +347,29 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         let now = self.unix_now();
         let actions = match ev {
             LinkEvent::IncomingUp {
-                fingerprint, name, ..
+                fingerprint,
+                name,
+                boot_id,
+                ..
             } => {
                 tracing::info!(peer = %fingerprint, name = ?name, "incoming session up");
-                self.pairing.incoming_up(&fingerprint, now)
+                let mut actions = self.pairing.incoming_up(&fingerprint, now);
+                let booted = self.pairing.peer_booted(&fingerprint, boot_id);
+                if booted.iter().any(|a| matches!(a, Action::Attest { .. })) {
+                    tracing::info!(peer = %fingerprint, "the peer rebooted; re-attesting it");
+                }
+                actions.extend(booted);
+                actions
+            }
+            LinkEvent::ToldUnpaired { fingerprint } => {
+                let actions = self.pairing.peer_unpaired_us(&fingerprint);
+                if !actions.is_empty() {
+                    tracing::warn!(peer = %fingerprint, "the peer unpaired us: no longer dialled or accepted until paired anew");
+                }
+                actions
+            }
+            LinkEvent::FarewellDelivered { fingerprint } => {
+                self.pairing.farewell_delivered(&fingerprint)
             }
             LinkEvent::IncomingDown { fingerprint, .. } => self.pairing.incoming_down(&fingerprint),
             LinkEvent::OutgoingAttempt { link } => self.outgoing(&link, Outgoing::Attempt, now),
@@ -533,6 +599,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 self.listener
                     .pinned_addresses
                     .replace(self.pairing.preferred_addresses());
+                self.listener.farewells.replace(self.pairing.farewells());
                 self.listener.sessions.cancel_unless(|fp| pins.contains(fp));
             }
             Action::StartLink {
@@ -570,9 +637,13 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                     let _ = reply.send(result);
                 }
             }
+            Action::EraseIdentity => self.keeper.erase(self.reset.clone()),
             Action::Publish => {
+                let identity = self
+                    .keeper
+                    .view(clock::floored_now(self.pairing.time_floor()));
                 self.snapshot.send_if_modified(|s| {
-                    let new = Snapshot::of(&self.pairing);
+                    let new = Snapshot::of(&self.pairing, identity);
                     let changed = *s != new;
                     *s = new;
                     changed

@@ -83,6 +83,8 @@ pub struct DialSettings {
     pub source: Option<std::net::IpAddr>,
     /// The name we send in `Hello`.
     pub our_name: String,
+    /// The boot identifier we send in `Hello`.
+    pub boot_id: u64,
     /// Session deadlines.
     pub timing: Timing,
     /// Reconnect backoff.
@@ -154,7 +156,11 @@ impl Dial for TlsDialer {
                 target,
                 config,
                 refused,
-                settings.our_name,
+                client::Parties {
+                    our_name: settings.our_name,
+                    boot_id: settings.boot_id,
+                    pin,
+                },
                 settings.timing,
                 settings.retry,
                 wake,

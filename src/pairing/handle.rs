@@ -33,6 +33,11 @@ pub enum Command {
         /// Done (the result is on the peer object), or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
+    /// `FactoryReset.Reset()`.
+    FactoryReset {
+        /// Done, or why it could not be finished now (the next start-up finishes it).
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// One-off events for D-Bus (signals, not state).
@@ -69,6 +74,19 @@ pub struct PeerView {
     pub attestation: AttestationOutcome,
     /// Unix seconds of that attestation, 0 if never.
     pub attested_at: u64,
+    /// It told us its operator unpaired us; it is no longer dialled or accepted.
+    pub unpaired_by_peer: bool,
+}
+
+/// What D-Bus shows of this BMC's identity certificates (all 0 / false without one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdentityView {
+    /// The leaf's notAfter, unix seconds.
+    pub not_after: u64,
+    /// The CA certificate's notAfter, unix seconds.
+    pub authority_not_after: u64,
+    /// The leaf or the CA certificate has expired (and could not be renewed in time).
+    pub expired: bool,
 }
 
 /// What D-Bus shows of this BMC.
@@ -80,12 +98,15 @@ pub struct Snapshot {
     pub peer_connected: ConnState,
     /// Paired peers.
     pub peers: BTreeMap<PeerId, PeerView>,
+    /// Our identity's validity.
+    pub identity: IdentityView,
 }
 
 impl Snapshot {
-    /// What D-Bus shows of `p`.
-    pub fn of(p: &Pairing) -> Self {
+    /// What D-Bus shows of `p`, with `identity` from the identity keeper.
+    pub fn of(p: &Pairing, identity: IdentityView) -> Self {
         Snapshot {
+            identity,
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p
@@ -107,6 +128,7 @@ impl Snapshot {
                             identity_mismatch: peer.identity_mismatch,
                             attestation: peer.record.attestation,
                             attested_at: peer.record.attested_at,
+                            unpaired_by_peer: peer.record.unpaired_by_peer,
                         },
                     )
                 })
@@ -159,6 +181,26 @@ impl Handle {
     pub async fn unpair(&self, id: PeerId) -> Result<(), Refusal> {
         let (reply, rx) = oneshot::channel();
         self.request(Command::Unpair { id, reply }, rx).await
+    }
+
+    /// Sends `FactoryReset.Reset()` and waits until the reset is done.
+    ///
+    /// # Errors
+    /// Why it could not be finished (the next start-up finishes it), or that the actor is
+    /// gone or did not answer in time.
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn factory_reset(&self) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::FactoryReset { reply })
+            .await
+            .map_err(|_| "the pairing actor is not running".to_owned())?;
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| "the pairing actor did not answer in time".to_owned())?
+            .map_err(|_| "the pairing actor is not running".to_owned())?
     }
 
     async fn request(

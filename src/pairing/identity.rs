@@ -20,6 +20,8 @@ use crate::identity::{Fingerprint, anchors};
 use crate::kit::ErrorChain;
 use crate::link::server::Sessions;
 use crate::link::tls::{self, PinSet};
+use crate::pairing::handle::IdentityView;
+use crate::pairing::reset::{Reset, ResetError};
 
 /// What the keeper found, for the actor to hand to the core.
 #[derive(Debug)]
@@ -32,6 +34,9 @@ pub enum IdentityNews {
     CertificatesChanged,
     /// The identity is gone (TPM cleared, blob or certificate corrupt or missing).
     Lost,
+    /// The factory-reset erase finished (or failed; the marker then stays and the next
+    /// start-up finishes it).
+    Erased(Result<(), ResetError>),
 }
 
 /// Why `ProvisionPeer("self")` could not create or re-use the identity.
@@ -45,9 +50,17 @@ pub enum EnsureError {
     Panicked,
 }
 
+/// What a periodic check found: the identity on disk, and the outcome of a renewal if one
+/// was due.
+struct Checked {
+    identity: LoadedIdentity,
+    renewal: Option<Result<(), crate::identity::Error>>,
+}
+
 enum Work {
     Ensured(Result<(LoadedIdentity, bool), EnsureError>),
-    Checked(Result<LoadedIdentity, IdentityProblem>),
+    Erased(Result<(), ResetError>),
+    Checked(Result<Checked, IdentityProblem>, SystemTime),
     /// The check's blocking task panicked: a bug, which says nothing about the identity.
     CheckPanicked,
 }
@@ -64,6 +77,8 @@ pub struct KeeperParts {
     pub trust_mode: TrustMode,
     /// The listener's pin set (its verifier reads it).
     pub pins: PinSet,
+    /// The identities owed a goodbye (its verifier lets them through for that).
+    pub farewells: PinSet,
     /// The listener's sessions (cut when our key changes).
     pub sessions: Sessions,
     /// Where the listener takes its TLS configuration from.
@@ -82,14 +97,34 @@ pub struct Keeper {
     floor: UnixTime,
     ensuring: bool,
     checking: bool,
+    expired_reported: bool,
     done_tx: mpsc::UnboundedSender<Work>,
     done_rx: mpsc::UnboundedReceiver<Work>,
 }
 
 impl Keeper {
-    /// Loads the identity. Blocking (TPM): call it at start-up from a blocking context.
+    /// Loads the identity, and renews what of it is due at the floored clock. Blocking
+    /// (TPM): call it at start-up from a blocking context.
     pub fn load(parts: KeeperParts, floor_unix: u64) -> Self {
+        let now = crate::clock::floored_now(floor_unix);
         let identity = match parts.chain.load(parts.store.as_ref()) {
+            Ok(id) if id.renewal_due(now) => {
+                match parts.chain.renew_if_due(
+                    parts.store.as_ref(),
+                    id.clone(),
+                    &parts.bmc_name,
+                    now,
+                ) {
+                    Ok(renewed) => {
+                        log_renewed(&renewed);
+                        Some(renewed)
+                    }
+                    Err(e) => {
+                        log_renewal_failed(&id, &e, now);
+                        Some(id)
+                    }
+                }
+            }
             Ok(id) => Some(id),
             Err(IdentityProblem::Absent) => {
                 tracing::info!("no identity yet; ProvisionPeer(\"self\") creates one");
@@ -111,6 +146,7 @@ impl Keeper {
             floor: unix_time(floor_unix),
             ensuring: false,
             checking: false,
+            expired_reported: false,
             done_tx,
             done_rx,
             parts,
@@ -154,19 +190,85 @@ impl Keeper {
         true
     }
 
-    /// Starts a check of the identity (a test signature, the files on disk, the anchors);
-    /// [`IdentityNews::CertificatesChanged`] or [`IdentityNews::Lost`] may follow.
-    pub fn check(&mut self) {
+    /// Starts a check of the identity (a test signature, the files on disk, the anchors)
+    /// and renews what of it is due at `now` (the floored clock): the leaf before its
+    /// notAfter, a self-signed CA too. [`IdentityNews::CertificatesChanged`] (renewed, or
+    /// changed on disk) or [`IdentityNews::Lost`] may follow.
+    pub fn check(&mut self, now: SystemTime) {
         if self.identity.is_none() || self.checking || self.ensuring {
             return;
+        }
+        if let Some(id) = &self.identity
+            && id.expired(now)
+            && !self.expired_reported
+        {
+            tracing::error!(
+                not_after = %crate::clock::unix_secs(id.leaf_not_after),
+                ca_not_after = %crate::clock::unix_secs(id.ca_not_after),
+                "our identity certificate has expired: peers refuse it until it is renewed"
+            );
+            self.expired_reported = true;
         }
         self.checking = true;
         let store = self.parts.store.clone();
         let chain = self.parts.chain.clone();
+        let name = self.parts.bmc_name.clone();
         let tx = self.done_tx.clone();
         self.parts.tracker.spawn(async move {
-            let work = tokio::task::spawn_blocking(move || chain.load(store.as_ref()));
-            let _ = tx.send(work.await.map_or(Work::CheckPanicked, Work::Checked));
+            let work = tokio::task::spawn_blocking(move || {
+                let identity = chain.load(store.as_ref())?;
+                if !identity.renewal_due(now) {
+                    return Ok(Checked {
+                        identity,
+                        renewal: None,
+                    });
+                }
+                Ok(
+                    match chain.renew_if_due(store.as_ref(), identity.clone(), &name, now) {
+                        Ok(renewed) => Checked {
+                            identity: renewed,
+                            renewal: Some(Ok(())),
+                        },
+                        Err(e) => Checked {
+                            identity,
+                            renewal: Some(Err(e)),
+                        },
+                    },
+                )
+            });
+            let _ = tx.send(
+                work.await
+                    .map_or(Work::CheckPanicked, |r| Work::Checked(r, now)),
+            );
+        });
+    }
+
+    /// What D-Bus shows of our identity's validity at `now`.
+    pub fn view(&self, now: SystemTime) -> IdentityView {
+        match &self.identity {
+            Some(id) => IdentityView {
+                not_after: crate::clock::unix_secs(id.leaf_not_after),
+                authority_not_after: crate::clock::unix_secs(id.ca_not_after),
+                expired: id.expired(now),
+            },
+            None => IdentityView::default(),
+        }
+    }
+
+    /// `FactoryReset.Reset()`: forgets the identity at once (no TLS configuration, sessions
+    /// cut), then erases it as `reset` says, on a blocking thread;
+    /// [`IdentityNews::Erased`] follows. The caller has committed the reset
+    /// ([`Reset::begin`]) before.
+    pub fn erase(&mut self, reset: Reset) {
+        self.identity = None;
+        self.install();
+        self.parts.sessions.cancel_unless(|_| false);
+        let store = self.parts.store.clone();
+        let tx = self.done_tx.clone();
+        self.parts.tracker.spawn(async move {
+            let work = tokio::task::spawn_blocking(move || reset.erase(store.as_ref()));
+            let result = work.await.unwrap_or(Err(ResetError::Panicked));
+            let _ = tx.send(Work::Erased(result));
         });
     }
 
@@ -179,7 +281,12 @@ impl Keeper {
         let work = self.done_rx.recv().await?;
         Some(match work {
             Work::Ensured(result) => self.ensured(result),
-            Work::Checked(result) => self.checked(result)?,
+            Work::Erased(result) => {
+                self.identity = None;
+                self.install();
+                IdentityNews::Erased(result)
+            }
+            Work::Checked(result, now) => self.checked(result, now)?,
             Work::CheckPanicked => {
                 self.checking = false;
                 tracing::error!("the identity check panicked; state kept, checking again later");
@@ -209,7 +316,11 @@ impl Keeper {
         }
     }
 
-    fn checked(&mut self, result: Result<LoadedIdentity, IdentityProblem>) -> Option<IdentityNews> {
+    fn checked(
+        &mut self,
+        result: Result<Checked, IdentityProblem>,
+        now: SystemTime,
+    ) -> Option<IdentityNews> {
         self.checking = false;
         let anchors = self.load_anchors();
         if anchors != self.anchors {
@@ -218,7 +329,16 @@ impl Keeper {
             self.install();
         }
         match result {
-            Ok(loaded) => {
+            Ok(Checked { identity, renewal }) => {
+                match &renewal {
+                    Some(Ok(())) => log_renewed(&identity),
+                    Some(Err(e)) => log_renewal_failed(&identity, e, now),
+                    None => {}
+                }
+                if !identity.expired(now) {
+                    self.expired_reported = false;
+                }
+                let loaded = identity;
                 let current = self.identity.as_ref()?;
                 let changed = current.fingerprint() == loaded.fingerprint()
                     && (current.ca_der != loaded.ca_der || current.leaf_der != loaded.leaf_der);
@@ -233,6 +353,9 @@ impl Keeper {
             // A hung or restarting TPM is not a lost key: keep the state, check again later.
             Err(problem @ IdentityProblem::Unavailable(_)) => {
                 tracing::warn!(reason = %ErrorChain(&problem), "key store did not answer the identity check");
+                if self.identity.as_ref().is_some_and(|id| id.expired(now)) {
+                    tracing::error!(reason = %ErrorChain(&problem), "our identity certificate has expired and cannot be renewed while the key store does not answer");
+                }
                 None
             }
             // `ensure` may have replaced the identity while this check ran.
@@ -263,6 +386,7 @@ impl Keeper {
                 id,
                 self.parts.store.clone(),
                 self.parts.pins.clone(),
+                self.parts.farewells.clone(),
                 self.floor,
                 self.anchors.clone(),
             )
@@ -281,6 +405,23 @@ impl Keeper {
                 store: self.parts.store.clone(),
                 floor: self.floor,
             }));
+    }
+}
+
+fn log_renewed(identity: &LoadedIdentity) {
+    tracing::info!(
+        fingerprint = %identity.fingerprint(),
+        not_after = %crate::clock::unix_secs(identity.leaf_not_after),
+        ca_not_after = %crate::clock::unix_secs(identity.ca_not_after),
+        "identity certificate renewed (same key: pins unchanged)"
+    );
+}
+
+fn log_renewal_failed(identity: &LoadedIdentity, e: &crate::identity::Error, now: SystemTime) {
+    if identity.expired(now) {
+        tracing::error!(error = %ErrorChain(e), "our identity certificate has expired and cannot be renewed: peers refuse it");
+    } else {
+        tracing::warn!(error = %ErrorChain(e), not_after = %crate::clock::unix_secs(identity.leaf_not_after), "identity certificate renewal failed; tried again at the next check");
     }
 }
 

@@ -7,7 +7,8 @@
 //!   configurations built from the identity);
 //! - [`attest`]: the [`attest::Attest`] trait and its D-Bus client of `bmc-attestation`;
 //! - [`dial`]: the [`dial::Dial`] trait and its mutual-TLS implementation;
-//! - [`handle`]: how the D-Bus layer talks to the actor.
+//! - [`handle`]: how the D-Bus layer talks to the actor;
+//! - [`reset`]: `FactoryReset.Reset()` on disk, atomic through an intent marker.
 
 pub mod actor;
 pub mod attest;
@@ -15,3 +16,4 @@ pub mod dial;
 pub mod handle;
 pub mod identity;
 pub mod links;
+pub mod reset;

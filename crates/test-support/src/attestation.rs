@@ -335,19 +335,7 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
             tracker.spawn(responder::serve(
                 listener,
                 responder,
-                responder::Settings {
-                    framing: Framing::Dsp0287,
-                    timeouts,
-                    first_request_timeout: Duration::from_secs(2),
-                    session_timeout: Duration::from_secs(30),
-                    max_sessions: 4,
-                    max_sessions_per_source: 4,
-                    // The benchmark measures signing, so its budget never refuses.
-                    budget: Arc::new(std::sync::Mutex::new(SignBudget::new(
-                        unlimited(),
-                        std::time::Instant::now(),
-                    ))),
-                },
+                bench_responder_settings(timeouts),
                 tracker.clone(),
                 cancel.clone(),
             ));
@@ -368,7 +356,7 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
                     "first-contact".into(),
                     TrustPolicy::FirstContact,
                     &settings,
-                    SystemTime::now(),
+                    SystemTime::now().into(),
                 )
                 .await
                 .expect("attestation ran");
@@ -388,4 +376,94 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
         drop(tpm);
     }
     figures
+}
+
+/// The responder settings of the benchmarks: they measure signing, so the budget never
+/// refuses.
+fn bench_responder_settings(timeouts: Timeouts) -> responder::Settings {
+    responder::Settings {
+        framing: Framing::Dsp0287,
+        timeouts,
+        first_request_timeout: Duration::from_secs(2),
+        session_timeout: Duration::from_secs(30),
+        max_sessions: 4,
+        max_sessions_per_source: 4,
+        budget: Arc::new(std::sync::Mutex::new(SignBudget::new(
+            unlimited(),
+            std::time::Instant::now(),
+        ))),
+    }
+}
+
+/// Attests `samples` times, over loopback, an SPDM responder serving `chain` (root first)
+/// with its identity key in `store` (which the caller may wrap to count signatures); one
+/// measured file, no PCRs. Returns each attestation's duration.
+///
+/// # Panics
+/// When an attestation does not run or is not trusted.
+pub fn attest_responder(
+    chain: Vec<Vec<u8>>,
+    store: Arc<dyn KeyStore>,
+    samples: usize,
+) -> Vec<Duration> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let measured = tmp.path().join("image.bin");
+    fs::write(&measured, vec![0x5a; 1 << 20]).expect("measured file");
+    let (status, _rx) = tokio::sync::watch::channel(None);
+    let responder = Arc::new(Responder::new(
+        IdentitySource::fixed(chain, store).expect("identity key"),
+        Measurements::new(&[measured], None, &[]),
+        status,
+    ));
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("addr");
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let tracker = tokio_util::task::TaskTracker::new();
+        let timeouts = Timeouts {
+            io: Duration::from_secs(10),
+            idle: Duration::from_secs(10),
+        };
+        tracker.spawn(responder::serve(
+            listener,
+            responder,
+            bench_responder_settings(timeouts),
+            tracker.clone(),
+            cancel.clone(),
+        ));
+        let settings = Settings {
+            framing: Framing::Dsp0287,
+            timeouts,
+            connect_timeout: Duration::from_secs(5),
+            attest_timeout: Duration::from_secs(30),
+            device: None,
+            measurements: MeasurementPolicy::default(),
+        };
+        let mut durations = Vec::with_capacity(samples);
+        for _ in 0..samples {
+            let start = std::time::Instant::now();
+            let report = requester::attest(
+                addr,
+                "first-contact".into(),
+                TrustPolicy::FirstContact,
+                &settings,
+                SystemTime::now().into(),
+            )
+            .await
+            .expect("attestation ran");
+            durations.push(start.elapsed());
+            assert!(report.trusted, "attestation not trusted: {report:?}");
+        }
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+        durations
+    })
 }

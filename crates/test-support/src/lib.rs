@@ -11,6 +11,7 @@
 //! - [`dmtf`]: DMTF's SPDM reference (libspdm emulators, SPDM-Responder-Validator) as a peer;
 //! - [`swtpm`], [`openssl`], [`factory`], [`netns`]: the real parts;
 //! - [`flood`]: hostile neighbours (silent, churning and certificate-less TLS clients);
+//! - [`fakeclock`]: the one way a test moves a BMC's wall clock (an `LD_PRELOAD` shim);
 //! - [`pdi`]: reading phosphor-dbus-interfaces YAML and comparing it with introspection.
 
 // A harness fails loudly: a broken fixture is a failed test, so it unwraps and panics.
@@ -24,6 +25,7 @@
 pub mod attestation;
 pub mod dmtf;
 pub mod factory;
+pub mod fakeclock;
 pub mod flood;
 pub mod netns;
 pub mod openssl;
@@ -392,6 +394,8 @@ pub struct Bmc {
     pub daemon: Option<Proc>,
     /// The running attestation daemon.
     pub attestation: Option<Proc>,
+    /// The wall clock its daemons run on, when a test moves it.
+    pub clock: Option<fakeclock::FakeClock>,
     config: serde_json::Value,
     attestation_extra: serde_json::Value,
 }
@@ -553,7 +557,9 @@ impl Bmc {
     /// Starts this BMC's `bmc-attestation` on loopback.
     pub fn start_attestation(&mut self) {
         let config = self.write_attestation_config(serde_json::json!({}));
-        self.spawn_attestation(Command::new(attestation_daemon_binary()), &config);
+        let mut command = Command::new(attestation_daemon_binary());
+        self.put_on_clock(&mut command);
+        self.spawn_attestation(command, &config);
     }
 
     /// Starts the daemons (attestation first, unless off or already running) and waits until
@@ -570,12 +576,24 @@ impl Bmc {
             log: &log,
             names: &[SEED_BUS, PDI_BUS],
         };
-        let daemon = start_daemon(
-            Command::new(daemon_binary()),
-            launch,
-            Duration::from_secs(20),
-        );
+        let mut command = Command::new(daemon_binary());
+        self.put_on_clock(&mut command);
+        let daemon = start_daemon(command, launch, Duration::from_secs(20));
         self.daemon = Some(daemon);
+    }
+
+    /// Puts `command` on this BMC's moved clock, if it has one.
+    fn put_on_clock(&self, command: &mut Command) {
+        if let Some(clock) = &self.clock {
+            command.envs(clock.env());
+        }
+    }
+
+    /// Runs this BMC's daemons on a clock the test moves (from their next start).
+    pub fn use_clock(&mut self) -> fakeclock::FakeClock {
+        let clock = fakeclock::FakeClock::new(&self.dir.join("clock"));
+        self.clock = Some(clock.clone());
+        clock
     }
 
     /// Kills the pairing manager (SIGKILL).
@@ -734,6 +752,7 @@ impl BmcBuilder {
             bus,
             daemon: None,
             attestation: None,
+            clock: None,
             config,
             attestation_extra: serde_json::json!({}),
         };

@@ -149,6 +149,22 @@ impl Swtpm {
             .collect()
     }
 
+    /// Leaves `count` transient objects loaded in the TPM, as a process killed between its
+    /// TPM2_CreatePrimary and its TPM2_FlushContext does (raw swtpm has no resource manager
+    /// to flush them): `tpm2_createprimary` exits without flushing what it created.
+    ///
+    /// # Panics
+    /// When the command fails.
+    pub fn leak_objects(&self, count: usize) {
+        for n in 0..count {
+            let context = self.state_dir.join(format!("leaked-{n}.ctx"));
+            self.tool(
+                "tpm2_createprimary",
+                &["-C", "o", "-G", "ecc256", "-c", &context.to_string_lossy()],
+            );
+        }
+    }
+
     /// Stops the process with SIGSTOP, so the TPM hangs mid-conversation.
     ///
     /// # Panics

@@ -349,7 +349,7 @@ impl Service {
         .await
         .map_err(|_| Error::Unavailable("too many attestations in progress".into()))?
         .map_err(|_| Error::Unavailable("shutting down".into()))?;
-        let verify_time = crate::clock::floored_now(0);
+        let verify_time = crate::clock::time_view(0).into();
         let report = attest::attest(
             addr,
             TrustPolicyArg(choice).to_string(),

@@ -8,9 +8,13 @@
 //! object it loaded before returning, on error paths too. At most two transient objects
 //! (primary + key) are loaded at once, and none between operations, so the backend works on
 //! a TPM with no resource manager (raw swtpm, `/dev/tpm0`) as well as behind `/dev/tpmrm0`.
-//! The one exception is a link that breaks mid-operation: the flush cannot be sent then.
-//! `/dev/tpmrm0` flushes a closed connection's objects itself; a raw TPM keeps them until
-//! its next reset.
+//! The one exception is a link that breaks mid-operation, or a process killed mid-operation:
+//! the flush cannot be sent then. `/dev/tpmrm0` flushes a closed connection's objects
+//! itself; a raw TPM keeps them until its next reset, and after two such leaks every
+//! operation fails with TPM_RC_OBJECT_MEMORY. So when an operation runs out of object slots
+//! while this process holds the simulator lock (every cooperating user is then between
+//! operations, holding no object), the transient objects left in the TPM are leaks: they are
+//! flushed and the operation is tried once more ([`Device::set_exclusive`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::convert::TryFrom;
@@ -18,17 +22,18 @@ use std::convert::TryFrom;
 use tss_esapi::Context;
 use tss_esapi::TctiNameConf;
 use tss_esapi::attributes::ObjectAttributesBuilder;
+use tss_esapi::constants::CapabilityType;
 use tss_esapi::constants::response_code::{Tss2ResponseCode, Tss2ResponseCodeKind};
-use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
-use tss_esapi::handles::{KeyHandle, ObjectHandle};
+use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK, TPM2_TRANSIENT_FIRST};
+use tss_esapi::handles::{KeyHandle, ObjectHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Digest, EccParameter, EccPoint, EccScheme, HashScheme, HashcheckTicket, PcrSelectSize,
-    PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder, PublicEccParametersBuilder,
-    Signature, SignatureScheme, SymmetricDefinitionObject,
+    CapabilityData, Digest, EccParameter, EccPoint, EccScheme, HashScheme, HashcheckTicket,
+    PcrSelectSize, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder,
+    PublicEccParametersBuilder, Signature, SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
@@ -38,6 +43,9 @@ use bmc_pairing_core::keys::{Error, KeyRole, P256_SIGNATURE_LEN, SHA256_LEN};
 /// Size of one P-256 coordinate or signature half.
 const P256_FIELD_LEN: usize = 32;
 
+/// How many transient handles one TPM2_GetCapability asks for (a TPM has a handful of slots).
+const MAX_TRANSIENT_LISTED: u32 = 64;
+
 /// How often a PCR read is restarted because a PCR changed between two TPM2_PCR_Read calls.
 const PCR_READ_ATTEMPTS: usize = 3;
 
@@ -46,6 +54,8 @@ enum Fault {
     /// The link to the TPM broke (socket closed, device error, torn response). The context is
     /// dropped and the operation tried once more on a fresh connection.
     Link(TpmError),
+    /// The TPM has no free object slot (TPM_RC_OBJECT_MEMORY).
+    OutOfSlots(TpmError),
     /// Anything else: reported as is.
     Fatal(Error),
 }
@@ -61,6 +71,7 @@ pub(super) struct Device {
     tcti: TctiNameConf,
     tcti_text: String,
     context: Option<Context>,
+    exclusive: bool,
 }
 
 /// Parses a TCTI string (`device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`, ...).
@@ -79,7 +90,15 @@ impl Device {
             tcti,
             tcti_text,
             context: None,
+            exclusive: false,
         }
+    }
+
+    /// Tells the device whether the current operation runs with every cooperating user of
+    /// the TPM between operations (this process holds the simulator lock). Only then are
+    /// transient objects found in the TPM known to be leaks that may be flushed.
+    pub(super) fn set_exclusive(&mut self, exclusive: bool) {
+        self.exclusive = exclusive;
     }
 
     /// Forgets the connection; the next operation reconnects.
@@ -176,14 +195,29 @@ impl Device {
         })
     }
 
-    /// Runs `op` on a connected context; after a broken link, once more on a fresh one.
+    /// Runs `op` on a connected context; after a broken link, once more on a fresh one; after
+    /// running out of object slots while exclusive, once more after flushing leaked objects.
     fn run<T>(&mut self, mut op: impl FnMut(&mut Context) -> Attempt<T>) -> Result<T, Error> {
         let mut last = TpmError::Unexpected("no attempt was made".into());
-        for _ in 0..2 {
+        let mut reclaimed = false;
+        let exclusive = self.exclusive;
+        for _ in 0..3 {
             let ctx = self.connect()?;
             match op(ctx) {
                 Ok(value) => return Ok(value),
                 Err(Fault::Fatal(e)) => return Err(e),
+                Err(Fault::OutOfSlots(why)) => {
+                    if reclaimed || !exclusive {
+                        return Err(why.unavailable());
+                    }
+                    reclaimed = true;
+                    let flushed = flush_stale_transients(ctx).map_err(|e| e.unavailable())?;
+                    tracing::warn!(
+                        flushed,
+                        "the tpm was out of object slots: flushed objects leaked by a process that died mid-operation"
+                    );
+                    last = why;
+                }
                 Err(Fault::Link(why)) => {
                     self.context = None;
                     last = why;
@@ -357,6 +391,36 @@ fn sign_loaded(ctx: &mut Context, key: KeyHandle, digest: &[u8; SHA256_LEN]) -> 
     .map_err(|e| classify("TPM2_Sign", e))
 }
 
+/// Flushes every transient object in the TPM; returns how many. Only called while every
+/// cooperating user is between operations, when any transient object is a leak.
+fn flush_stale_transients(ctx: &mut Context) -> Result<usize, TpmError> {
+    let (data, _more) = ctx
+        .get_capability(
+            CapabilityType::Handles,
+            TPM2_TRANSIENT_FIRST,
+            MAX_TRANSIENT_LISTED,
+        )
+        .map_err(|e| TpmError::tss("TPM2_GetCapability (transient handles)", e))?;
+    let CapabilityData::Handles(handles) = data else {
+        return Err(TpmError::Unexpected(
+            "TPM2_GetCapability returned no handle list".into(),
+        ));
+    };
+    let mut flushed = 0;
+    for handle in handles.into_inner() {
+        if !matches!(handle, TpmHandle::Transient(_)) {
+            continue;
+        }
+        let object = ctx
+            .tr_from_tpm_public(handle)
+            .map_err(|e| TpmError::tss("Esys_TR_FromTPMPublic (leaked object)", e))?;
+        ctx.flush_context(object)
+            .map_err(|e| TpmError::tss("TPM2_FlushContext (leaked object)", e))?;
+        flushed += 1;
+    }
+    Ok(flushed)
+}
+
 fn flush(ctx: &mut Context, handle: KeyHandle) -> Attempt<()> {
     ctx.flush_context(ObjectHandle::from(handle))
         .map_err(|e| classify("TPM2_FlushContext", e))
@@ -498,6 +562,11 @@ fn is_link_failure(e: tss_esapi::Error) -> bool {
     }
 }
 
+/// TPM_RC_OBJECT_MEMORY: no free transient object slot.
+fn is_out_of_slots(e: tss_esapi::Error) -> bool {
+    matches!(e, tss_esapi::Error::Tss2Error(code) if code.kind() == Some(Tss2ResponseCodeKind::ObjectMemory))
+}
+
 /// True when the TPM itself refused the key's areas as malformed or not bound to the parent
 /// (TPM_RC_INTEGRITY after a TPM2_Clear, TPM_RC_SIZE/VALUE/... for damaged bytes). Only these
 /// make a key "unusable"; warnings, handle problems and transport errors do not, because
@@ -539,6 +608,8 @@ fn is_rejected_object(e: tss_esapi::Error) -> bool {
 fn classify(what: &str, e: tss_esapi::Error) -> Fault {
     if is_link_failure(e) {
         Fault::Link(TpmError::tss(what, e))
+    } else if is_out_of_slots(e) {
+        Fault::OutOfSlots(TpmError::tss(what, e))
     } else {
         fatal(what, e)
     }
@@ -634,5 +705,11 @@ mod tests {
         let memory = tss_esapi::Error::Tss2Error(Tss2ResponseCode::from(0x0000_0902));
         assert!(!is_link_failure(memory));
         assert!(!is_rejected_object(memory));
+        assert!(is_out_of_slots(memory));
+        assert!(matches!(
+            classify("TPM2_Load", memory),
+            Fault::OutOfSlots(_)
+        ));
+        assert!(!is_out_of_slots(integrity));
     }
 }

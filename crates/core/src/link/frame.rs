@@ -5,13 +5,14 @@
 //! | length u16 BE   | version   | type   | payload                 |
 //! | = 2 + payload   | 0x01      |        | (type-specific, capped) |
 //! +-----------------+-----------+--------+-------------------------+
-//! Hello  (0x01): seq u64 BE | name_len u8 | name (ASCII [A-Za-z0-9-], 1..=63)
+//! Hello  (0x01): seq u64 BE | boot_id u64 BE | name_len u8 | name (ASCII [A-Za-z0-9-], 1..=63)
 //! Alive  (0x02): seq u64 BE           (answers Hello and Ping with their seq)
 //! Ping   (0x03): seq u64 BE
 //! Bye    (0x04): reason u8
 //! ```
 //! `Hello`/`Alive` open a session (seed 000); `Ping`/`Alive` are the heartbeats, sent in
-//! both directions. The length is checked against [`MAX_FRAME_LEN`] before anything is
+//! both directions. `boot_id` is a random value the sender draws once per boot (0: none), so
+//! the receiver sees when its peer rebooted and re-attests it. The length is checked against [`MAX_FRAME_LEN`] before anything is
 //! buffered, so a peer cannot make us allocate more than that.
 
 /// Wire version of this framing.
@@ -19,7 +20,7 @@ pub const VERSION: u8 = 1;
 /// Bytes of the length field.
 const LEN_FIELD: usize = 2;
 /// Largest payload of any frame type.
-pub const MAX_PAYLOAD: usize = 8 + 1 + 63;
+pub const MAX_PAYLOAD: usize = 8 + 8 + 1 + 63;
 /// Largest whole frame, length field included.
 pub const MAX_FRAME_LEN: usize = LEN_FIELD + 2 + MAX_PAYLOAD;
 /// Longest name a `Hello` carries (a DNS label).
@@ -61,6 +62,9 @@ pub enum Frame {
     Hello {
         /// Echoed in the `Alive` answer.
         seq: u64,
+        /// The sender's boot identifier: drawn at random once per boot of the sender, 0 if it
+        /// has none.
+        boot_id: u64,
         /// The sender's BMC name (informational; identity comes from the TLS pin).
         name: String,
     },
@@ -157,12 +161,13 @@ impl Frame {
         let mut body = Vec::with_capacity(2 + MAX_PAYLOAD);
         body.push(VERSION);
         match self {
-            Frame::Hello { seq, name } => {
+            Frame::Hello { seq, boot_id, name } => {
                 if !valid_name(name.as_bytes()) {
                     return Err(InvalidFrame::Malformed("invalid hello name"));
                 }
                 body.push(TYPE_HELLO);
                 body.extend_from_slice(&seq.to_be_bytes());
+                body.extend_from_slice(&boot_id.to_be_bytes());
                 body.push(
                     u8::try_from(name.len())
                         .map_err(|_| InvalidFrame::Malformed("invalid hello name"))?,
@@ -228,6 +233,7 @@ impl Frame {
         let frame = match r.u8()? {
             TYPE_HELLO => {
                 let seq = r.u64()?;
+                let boot_id = r.u64()?;
                 let name_len = usize::from(r.u8()?);
                 let name = r.take(name_len)?;
                 if !valid_name(name) {
@@ -235,7 +241,7 @@ impl Frame {
                 }
                 let name = String::from_utf8(name.to_vec())
                     .map_err(|_| InvalidFrame::Malformed("invalid hello name"))?;
-                Frame::Hello { seq, name }
+                Frame::Hello { seq, boot_id, name }
             }
             TYPE_ALIVE => Frame::Alive { seq: r.u64()? },
             TYPE_PING => Frame::Ping { seq: r.u64()? },
@@ -260,7 +266,8 @@ mod tests {
 
     fn frame_strategy() -> impl Strategy<Value = Frame> {
         prop_oneof![
-            (any::<u64>(), name_strategy()).prop_map(|(seq, name)| Frame::Hello { seq, name }),
+            (any::<u64>(), any::<u64>(), name_strategy())
+                .prop_map(|(seq, boot_id, name)| Frame::Hello { seq, boot_id, name }),
             any::<u64>().prop_map(|seq| Frame::Alive { seq }),
             any::<u64>().prop_map(|seq| Frame::Ping { seq }),
             any::<u8>().prop_map(|r| Frame::Bye {
@@ -331,6 +338,7 @@ mod tests {
         assert!(
             Frame::Hello {
                 seq: 0,
+                boot_id: 0,
                 name: "a b".into()
             }
             .to_bytes()
@@ -339,6 +347,7 @@ mod tests {
         assert!(
             Frame::Hello {
                 seq: 0,
+                boot_id: 0,
                 name: String::new()
             }
             .to_bytes()
@@ -346,6 +355,7 @@ mod tests {
         );
         let mut bytes = Frame::Hello {
             seq: 0,
+            boot_id: 9,
             name: "ab".into(),
         }
         .to_bytes()
@@ -355,6 +365,23 @@ mod tests {
         assert_eq!(
             Frame::decode(&bytes),
             Err(InvalidFrame::Malformed("invalid hello name"))
+        );
+    }
+
+    #[test]
+    fn hello_carries_the_boot_id_after_the_seq() {
+        let bytes = Frame::Hello {
+            seq: 1,
+            boot_id: 0x0102_0304_0506_0708,
+            name: "b".into(),
+        }
+        .to_bytes()
+        .unwrap();
+        assert_eq!(
+            bytes,
+            [
+                0, 20, VERSION, TYPE_HELLO, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 1, b'b'
+            ]
         );
     }
 

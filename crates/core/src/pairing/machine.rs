@@ -9,10 +9,20 @@
 //!
 //! Invariants (property-tested below):
 //! - a dial starts only through one gate, [`Pairing::may_dial`]: provisioned, and the peer
-//!   not quarantined. The listener's pin set holds admitted peers only. So a quarantined
-//!   peer is never dialled, probed at a new address, or accepted until a `Reattest()` passes;
+//!   admitted (not quarantined, not unpaired by the other side). The listener's pin set
+//!   holds admitted peers only. So a quarantined peer is never dialled, probed at a new
+//!   address, or accepted until a re-attestation passes, and a peer that unpaired us is
+//!   never dialled or accepted until an operator pairs it anew;
 //! - a pin changes only by `ProvisionPeer` (an operator-started probe that succeeded),
-//!   anchored admission after attestation, or `Unpair`; no link or discovery event does;
+//!   anchored admission after attestation, `Unpair`, or `FactoryReset.Reset()`; no link,
+//!   discovery, time or re-attestation event does (`Bye { Unpaired }` from the authenticated
+//!   peer marks its record but keeps the pin);
+//! - an unpaired identity is owed a `Bye { Unpaired }` ([`Pairing::farewells`]) until a
+//!   session of it has been answered with one, and is never in the admitted pins meanwhile;
+//! - a peer is re-attested, against its pin and with the quarantine rules of `Reattest()`,
+//!   when its `Hello` shows a new boot, and every `reattest_interval`;
+//! - nobody moves the time floor but this BMC's own clock, and only forward
+//!   ([`TimeView`] is how certificates are checked while that clock is behind the floor);
 //! - a failed probe never changes `provisioned` or the pins;
 //! - the aggregate state is the best per-direction state by the explicit priority
 //!   Connected > InProgress > NotConnected > NotDetermined, never by enum order.
@@ -54,6 +64,18 @@ pub enum AttestPurpose {
     },
     /// The operator asked for a re-attestation (`Reattest()`).
     Reattest(PeerId),
+    /// An automatic re-attestation of a pinned peer; same rules as `Reattest()`.
+    Recheck(PeerId, RecheckCause),
+}
+
+/// Why a pinned peer is re-attested without an operator asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RecheckCause {
+    /// Its `Hello` carried another boot identifier than before: it rebooted (possibly into
+    /// other firmware).
+    Rebooted,
+    /// Its last attestation is older than `reattest_interval`.
+    Interval,
 }
 
 /// What an attestation that ran to the end found (the attestation service's reply, read).
@@ -119,7 +141,8 @@ pub enum Action {
     CaptureIdentity(Candidate),
     /// Write [`Pairing::persisted`] to disk.
     Persist,
-    /// Make the listener's pin set equal [`Pairing::pins`] and cut sessions of removed pins.
+    /// Make the listener's pin set equal [`Pairing::pins`] and its farewell set equal
+    /// [`Pairing::farewells`], and cut sessions of removed pins.
     SyncPins,
     /// Start (or restart) the dialler for a peer. Only [`Pairing::may_dial`] emits it.
     StartLink {
@@ -158,6 +181,9 @@ pub enum Action {
         /// Recorded, or why there is nothing to record.
         result: Result<(), Refusal>,
     },
+    /// Delete this BMC's identity: its keys (TPM objects and blobs) and its certificates;
+    /// the operator's trust anchors stay. Part of `FactoryReset.Reset()`.
+    EraseIdentity,
     /// Publish a new snapshot (properties and peer objects).
     Publish,
     /// Emit `PeerProvisioned(b)`.
@@ -204,6 +230,56 @@ impl Peer {
     pub fn quarantined(&self) -> bool {
         !self.record.attestation.admits()
     }
+
+    /// Sessions with it are allowed: not quarantined, and it has not unpaired us.
+    pub fn admitted(&self) -> bool {
+        !self.quarantined() && !self.record.unpaired_by_peer
+    }
+}
+
+/// What this BMC knows about the current time, for certificate validity (DESIGN.md §4:
+/// validity is never disabled). `clock` is the wall clock, `floor` the time known to have
+/// passed already (the build time, or the last time this BMC's own clock was believed).
+///
+/// The rule: a clock at or past the floor is trusted and validity is checked at `clock`. A
+/// clock behind the floor (a BMC at 1970 since its first boot: no RTC, no NTP yet) is known
+/// to be wrong; the true time is then somewhere in `[floor, floor + window]`, and a chain is
+/// accepted if it is valid at some instant of that interval: it is checked at the earliest
+/// such instant. So a chain that expired before the floor is still refused, and one that
+/// only becomes valid more than `window` after the floor too; nothing a peer sends moves
+/// the floor or the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeView {
+    /// The wall clock, unix seconds.
+    pub clock: u64,
+    /// The time floor, unix seconds.
+    pub floor: u64,
+    /// How far past the floor the true time may be while the clock is behind it, seconds.
+    pub window: u64,
+}
+
+/// Default of [`TimeView::window`]: five years, the longest a BMC is expected to run
+/// firmware built before the certificates of its peers were issued.
+pub const UNTRUSTED_CLOCK_WINDOW: u64 = 5 * 365 * 24 * 3600;
+
+impl TimeView {
+    /// True when the clock is at or past the floor, so it is believed.
+    pub fn trusted(&self) -> bool {
+        self.clock >= self.floor
+    }
+
+    /// The instant (unix seconds) at which to check a chain whose latest `notBefore` is
+    /// `latest_not_before`: the clock when it is trusted; otherwise the earliest instant of
+    /// `[floor, floor + window]` at or after that `notBefore`, clamped into the interval (a
+    /// chain not yet valid at its end is then refused as not yet valid, one expired before
+    /// the floor as expired).
+    pub fn check_instant(&self, latest_not_before: u64) -> u64 {
+        if self.trusted() {
+            self.clock
+        } else {
+            latest_not_before.clamp(self.floor, self.floor.saturating_add(self.window))
+        }
+    }
 }
 
 /// The fixed rules a BMC pairs by (from its configuration).
@@ -217,7 +293,18 @@ pub struct Settings {
     pub pairing_port: u16,
     /// The SPDM responder port of every peer (LLDP carries no port).
     pub attestation_port: u16,
+    /// Re-attest every pinned peer whose last attestation is older than this many seconds;
+    /// `None` turns the periodic re-attestation off (a reboot still triggers one).
+    pub reattest_interval: Option<u64>,
 }
+
+/// Most unpaired identities kept waiting for their `Bye { Unpaired }`; the oldest is dropped
+/// first (it then learns by its sessions being refused, as before).
+pub const MAX_FAREWELLS: usize = 32;
+
+/// Least time between two automatic re-attestations of a peer whose last one reached no
+/// verdict (unreachable): seconds.
+pub const RECHECK_RETRY: u64 = 600;
 
 /// A probe in flight: what the attestation proved, once it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -237,6 +324,8 @@ pub struct Pairing {
     probing: BTreeMap<SocketAddr, Probe>,
     admitting: BTreeSet<Fingerprint>,
     reattesting: BTreeSet<PeerId>,
+    farewells: Vec<Fingerprint>,
+    recheck_attempts: BTreeMap<PeerId, u64>,
 }
 
 impl Pairing {
@@ -262,6 +351,8 @@ impl Pairing {
             probing: BTreeMap::new(),
             admitting: BTreeSet::new(),
             reattesting: BTreeSet::new(),
+            farewells: persisted.farewells,
+            recheck_attempts: BTreeMap::new(),
         };
         let mut actions = vec![Action::SyncPins];
         if persisted.provisioned && identity.is_none() {
@@ -274,9 +365,9 @@ impl Pairing {
     }
 
     /// The one gate every dial passes: this BMC has an identity to dial with, and the peer is
-    /// not quarantined.
+    /// admitted (not quarantined, and it has not unpaired us).
     pub fn may_dial(&self, peer: &Peer) -> bool {
-        self.provisioned && !peer.quarantined()
+        self.provisioned && peer.admitted()
     }
 
     /// A `StartLink` for `id` if the gate lets it through (and marks the direction as in
@@ -310,7 +401,23 @@ impl Pairing {
             provisioned: self.provisioned,
             time_floor: self.time_floor,
             peers: self.peers.values().map(|p| p.record.clone()).collect(),
+            farewells: self.farewells.clone(),
         }
+    }
+
+    /// What this BMC knows about the time now, for certificate checks: its clock `clock`
+    /// against the floor (the persisted floor, never below `build_epoch`).
+    pub fn time_view(&self, clock: u64, build_epoch: u64) -> TimeView {
+        TimeView {
+            clock,
+            floor: self.time_floor.max(build_epoch),
+            window: UNTRUSTED_CLOCK_WINDOW,
+        }
+    }
+
+    /// Identities we unpaired that are still owed a `Bye { Unpaired }`.
+    pub fn farewells(&self) -> BTreeSet<Fingerprint> {
+        self.farewells.iter().copied().collect()
     }
 
     /// Raises the clock floor (never lowers it). Returns [`Action::Persist`] if it moved.
@@ -344,11 +451,12 @@ impl Pairing {
     }
 
     /// Every pinned identity that is admitted (a quarantined peer keeps its pin but is not
-    /// accepted until it passes attestation again).
+    /// accepted until it passes attestation again; a peer that unpaired us is not accepted
+    /// until an operator pairs it anew).
     pub fn pins(&self) -> BTreeSet<Fingerprint> {
         self.peers
             .values()
-            .filter(|p| !p.quarantined())
+            .filter(|p| p.admitted())
             .map(|p| p.record.fingerprint)
             .collect()
     }
@@ -492,7 +600,8 @@ impl Pairing {
             AttestPurpose::Admission { fingerprint, from } => {
                 self.admission_attested(fingerprint, from, result, unix_now)
             }
-            AttestPurpose::Reattest(id) => self.reattested(&id, result, unix_now),
+            AttestPurpose::Reattest(id) => self.reattested(&id, result, unix_now, true),
+            AttestPurpose::Recheck(id, _) => self.reattested(&id, result, unix_now, false),
         }
     }
 
@@ -737,7 +846,11 @@ impl Pairing {
             } else {
                 unix_now
             },
+            unpaired_by_peer: false,
+            boot_id: 0,
         };
+        // Paired anew: it is no longer owed a goodbye.
+        self.farewells.retain(|f| *f != fingerprint);
         let mut actions = Vec::new();
         if existing.is_some() {
             actions.push(Action::StopLink(id.clone()));
@@ -798,8 +911,26 @@ impl Pairing {
         id: &PeerId,
         result: Result<AttestationReport, E>,
         unix_now: u64,
+        operator: bool,
     ) -> Vec<Action> {
         self.reattesting.remove(id);
+        let actions = self.record_reattestation(id, result, unix_now);
+        if operator {
+            return actions;
+        }
+        // Nobody waits for an automatic one: its verdict is recorded or dropped alike.
+        actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::ReattestDone { .. }))
+            .collect()
+    }
+
+    fn record_reattestation<E: Display>(
+        &mut self,
+        id: &PeerId,
+        result: Result<AttestationReport, E>,
+        unix_now: u64,
+    ) -> Vec<Action> {
         let done = |result| Action::ReattestDone {
             id: id.clone(),
             result,
@@ -860,8 +991,21 @@ impl Pairing {
     /// # Errors
     /// [`Refusal::ResourceNotFound`] if the peer does not exist.
     pub fn unpair(&mut self, id: &PeerId) -> Result<Vec<Action>, Refusal> {
-        if self.peers.remove(id).is_none() {
+        let Some(peer) = self.peers.remove(id) else {
             return Err(Refusal::ResourceNotFound(format!("no paired peer {id}")));
+        };
+        self.recheck_attempts.remove(id);
+        let fingerprint = peer.record.fingerprint;
+        // Tell it at its next session, unless it is the one that unpaired us first, or another
+        // record still pins the same identity.
+        if !peer.record.unpaired_by_peer
+            && !self.all_pins().contains(&fingerprint)
+            && !self.farewells.contains(&fingerprint)
+        {
+            if self.farewells.len() >= MAX_FAREWELLS {
+                self.farewells.remove(0);
+            }
+            self.farewells.push(fingerprint);
         }
         Ok(vec![
             Action::StopLink(id.clone()),
@@ -901,7 +1045,7 @@ impl Pairing {
         let Some(peer) = self.find_by_fingerprint(fp) else {
             return Vec::new();
         };
-        if peer.quarantined() {
+        if !peer.admitted() {
             return Vec::new();
         }
         let snapshot = (peer.incoming, peer.outgoing);
@@ -1030,6 +1174,132 @@ impl Pairing {
         actions
     }
 
+    /// The peer with pin `fp` said `Bye { Unpaired }` inside an authenticated session: its
+    /// operator unpaired us. Its record is marked (and kept, pin included, for the operator to
+    /// see); it is no longer dialled or accepted until an operator pairs it anew
+    /// (`ProvisionPeer`, or anchored admission of its identity after attestation).
+    pub fn peer_unpaired_us(&mut self, fp: &Fingerprint) -> Vec<Action> {
+        let Some(peer) = self.find_by_fingerprint(fp) else {
+            return Vec::new();
+        };
+        if peer.record.unpaired_by_peer {
+            return Vec::new();
+        }
+        peer.record.unpaired_by_peer = true;
+        peer.outgoing = ConnState::NotConnected;
+        let id = peer.record.id.clone();
+        vec![
+            Action::StopLink(id),
+            Action::Persist,
+            Action::SyncPins,
+            Action::Publish,
+        ]
+    }
+
+    /// A session of `fp`, which we unpaired, was answered with `Bye { Unpaired }`: it knows.
+    pub fn farewell_delivered(&mut self, fp: &Fingerprint) -> Vec<Action> {
+        let before = self.farewells.len();
+        self.farewells.retain(|f| f != fp);
+        if self.farewells.len() == before {
+            return Vec::new();
+        }
+        vec![Action::Persist, Action::SyncPins]
+    }
+
+    /// The `Hello` of a session `fp` opened to us carried `boot_id`. Another value than the
+    /// last one seen means the peer rebooted since, perhaps into other firmware: it is
+    /// re-attested against its pin (under the rules of `Reattest()`: an authenticated
+    /// rejection quarantines it). The first value seen is only recorded.
+    pub fn peer_booted(&mut self, fp: &Fingerprint, boot_id: u64) -> Vec<Action> {
+        if boot_id == 0 {
+            return Vec::new();
+        }
+        let Some(peer) = self.find_by_fingerprint(fp) else {
+            return Vec::new();
+        };
+        if !peer.admitted() || peer.record.boot_id == boot_id {
+            return Vec::new();
+        }
+        let rebooted = peer.record.boot_id != 0;
+        peer.record.boot_id = boot_id;
+        let id = peer.record.id.clone();
+        let mut actions = vec![Action::Persist];
+        if rebooted {
+            actions.extend(self.recheck(&id, RecheckCause::Rebooted));
+        }
+        actions
+    }
+
+    /// The periodic timer: re-attests every pinned peer (quarantined ones too, so a peer
+    /// whose measurements are good again is let back in) whose last attestation is older
+    /// than `reattest_interval`; a peer whose last try reached no verdict is tried again
+    /// after [`RECHECK_RETRY`] (or the interval, if shorter).
+    pub fn tick(&mut self, unix_now: u64) -> Vec<Action> {
+        let Some(interval) = self.settings.reattest_interval else {
+            return Vec::new();
+        };
+        let retry = interval.min(RECHECK_RETRY);
+        let due: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| !p.record.unpaired_by_peer)
+            .filter(|p| unix_now >= p.record.attested_at.saturating_add(interval))
+            .filter(|p| {
+                self.recheck_attempts
+                    .get(&p.record.id)
+                    .is_none_or(|tried| unix_now >= tried.saturating_add(retry))
+            })
+            .map(|p| p.record.id.clone())
+            .collect();
+        let mut actions = Vec::new();
+        for id in due {
+            self.recheck_attempts.insert(id.clone(), unix_now);
+            actions.extend(self.recheck(&id, RecheckCause::Interval));
+        }
+        actions
+    }
+
+    /// An automatic re-attestation of `id` against its pin, unless attestation is off, this
+    /// BMC is unprovisioned, or one is already running.
+    fn recheck(&mut self, id: &PeerId, cause: RecheckCause) -> Vec<Action> {
+        let Some(peer) = self.peers.get(id) else {
+            return Vec::new();
+        };
+        if !self.settings.attestation || !self.provisioned || self.reattesting.contains(id) {
+            return Vec::new();
+        }
+        let action = Action::Attest {
+            purpose: AttestPurpose::Recheck(id.clone(), cause),
+            address: self.spdm_address(peer.record.endpoint()),
+            policy: AttestPolicy::Pinned(peer.record.fingerprint),
+        };
+        self.reattesting.insert(id.clone());
+        vec![action]
+    }
+
+    /// `FactoryReset.Reset()`: every pin and peer, every owed goodbye and our identity go;
+    /// `Provisioned` becomes false. The time floor stays (it is knowledge about time, not
+    /// about anyone), and so do the operator's trust anchors (the shell's erase keeps them).
+    pub fn factory_reset(&mut self) -> Vec<Action> {
+        let mut actions: Vec<Action> = self.peers.keys().cloned().map(Action::StopLink).collect();
+        self.peers.clear();
+        self.farewells.clear();
+        self.probing.clear();
+        self.admitting.clear();
+        self.reattesting.clear();
+        self.recheck_attempts.clear();
+        self.provisioned = false;
+        self.identity_valid = false;
+        self.own_fingerprint = None;
+        actions.extend([
+            Action::EraseIdentity,
+            Action::SyncPins,
+            Action::Persist,
+            Action::Publish,
+        ]);
+        actions
+    }
+
     /// Something with another identity answered where `id` was expected. Pins stay; the
     /// peer object shows the mismatch until the pinned identity is seen again.
     pub fn outgoing_refused(&mut self, id: &PeerId) -> Vec<Action> {
@@ -1106,6 +1376,7 @@ mod tests {
             attestation: true,
             pairing_port: 8090,
             attestation_port: 4194,
+            reattest_interval: Some(1000),
         }
     }
 
@@ -1740,6 +2011,273 @@ mod tests {
         assert_eq!(p.time_floor(), 100);
     }
 
+    #[test]
+    fn unpair_owes_the_peer_a_goodbye_until_told_or_paired_anew() {
+        let mut p = provisioned();
+        pair_with(&mut p, 1, 7, "bmc-b");
+        let id = PeerId::from_name("bmc-b");
+        p.unpair(&id).unwrap();
+        assert_eq!(p.farewells(), [fp(7)].into());
+        assert!(!p.pins().contains(&fp(7)));
+        let (restored, _) = Pairing::restore(
+            p.persisted(),
+            Some(fp(0)),
+            settings(TrustMode::FirstContact),
+        );
+        assert_eq!(restored.farewells(), [fp(7)].into(), "owed across restarts");
+        assert_eq!(
+            p.farewell_delivered(&fp(7)),
+            vec![Action::Persist, Action::SyncPins]
+        );
+        assert!(p.farewells().is_empty());
+        assert!(p.farewell_delivered(&fp(7)).is_empty(), "once");
+        // Paired again before it was told: nothing is owed any more.
+        pair_with(&mut p, 1, 7, "bmc-b");
+        p.unpair(&id).unwrap();
+        pair_with(&mut p, 1, 7, "bmc-b");
+        assert!(p.farewells().is_empty());
+        // Bounded.
+        for key in 10..(10 + u8::try_from(MAX_FAREWELLS).unwrap() + 3) {
+            pair_with(&mut p, 2, key, "bmc-x");
+            p.unpair(&PeerId::from_name("bmc-x")).unwrap();
+        }
+        assert_eq!(p.farewells().len(), MAX_FAREWELLS);
+    }
+
+    #[test]
+    fn a_peer_that_unpaired_us_keeps_its_pin_and_is_neither_dialled_nor_accepted() {
+        let mut p = provisioned();
+        pair_with(&mut p, 1, 7, "bmc-b");
+        let id = PeerId::from_name("bmc-b");
+        p.outgoing(&id, Outgoing::Up, 2);
+        let actions = p.peer_unpaired_us(&fp(7));
+        assert!(actions.contains(&Action::StopLink(id.clone())));
+        assert!(actions.contains(&Action::Persist));
+        assert!(actions.contains(&Action::SyncPins));
+        let peer = &p.peers()[&id];
+        assert!(peer.record.unpaired_by_peer);
+        assert_eq!(peer.outgoing, ConnState::NotConnected);
+        assert_eq!(p.all_pins(), [fp(7)].into(), "pin kept");
+        assert!(p.pins().is_empty(), "not accepted");
+        assert!(p.peer_unpaired_us(&fp(7)).is_empty(), "once");
+        assert!(p.incoming_up(&fp(7), 3).is_empty());
+        assert!(dials(&p.neighbour_seen(Some("bmc-b"), candidate(1).endpoint)).is_empty());
+        assert!(dials(&p.certificates_changed()).is_empty());
+        assert!(dials(&p.identity_ready(fp(1))).is_empty());
+        let (_, resumed) = Pairing::restore(
+            p.persisted(),
+            Some(fp(1)),
+            settings(TrustMode::FirstContact),
+        );
+        assert!(dials(&resumed).is_empty(), "not after a restart either");
+        assert!(p.tick(1_000_000).is_empty(), "not re-attested");
+        // The operator pairs it anew: a fresh record, dialled and accepted again.
+        let actions = pair_with(&mut p, 1, 7, "bmc-b");
+        assert_eq!(dials(&actions), vec![&id]);
+        assert!(!p.peers()[&id].record.unpaired_by_peer);
+        assert_eq!(p.pins(), [fp(7)].into());
+        // A peer that unpaired us first is owed no goodbye when we unpair it in turn.
+        p.peer_unpaired_us(&fp(7));
+        p.unpair(&id).unwrap();
+        assert!(
+            p.farewells().is_empty(),
+            "it unpaired us first: nothing to tell"
+        );
+    }
+
+    fn recheck_result(p: &mut Pairing, id: &PeerId, outcome: AttestationOutcome) -> Vec<Action> {
+        let key = p.peers()[id].record.fingerprint;
+        let report = AttestationReport {
+            outcome,
+            fingerprint: Some(key),
+            common_name: None,
+            reason: None,
+        };
+        p.attested(
+            AttestPurpose::Recheck(id.clone(), RecheckCause::Rebooted),
+            Ok::<_, Infallible>(report),
+            50,
+        )
+    }
+
+    #[test]
+    fn a_new_boot_reattests_the_peer_and_a_rejection_quarantines_it() {
+        let mut p = provisioned();
+        pair_with(&mut p, 1, 7, "bmc-b");
+        let id = PeerId::from_name("bmc-b");
+        p.incoming_up(&fp(7), 2);
+        assert_eq!(
+            p.peer_booted(&fp(7), 0xb001),
+            vec![Action::Persist],
+            "the first boot id seen is only recorded"
+        );
+        assert!(p.peer_booted(&fp(7), 0xb001).is_empty(), "same boot");
+        let actions = p.peer_booted(&fp(7), 0xb002);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Persist,
+                Action::Attest {
+                    purpose: AttestPurpose::Recheck(id.clone(), RecheckCause::Rebooted),
+                    address: SocketAddr::from(([127, 0, 0, 1], 4194)),
+                    policy: AttestPolicy::Pinned(fp(7)),
+                }
+            ]
+        );
+        assert!(
+            matches!(p.reattest(&id), Err(Refusal::Unavailable(_))),
+            "one at a time"
+        );
+        let actions = recheck_result(&mut p, &id, AttestationOutcome::Rejected);
+        assert!(actions.contains(&Action::StopLink(id.clone())));
+        assert!(actions.contains(&Action::SyncPins));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::ReattestDone { .. })),
+            "nobody waits for an automatic one"
+        );
+        assert!(p.peers()[&id].quarantined());
+        assert!(p.pins().is_empty());
+        assert_eq!(p.all_pins(), [fp(7)].into(), "pin kept");
+        // Audit findings are recorded and admit.
+        let (mut q, _) = Pairing::restore(
+            p.persisted(),
+            Some(fp(0)),
+            settings(TrustMode::FirstContact),
+        );
+        recheck_result(&mut q, &id, AttestationOutcome::TrustedWithFindings);
+        assert_eq!(
+            q.peers()[&id].record.attestation,
+            AttestationOutcome::TrustedWithFindings
+        );
+        assert!(q.pins().contains(&fp(7)), "a pass lifts the quarantine");
+        // A verdict about another identity changes nothing.
+        let other = AttestationReport {
+            outcome: AttestationOutcome::Rejected,
+            fingerprint: Some(fp(8)),
+            common_name: None,
+            reason: None,
+        };
+        q.attested(
+            AttestPurpose::Recheck(id.clone(), RecheckCause::Interval),
+            Ok::<_, Infallible>(other),
+            60,
+        );
+        assert!(!q.peers()[&id].quarantined());
+    }
+
+    #[test]
+    fn the_interval_reattests_and_an_unreachable_peer_is_retried_slowly() {
+        let mut p = provisioned();
+        pair_with(&mut p, 1, 7, "bmc-b");
+        let id = PeerId::from_name("bmc-b");
+        // Attested at 1; interval 1000.
+        assert!(p.tick(500).is_empty());
+        let due = p.tick(1001);
+        assert!(matches!(
+            due.as_slice(),
+            [Action::Attest { purpose: AttestPurpose::Recheck(x, RecheckCause::Interval), .. }] if *x == id
+        ));
+        assert!(p.tick(1002).is_empty(), "one at a time");
+        p.attested(
+            AttestPurpose::Recheck(id.clone(), RecheckCause::Interval),
+            UNREACHED,
+            1002,
+        );
+        assert!(
+            p.tick(1003).is_empty(),
+            "no verdict: wait before trying again"
+        );
+        assert_eq!(p.tick(1001 + RECHECK_RETRY.min(1000)).len(), 1);
+        recheck_result(&mut p, &id, AttestationOutcome::Trusted);
+        assert!(p.tick(1100).is_empty(), "attested at 50+: next due later");
+        // Off: nothing periodic.
+        let (mut off, _) = Pairing::restore(
+            p.persisted(),
+            Some(fp(0)),
+            Settings {
+                reattest_interval: None,
+                ..settings(TrustMode::FirstContact)
+            },
+        );
+        assert!(off.tick(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn factory_reset_drops_pins_peers_goodbyes_and_identity_but_not_the_floor() {
+        let mut p = provisioned();
+        pair_with(&mut p, 1, 7, "bmc-b");
+        pair_with(&mut p, 2, 8, "bmc-c");
+        p.unpair(&PeerId::from_name("bmc-c")).unwrap();
+        p.observe_time(5000);
+        let actions = p.factory_reset();
+        assert!(actions.contains(&Action::StopLink(PeerId::from_name("bmc-b"))));
+        assert!(actions.contains(&Action::EraseIdentity));
+        assert!(actions.contains(&Action::Persist));
+        assert!(!p.provisioned());
+        assert!(p.all_pins().is_empty() && p.farewells().is_empty());
+        assert_eq!(
+            p.persisted(),
+            Persisted {
+                version: STATE_VERSION,
+                provisioned: false,
+                time_floor: 5000,
+                peers: Vec::new(),
+                farewells: Vec::new(),
+            }
+        );
+        assert!(matches!(
+            p.provision(&Request::Peer(candidate(1))),
+            Err(Refusal::NotAllowed(_))
+        ));
+        assert!(p.identity_ready(fp(9)).contains(&Action::Persist));
+        assert!(p.provisioned(), "a new identity provisions again");
+    }
+
+    #[test]
+    fn a_clock_behind_the_floor_checks_validity_over_the_plausible_interval() {
+        let trusted = TimeView {
+            clock: 2_000,
+            floor: 1_000,
+            window: 500,
+        };
+        assert!(trusted.trusted());
+        assert_eq!(
+            trusted.check_instant(1_900),
+            2_000,
+            "a trusted clock decides"
+        );
+        assert_eq!(
+            trusted.check_instant(3_000),
+            2_000,
+            "not yet valid stays so"
+        );
+        let at_1970 = TimeView {
+            clock: 3,
+            floor: 1_000,
+            window: 500,
+        };
+        assert!(!at_1970.trusted());
+        assert_eq!(
+            at_1970.check_instant(1_200),
+            1_200,
+            "issued after the floor"
+        );
+        assert_eq!(at_1970.check_instant(10), 1_000, "issued before the floor");
+        assert_eq!(
+            at_1970.check_instant(9_999),
+            1_500,
+            "issued past the window: checked at its end, so refused as not yet valid"
+        );
+        let p = provisioned();
+        assert_eq!(
+            p.time_view(3, 1_000).floor,
+            1_000,
+            "the build time at least"
+        );
+    }
+
     /// Every input the machine takes, over a small space of ports, keys and peers.
     #[derive(Clone, Debug)]
     enum Ev {
@@ -1760,6 +2298,12 @@ mod tests {
         Unpair(u8),
         Lost,
         SelfReady(u8),
+        SaidBye(u8),
+        FarewellDone(u8),
+        Booted(u8, u8),
+        Tick(u16),
+        Rechecked(u8, Option<u8>, AttestationOutcome),
+        Reset,
     }
 
     fn ev() -> impl Strategy<Value = Ev> {
@@ -1790,7 +2334,11 @@ mod tests {
             )
                 .prop_map(|(k, p, o)| Ev::Admitted(k, p, o)),
             key.clone().prop_map(Ev::Reattest),
-            (key.clone(), proptest::option::of(key.clone()), outcome)
+            (
+                key.clone(),
+                proptest::option::of(key.clone()),
+                outcome.clone()
+            )
                 .prop_map(|(k, p, o)| Ev::Reattested(k, p, o)),
             key.clone().prop_map(Ev::InUp),
             key.clone().prop_map(Ev::InDown),
@@ -1798,9 +2346,20 @@ mod tests {
             (key.clone(), port.clone()).prop_map(|(k, p)| Ev::Seen(k, p)),
             (key.clone(), port, any::<bool>()).prop_map(|(k, p, ok)| Ev::MoveChecked(k, p, ok)),
             Just(Ev::CertsChanged),
-            key.prop_map(Ev::Unpair),
+            key.clone().prop_map(Ev::Unpair),
             Just(Ev::Lost),
             (0u8..2).prop_map(Ev::SelfReady),
+            key.clone().prop_map(Ev::SaidBye),
+            key.clone().prop_map(Ev::FarewellDone),
+            (key.clone(), 0u8..3).prop_map(|(k, b)| Ev::Booted(k, b)),
+            any::<u16>().prop_map(Ev::Tick),
+            (
+                key.clone(),
+                proptest::option::of(key.clone()),
+                outcome.clone()
+            )
+                .prop_map(|(k, p, o)| Ev::Rechecked(k, p, o)),
+            Just(Ev::Reset),
         ]
     }
 
@@ -1831,7 +2390,9 @@ mod tests {
                 // Which inputs may change a pin: the end of an operator's probe, anchored
                 // admission after attestation, unpair.
                 let mut may_repin = false;
-                let identity_event = matches!(e, Ev::Lost | Ev::SelfReady(_));
+                let identity_event = matches!(e, Ev::Lost | Ev::SelfReady(_) | Ev::Reset);
+                let unpaired_before: BTreeSet<PeerId> = p.peers().values()
+                    .filter(|x| x.record.unpaired_by_peer).map(|x| x.record.id.clone()).collect();
                 let actions = match e {
                     Ev::Provision(port) => p.provision(&Request::Peer(candidate(port))).unwrap_or_default(),
                     Ev::Attested(port, k, o) => {
@@ -1893,7 +2454,40 @@ mod tests {
                     },
                     Ev::Lost => { let a = p.identity_lost(); prop_assert!(!p.provisioned()); a }
                     Ev::SelfReady(k) => { let a = p.identity_ready(fp(k)); prop_assert!(p.provisioned()); a }
+                    Ev::SaidBye(k) => p.peer_unpaired_us(&fp(k)),
+                    Ev::FarewellDone(k) => p.farewell_delivered(&fp(k)),
+                    Ev::Booted(k, b) => p.peer_booted(&fp(k), u64::from(b)),
+                    Ev::Tick(t) => p.tick(u64::from(t)),
+                    Ev::Rechecked(k, proven, o) => match id_of(&p, k) {
+                        Some(id) => {
+                            let q_before = p.peers()[&id].quarantined();
+                            let a = p.attested(AttestPurpose::Recheck(id.clone(), RecheckCause::Rebooted), Ok::<_, Infallible>(report(o, proven, None)), 1);
+                            if proven != Some(k) {
+                                prop_assert_eq!(p.peers()[&id].quarantined(), q_before, "a verdict about another identity");
+                            }
+                            a
+                        }
+                        None => Vec::new(),
+                    },
+                    Ev::Reset => {
+                        may_repin = true;
+                        let a = p.factory_reset();
+                        prop_assert!(p.all_pins().is_empty() && p.farewells().is_empty());
+                        a
+                    }
                 };
+                // A goodbye is owed only to identities nobody pins.
+                prop_assert!(p.farewells().is_disjoint(&p.all_pins()));
+                prop_assert!(p.farewells().len() <= MAX_FAREWELLS);
+                // A peer that unpaired us stays so until an operator or admission re-pins it.
+                if !may_repin {
+                    for id in &unpaired_before {
+                        prop_assert!(p.peers()[id].record.unpaired_by_peer, "{} forgot it was unpaired", id);
+                    }
+                }
+                for peer in p.peers().values().filter(|x| x.record.unpaired_by_peer) {
+                    prop_assert!(!p.pins().contains(&peer.record.fingerprint));
+                }
                 if !may_repin {
                     prop_assert_eq!(p.all_pins(), pins_before.clone(), "pin changed by {:?}", actions);
                 }
@@ -1902,11 +2496,16 @@ mod tests {
                     match a {
                         Action::StartLink { id, .. } | Action::VerifyMove { id, .. } | Action::Wake(id) => {
                             let peer = &p.peers()[id];
-                            prop_assert!(!peer.quarantined(), "{:?} for quarantined {}", a, id);
+                            prop_assert!(peer.admitted(), "{:?} for unadmitted {}", a, id);
                             prop_assert!(p.provisioned(), "{:?} while unprovisioned", a);
                         }
                         Action::Admit { fingerprint, admitted: true } => {
                             prop_assert!(p.pins().contains(fingerprint));
+                        }
+                        Action::Attest { purpose: AttestPurpose::Recheck(id, _), policy, .. } => {
+                            let peer = &p.peers()[id];
+                            prop_assert_eq!(*policy, AttestPolicy::Pinned(peer.record.fingerprint));
+                            prop_assert!(!peer.record.unpaired_by_peer && p.provisioned());
                         }
                         _ => {}
                     }

@@ -9,8 +9,9 @@ pub mod model;
 pub mod request;
 
 pub use machine::{
-    Action, AttestPolicy, AttestPurpose, AttestationReport, Captured, IdentityCheck, Outgoing,
-    Pairing, Peer, Settings,
+    Action, AttestPolicy, AttestPurpose, AttestationReport, Captured, IdentityCheck, MAX_FAREWELLS,
+    Outgoing, Pairing, Peer, RECHECK_RETRY, RecheckCause, Settings, TimeView,
+    UNTRUSTED_CLOCK_WINDOW,
 };
 pub use model::{
     AttestationOutcome, ConnState, PeerId, PeerRecord, Persisted, STATE_VERSION, TrustMode,

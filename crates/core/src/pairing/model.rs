@@ -235,6 +235,15 @@ pub struct PeerRecord {
     /// Unix seconds of that attestation, 0 if never.
     #[serde(default)]
     pub attested_at: u64,
+    /// The peer said `Bye { Unpaired }` in an authenticated session: its operator unpaired
+    /// us. Kept (with the pin) for the operator to see; never dialled or accepted again until
+    /// an operator pairs it anew.
+    #[serde(default)]
+    pub unpaired_by_peer: bool,
+    /// The boot identifier in the peer's last `Hello`, 0 if none was seen yet. Another value
+    /// in a later `Hello` means the peer rebooted, which asks for a re-attestation.
+    #[serde(default)]
+    pub boot_id: u64,
 }
 
 impl PeerRecord {
@@ -256,6 +265,10 @@ pub struct Persisted {
     pub time_floor: u64,
     /// Paired peers.
     pub peers: Vec<PeerRecord>,
+    /// Identities we unpaired that have not been told yet: the next session they open to us
+    /// is answered with `Bye { Unpaired }` instead of `Alive`, and they leave this list.
+    #[serde(default)]
+    pub farewells: Vec<Fingerprint>,
 }
 
 /// Current schema version of [`Persisted`].

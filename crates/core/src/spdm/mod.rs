@@ -37,7 +37,7 @@ pub use frame::InvalidFrame;
 pub use msgs::{ErrorCode, MeasurementBlock, Message};
 pub use requester::{Action, Outcome, Requester, RequesterConfig, Verdict};
 pub use responder::{Responder, ResponderConfig};
-pub use verify::{ChainError, TrustBasis, TrustPolicy};
+pub use verify::{ChainError, ChainTime, TrustBasis, TrustPolicy};
 
 /// The largest SPDM message either side sends or accepts (our DataTransferSize and
 /// MaxSPDMmsgSize; libspdm's default as well).

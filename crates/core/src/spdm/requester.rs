@@ -11,7 +11,7 @@
 //! [`Verdict`]. Nonces come from the caller's RNG; the verification time from the caller.
 //! Any error is final: the state machine refuses further input.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand_core::RngCore;
 
@@ -32,7 +32,9 @@ use super::msgs::{
     RespondIfReady, SPDM_VERSION_10, SPDM_VERSION_12,
 };
 use super::transcript::Transcript;
-use super::verify::{MAX_CHAIN_LEN, TrustBasis, TrustPolicy, VerifiedChain, verify_chain};
+use super::verify::{
+    ChainTime, MAX_CHAIN_LEN, TrustBasis, TrustPolicy, VerifiedChain, verify_chain,
+};
 use super::{Error, MAX_MESSAGE_SIZE};
 use crate::keys::Fingerprint;
 
@@ -46,8 +48,8 @@ pub struct RequesterConfig {
     pub trust: TrustPolicy,
     /// Reference values and what a mismatch does.
     pub measurements: MeasurementPolicy,
-    /// The time certificate validity is checked at (the daemon's floored clock).
-    pub verify_time: SystemTime,
+    /// When certificate validity is checked (the daemon's clock under the time rule).
+    pub verify_time: ChainTime,
     /// How many ERROR(Busy) answers to one request are retried.
     pub busy_retries: u8,
     /// How long to wait before retrying after Busy.
@@ -64,12 +66,12 @@ impl RequesterConfig {
     pub fn new(
         trust: TrustPolicy,
         measurements: MeasurementPolicy,
-        verify_time: SystemTime,
+        verify_time: impl Into<ChainTime>,
     ) -> Self {
         RequesterConfig {
             trust,
             measurements,
-            verify_time,
+            verify_time: verify_time.into(),
             busy_retries: 3,
             busy_delay: Duration::from_millis(100),
             not_ready_retries: 3,

@@ -17,6 +17,7 @@ use x509_parser::prelude::{ASN1Time, FromDer, X509Certificate};
 use super::codec::{InvalidMessage, Reader, len_u16, put_u16};
 use super::crypto::{AsymAlgo, HashAlgo};
 use crate::keys::Fingerprint;
+use crate::pairing::TimeView;
 
 /// Most certificates a chain may hold.
 pub const MAX_CERTS: usize = 8;
@@ -221,6 +222,29 @@ pub struct VerifiedChain {
     pub basis: TrustBasis,
 }
 
+/// When a chain's validity is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainTime {
+    /// At this instant.
+    At(SystemTime),
+    /// By the pairing core's time rule ([`TimeView::check_instant`]): at the clock when it
+    /// is trusted, otherwise at the earliest instant of the plausible interval at which the
+    /// chain is valid.
+    View(TimeView),
+}
+
+impl From<SystemTime> for ChainTime {
+    fn from(t: SystemTime) -> Self {
+        ChainTime::At(t)
+    }
+}
+
+impl From<TimeView> for ChainTime {
+    fn from(v: TimeView) -> Self {
+        ChainTime::View(v)
+    }
+}
+
 fn asn1_time(t: SystemTime) -> Option<ASN1Time> {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_secs()).ok()?,
@@ -270,7 +294,7 @@ pub fn verify_chain(
     hash: HashAlgo,
     asym: AsymAlgo,
     policy: &TrustPolicy,
-    at: SystemTime,
+    at: impl Into<ChainTime>,
 ) -> Result<VerifiedChain, ChainError> {
     let chain = SpdmChain::parse(bytes, hash)?;
     let parsed = chain
@@ -279,7 +303,20 @@ pub fn verify_chain(
         .enumerate()
         .map(|(i, der)| parse_at(der, i))
         .collect::<Result<Vec<_>, _>>()?;
-    let time = asn1_time(at).ok_or(ChainError::NotValidAt { index: 0 })?;
+    let time = match at.into() {
+        ChainTime::At(t) => asn1_time(t),
+        ChainTime::View(view) => {
+            let latest = parsed
+                .iter()
+                .map(|c| u64::try_from(c.validity().not_before.timestamp()).unwrap_or(0))
+                .max()
+                .unwrap_or(0);
+            i64::try_from(view.check_instant(latest))
+                .ok()
+                .and_then(|secs| ASN1Time::from_timestamp(secs).ok())
+        }
+    }
+    .ok_or(ChainError::NotValidAt { index: 0 })?;
     let n = parsed.len();
 
     for (i, cert) in parsed.iter().enumerate() {
