@@ -93,12 +93,7 @@ fn pairing_figures() {
     let mut restart = Vec::new();
     for _ in 0..SAMPLES {
         let tmp = tempfile::tempdir().unwrap();
-        let mut a = Bmc::new(tmp.path(), "bmc-a", json!({}));
-        let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
-        a.start();
-        b.start();
-        a.provision("self").unwrap();
-        b.provision("self").unwrap();
+        let (a, mut b) = two_provisioned(tmp.path());
         // First contact needs the operator's word on both sides; the clock starts when both
         // have been given (the two calls back to back) and stops when both show Connected.
         let start = Instant::now();
@@ -362,22 +357,16 @@ fn rig_figures() {
 /// pairing and reconnect times while floods run, next to the same figures without them.
 /// Waits up to a minute for both to show Connected; panics with both journals otherwise.
 fn wait_both(a: &Bmc, b: &Bmc, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    panic!(
-        "no {what} within 60 s\nA:\n{}\nB:\n{}\nA attestation:\n{}\nB attestation:\n{}",
+    assert!(
+        both_connected_within(a, b, Duration::from_secs(60)),
+        "no {what} within 60 s\nA:\n{}\nB:\n{}",
         a.log(),
-        b.log(),
-        a.attestation_log(),
-        b.attestation_log()
+        b.log()
     );
 }
 
+/// Issue 11's figures: pairing and reconnect times while floods run, next to the same
+/// figures without them, and the signatures a sustained flood forces.
 fn flood_figures() {
     // Each attacking client pauses between connections: the attacker runs on the same two
     // CPUs as both BMCs here, so unpaced it would mostly measure its own CPU use. Two
@@ -389,39 +378,19 @@ fn flood_figures() {
 }
 
 fn flood_pairing_figures(pace: Duration) {
-    use bmc_test_support::flood::{self, Behaviour, Flood};
-    use std::net::SocketAddr;
+    use bmc_test_support::flood::{self, Flood};
     let (mut quiet_pair, mut quiet_restart) = (Vec::new(), Vec::new());
     let (mut flood_pair, mut flood_restart) = (Vec::new(), Vec::new());
     let mut flood_rate = Vec::new();
     for _ in 0..SAMPLES {
         for under_flood in [false, true] {
             let tmp = tempfile::tempdir().unwrap();
-            let mut a = Bmc::new(tmp.path(), "bmc-a", json!({}));
-            let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
-            a.start();
-            b.start();
-            a.provision("self").unwrap();
-            b.provision("self").unwrap();
+            let (a, mut b) = two_provisioned(tmp.path());
             let floods: Vec<Flood> = if under_flood {
-                let tls = flood::attacker_sources(20);
-                let silent = flood::attacker_sources(40);
-                let mut v = Vec::new();
-                for bmc in [&a, &b] {
-                    v.push(Flood::start_paced(
-                        SocketAddr::new(bmc.ip, bmc.port),
-                        &tls,
-                        2,
-                        Behaviour::TlsWithoutCertificate,
-                        pace,
-                    ));
-                    v.push(Flood::start(
-                        SocketAddr::new(bmc.ip, spdm_port()),
-                        &silent,
-                        2,
-                        Behaviour::Silent,
-                    ));
-                }
+                let v = [&a, &b]
+                    .into_iter()
+                    .flat_map(|bmc| flood::against(bmc, pace))
+                    .collect();
                 std::thread::sleep(Duration::from_millis(300));
                 v
             } else {

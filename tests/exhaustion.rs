@@ -540,55 +540,26 @@ fn the_units_descriptor_limits_fit_the_largest_configurable_caps() {
 #[test]
 fn two_bmcs_pair_and_reconnect_while_both_are_flooded() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut a = Bmc::new(tmp.path(), "bmc-a", json!({}));
-    let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
-    a.start();
-    b.start();
-    a.provision("self").unwrap();
-    b.provision("self").unwrap();
-    let mut floods = Vec::new();
-    for bmc in [&a, &b] {
-        floods.push(Flood::start(
-            endpoint(bmc.ip, bmc.port),
-            &flood::attacker_sources(20),
-            2,
-            Behaviour::TlsWithoutCertificate,
-        ));
-        floods.push(Flood::start(
-            endpoint(bmc.ip, spdm_port()),
-            &flood::attacker_sources(40),
-            2,
-            Behaviour::Silent,
-        ));
-    }
+    let (a, mut b) = two_provisioned(tmp.path());
+    let floods: Vec<Flood> = [&a, &b]
+        .into_iter()
+        .flat_map(|bmc| flood::against(bmc, Duration::ZERO))
+        .collect();
     std::thread::sleep(Duration::from_millis(300));
     a.provision(&b.endpoint()).unwrap();
     b.provision(&a.endpoint()).unwrap();
-    let both =
-        |a: &Bmc, b: &Bmc| a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !both(&a, &b) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let journals = |a: &Bmc, b: &Bmc| format!("A:\n{}\nB:\n{}", a.log(), b.log());
     assert!(
-        both(&a, &b),
-        "no pairing under the flood\nA:\n{}\nB:\n{}\nA att:\n{}\nB att:\n{}",
-        a.log(),
-        b.log(),
-        a.attestation_log(),
-        b.attestation_log()
+        both_connected_within(&a, &b, Duration::from_secs(30)),
+        "no pairing under the flood\n{}",
+        journals(&a, &b)
     );
     b.kill9();
     b.start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !both(&a, &b) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     assert!(
-        both(&a, &b),
-        "no reconnect under the flood\nA:\n{}\nB:\n{}",
-        a.log(),
-        b.log()
+        both_connected_within(&a, &b, Duration::from_secs(30)),
+        "no reconnect under the flood\n{}",
+        journals(&a, &b)
     );
     // [A TLS, A SPDM, B TLS, B SPDM]; B's pairing manager ran twice, each with a full
     // bucket at start.

@@ -321,61 +321,66 @@ pub fn bench_attestation(samples: usize) -> Vec<(String, Duration)> {
             Measurements::new(&[measured], None, &(0..8).collect::<Vec<u8>>()),
             status,
         ));
-        let durations = rt.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind");
-            let addr: SocketAddr = listener.local_addr().expect("addr");
-            let cancel = tokio_util::sync::CancellationToken::new();
-            let tracker = tokio_util::task::TaskTracker::new();
-            let timeouts = Timeouts {
-                io: Duration::from_secs(10),
-                idle: Duration::from_secs(10),
-            };
-            tracker.spawn(responder::serve(
-                listener,
-                responder,
-                bench_responder_settings(timeouts),
-                tracker.clone(),
-                cancel.clone(),
-            ));
-            let settings = Settings {
-                framing: Framing::Dsp0287,
-                timeouts,
-                connect_timeout: Duration::from_secs(5),
-                attest_timeout: Duration::from_secs(30),
-                device: None,
-                measurements: MeasurementPolicy::default(),
-            };
-            let mut durations = Vec::with_capacity(samples);
-            // One warm-up run (identity load, file digest cache), not counted.
-            for i in 0..=samples {
-                let start = std::time::Instant::now();
-                let report = requester::attest(
-                    addr,
-                    "first-contact".into(),
-                    TrustPolicy::FirstContact,
-                    &settings,
-                    SystemTime::now().into(),
-                )
-                .await
-                .expect("attestation ran");
-                let took = start.elapsed();
-                assert!(report.trusted, "bench attestation not trusted: {report:?}");
-                if i > 0 {
-                    durations.push(took);
-                }
-            }
-            cancel.cancel();
-            tracker.close();
-            tracker.wait().await;
-            durations
-        });
+        // One warm-up run (identity load, file digest cache), not counted.
+        let mut durations = rt.block_on(time_attestations(responder, samples + 1));
+        durations.remove(0);
         let m = median(durations);
         figures.push((label.to_owned(), m));
         drop(tpm);
     }
     figures
+}
+
+/// Serves `responder` on loopback and attests it `samples` times in a row with the daemon's
+/// requester; returns each attestation's duration.
+///
+/// # Panics
+/// When an attestation does not run or is not trusted.
+async fn time_attestations(responder: Arc<Responder>, samples: usize) -> Vec<Duration> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr: SocketAddr = listener.local_addr().expect("addr");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let timeouts = Timeouts {
+        io: Duration::from_secs(10),
+        idle: Duration::from_secs(10),
+    };
+    tracker.spawn(responder::serve(
+        listener,
+        responder,
+        bench_responder_settings(timeouts),
+        tracker.clone(),
+        cancel.clone(),
+    ));
+    let settings = Settings {
+        framing: Framing::Dsp0287,
+        timeouts,
+        connect_timeout: Duration::from_secs(5),
+        attest_timeout: Duration::from_secs(30),
+        device: None,
+        measurements: MeasurementPolicy::default(),
+    };
+    let mut durations = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let start = std::time::Instant::now();
+        let report = requester::attest(
+            addr,
+            "first-contact".into(),
+            TrustPolicy::FirstContact,
+            &settings,
+            SystemTime::now().into(),
+        )
+        .await
+        .expect("attestation ran");
+        durations.push(start.elapsed());
+        assert!(report.trusted, "attestation not trusted: {report:?}");
+    }
+    cancel.cancel();
+    tracker.close();
+    tracker.wait().await;
+    durations
 }
 
 /// The responder settings of the benchmarks: they measure signing, so the budget never
@@ -420,50 +425,5 @@ pub fn attest_responder(
         Measurements::new(&[measured], None, &[]),
         status,
     ));
-    rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("addr");
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let tracker = tokio_util::task::TaskTracker::new();
-        let timeouts = Timeouts {
-            io: Duration::from_secs(10),
-            idle: Duration::from_secs(10),
-        };
-        tracker.spawn(responder::serve(
-            listener,
-            responder,
-            bench_responder_settings(timeouts),
-            tracker.clone(),
-            cancel.clone(),
-        ));
-        let settings = Settings {
-            framing: Framing::Dsp0287,
-            timeouts,
-            connect_timeout: Duration::from_secs(5),
-            attest_timeout: Duration::from_secs(30),
-            device: None,
-            measurements: MeasurementPolicy::default(),
-        };
-        let mut durations = Vec::with_capacity(samples);
-        for _ in 0..samples {
-            let start = std::time::Instant::now();
-            let report = requester::attest(
-                addr,
-                "first-contact".into(),
-                TrustPolicy::FirstContact,
-                &settings,
-                SystemTime::now().into(),
-            )
-            .await
-            .expect("attestation ran");
-            durations.push(start.elapsed());
-            assert!(report.trusted, "attestation not trusted: {report:?}");
-        }
-        cancel.cancel();
-        tracker.close();
-        tracker.wait().await;
-        durations
-    })
+    rt.block_on(time_attestations(responder, samples))
 }

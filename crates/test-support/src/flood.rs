@@ -42,6 +42,27 @@ pub fn connect_from(from: IpAddr, to: SocketAddr, limit: Duration) -> io::Result
     Ok(socket.into())
 }
 
+/// The hostile neighbour of one BMC used by the flood test and benchmark: 20 addresses with 2
+/// certificate-less TLS clients each on its pairing port (each client pausing `pace` between
+/// connections), and 40 addresses with 2 silent clients each on its SPDM port.
+pub fn against(bmc: &crate::Bmc, pace: Duration) -> [Flood; 2] {
+    [
+        Flood::start_paced(
+            SocketAddr::new(bmc.ip, bmc.port),
+            &attacker_sources(20),
+            2,
+            Behaviour::TlsWithoutCertificate,
+            pace,
+        ),
+        Flood::start(
+            SocketAddr::new(bmc.ip, crate::spdm_port()),
+            &attacker_sources(40),
+            2,
+            Behaviour::Silent,
+        ),
+    ]
+}
+
 /// What each flood client does, over and over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Behaviour {

@@ -775,6 +775,32 @@ fn merge(base: &mut serde_json::Value, extra: serde_json::Value) {
     }
 }
 
+/// Two started BMCs named `bmc-a` and `bmc-b` under `root` with default settings, each with
+/// its identity (`ProvisionPeer("self")`), not paired yet.
+pub fn two_provisioned(root: &Path) -> (Bmc, Bmc) {
+    let mut a = Bmc::new(root, "bmc-a", serde_json::json!({}));
+    let mut b = Bmc::new(root, "bmc-b", serde_json::json!({}));
+    a.start();
+    b.start();
+    a.provision("self").expect("A self");
+    b.provision("self").expect("B self");
+    (a, b)
+}
+
+/// Waits up to `limit` until both show Connected; false if they did not.
+pub fn both_connected_within(a: &Bmc, b: &Bmc, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if a.peer_connected() == CONNECTED && b.peer_connected() == CONNECTED {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Pairs two started BMCs in first-contact mode (self on both, then each names the other)
 /// and waits until both show Connected.
 pub fn pair(a: &Bmc, b: &Bmc) {
