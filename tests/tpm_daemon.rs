@@ -86,7 +86,7 @@ fn two_daemons_pair_with_tpm_keys_and_nothing_private_on_disk() {
         let said = String::from_utf8_lossy(&out.stderr).to_lowercase();
         assert!(said.contains("alert") || said.contains("error"), "{said}");
     }
-    assert!(a.bmc.log().contains("refused"), "A logs the refusal");
+    // (How A logs refusals, one summary per interval, is tests/channel.rs's.)
     for bmc in [&a.bmc, &b.bmc] {
         let files = walk_files(&bmc.dir);
         assert!(
