@@ -273,3 +273,49 @@ mod tests {
         assert_ne!(boot_id(&dir.path().join("missing")), 0);
     }
 }
+
+/// The accept side of a TCP listener, shared by both daemons' listeners.
+#[derive(Debug, Default)]
+pub struct Acceptor {
+    /// Consecutive accept failures.
+    failures: u32,
+}
+
+impl Acceptor {
+    /// The next connection on `listener`, or `None` once `cancel` fires. An accept failure
+    /// (EMFILE and friends) is logged (`what` names the listener) and followed by a pause of
+    /// 10 ms per consecutive failure, at most 1 s, instead of a spin.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a connection is only taken when it is returned.
+    pub async fn next(
+        &mut self,
+        listener: &tokio::net::TcpListener,
+        what: &'static str,
+        cancel: &CancellationToken,
+    ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+        loop {
+            let accepted = tokio::select! {
+                () = cancel.cancelled() => return None,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok(pair) => {
+                    self.failures = 0;
+                    return Some(pair);
+                }
+                Err(e) => {
+                    self.failures = self.failures.saturating_add(1);
+                    tracing::warn!(listener = what, error = %ErrorChain(&e), "accept failed");
+                    let pause = Duration::from_millis(
+                        10u64.saturating_mul(u64::from(self.failures.min(100))),
+                    );
+                    tokio::select! {
+                        () = cancel.cancelled() => return None,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -389,29 +389,8 @@ pub async fn serve(
             .saturating_mul(books::WAITING_PER_SESSION),
         idle_allowance: settings.first_request_timeout,
     };
-    let mut accept_errors = 0u32;
-    loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        let (tcp, addr) = match accepted {
-            Ok(pair) => {
-                accept_errors = 0;
-                pair
-            }
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                accept_errors = accept_errors.saturating_add(1);
-                tracing::warn!(error = %crate::kit::ErrorChain(&e), "spdm accept failed");
-                let pause =
-                    Duration::from_millis(10u64.saturating_mul(u64::from(accept_errors.min(100))));
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(pause) => continue,
-                }
-            }
-        };
+    let mut acceptor = crate::kit::Acceptor::default();
+    while let Some((tcp, addr)) = acceptor.next(&listener, "spdm", &cancel).await {
         let source = addr.ip().to_canonical();
         let (id, token) = lock(&books).wait(source, limits, &cancel);
         let span = tracing::info_span!("spdm_session", %addr);

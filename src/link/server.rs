@@ -374,7 +374,7 @@ pub async fn serve(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
-    let mut accept_errors = 0u32;
+    let mut acceptor = crate::kit::Acceptor::default();
     let refusals = RefusalLog::default();
     let mut summary = tokio::time::interval(REFUSAL_SUMMARY_INTERVAL);
     summary.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -383,33 +383,18 @@ pub async fn serve(
         per_source: settings.max_pending_per_source,
     };
     loop {
-        let accepted = tokio::select! {
-            () = cancel.cancelled() => {
-                refusals.flush();
-                return;
-            }
+        let (tcp, addr) = tokio::select! {
             _ = summary.tick() => {
                 refusals.flush();
                 continue;
             }
-            r = listener.accept() => r,
-        };
-        let (tcp, addr) = match accepted {
-            Ok(pair) => {
-                accept_errors = 0;
-                pair
-            }
-            Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                accept_errors = accept_errors.saturating_add(1);
-                tracing::warn!(error = %crate::kit::ErrorChain(&e), "accept failed");
-                let pause =
-                    Duration::from_millis(10u64.saturating_mul(u64::from(accept_errors.min(100))));
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(pause) => continue,
+            next = acceptor.next(&listener, "pairing", &cancel) => match next {
+                Some(pair) => pair,
+                None => {
+                    refusals.flush();
+                    return;
                 }
-            }
+            },
         };
         let Some(config) = tls.borrow().clone() else {
             tracing::debug!(%addr, "no identity yet; closing incoming connection");
