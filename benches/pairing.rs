@@ -17,7 +17,7 @@
 //! - Floods (issue 11): TPM signatures forced per second by certificate-less TLS clients
 //!   from 20 addresses (target: at most the budget, 10/s after a burst of 20), and pairing
 //!   and reconnect times while those and silent SPDM floods run, next to the quiet figures
-//!   (target: within 2x).
+//!   (target: within 2x), with the attacker on the BMCs' CPUs and on a CPU of its own.
 //! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
 //!   and link down -> NotConnected.
 //!
@@ -368,17 +368,40 @@ fn wait_both(a: &Bmc, b: &Bmc, what: &str) {
 /// Issue 11's figures: pairing and reconnect times while floods run, next to the same
 /// figures without them, and the signatures a sustained flood forces.
 fn flood_figures() {
-    // Each attacking client pauses between connections: the attacker runs on the same two
-    // CPUs as both BMCs here, so unpaced it would mostly measure its own CPU use. Two
-    // intensities show how much of the slow-down is the policy and how much the CPU.
+    // Each attacking client pauses between connections, at two intensities. With the
+    // attacker on the same two CPUs as both BMCs, unpaced it would mostly measure its own CPU
+    // use; so each intensity also runs with the BMCs (daemons, TPMs, buses) on CPU 0 and the
+    // attacker on CPU 1, as if the attacker were another machine. The quiet figure of each
+    // layout is taken with the same CPUs, so the ratio is the flood's alone.
     for pace in [Duration::from_millis(20), Duration::from_millis(2)] {
-        flood_pairing_figures(pace);
+        for layout in [CpuLayout::Shared, CpuLayout::Separated] {
+            let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+            if layout == CpuLayout::Separated && cpus < 2 {
+                println!("(the separated-CPU flood figures need 2 CPUs; this machine has 1)");
+                continue;
+            }
+            flood_pairing_figures(pace, layout);
+        }
     }
     flood_signature_figures();
 }
 
-fn flood_pairing_figures(pace: Duration) {
+/// Where the BMCs and the attacker run in [`flood_pairing_figures`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CpuLayout {
+    /// Everything on both CPUs.
+    Shared,
+    /// The BMCs on CPU 0, the attacker on CPU 1.
+    Separated,
+}
+
+fn flood_pairing_figures(pace: Duration, layout: CpuLayout) {
     use bmc_test_support::flood::{self, Flood};
+    if layout == CpuLayout::Separated {
+        // Everything this thread starts from here (daemons, swtpm, dbus-daemon, busctl)
+        // inherits CPU 0.
+        flood::pin_current_thread("0");
+    }
     let (mut quiet_pair, mut quiet_restart) = (Vec::new(), Vec::new());
     let (mut flood_pair, mut flood_restart) = (Vec::new(), Vec::new());
     let mut flood_rate = Vec::new();
@@ -389,7 +412,10 @@ fn flood_pairing_figures(pace: Duration) {
             let floods: Vec<Flood> = if under_flood {
                 let v = [&a, &b]
                     .into_iter()
-                    .flat_map(|bmc| flood::against(bmc, pace))
+                    .flat_map(|bmc| match layout {
+                        CpuLayout::Shared => flood::against(bmc, pace),
+                        CpuLayout::Separated => flood::against_on_cpus(bmc, pace, "1"),
+                    })
                     .collect();
                 std::thread::sleep(Duration::from_millis(300));
                 v
@@ -423,15 +449,22 @@ fn flood_pairing_figures(pace: Duration) {
             }
         }
     }
+    if layout == CpuLayout::Separated {
+        flood::pin_current_thread("0-1");
+    }
     flood_rate.sort_by(f64::total_cmp);
     println!(
-        "== floods (per daemon: 20 addresses x 2 certificate-less TLS clients on the pairing port, each pausing {} ms, {} connections/s median; 40 x 2 silent clients on the SPDM port)",
+        "== floods (per daemon: 20 addresses x 2 certificate-less TLS clients on the pairing port, each pausing {} ms, {} connections/s median; 40 x 2 silent clients on the SPDM port; {})",
         pace.as_millis(),
         flood_rate
             .get(flood_rate.len() / 2)
             .copied()
             .unwrap_or_default()
-            .round()
+            .round(),
+        match layout {
+            CpuLayout::Shared => "BMCs and attacker share both CPUs",
+            CpuLayout::Separated => "BMCs on CPU 0, attacker on CPU 1",
+        }
     );
     let quiet_pair_median = median(quiet_pair.clone());
     let quiet_restart_median = median(quiet_restart.clone());

@@ -42,20 +42,56 @@ pub fn connect_from(from: IpAddr, to: SocketAddr, limit: Duration) -> io::Result
     Ok(socket.into())
 }
 
+/// Pins the calling thread to `cpus` (a `taskset` CPU list such as `"0"` or `"0-1"`). Threads
+/// and processes it starts afterwards inherit the mask, which is how the flood benchmark gives
+/// the BMCs one CPU and the attacker the other, as if the attacker were another machine.
+///
+/// # Panics
+/// When `/proc/thread-self` cannot be read or `taskset` fails.
+pub fn pin_current_thread(cpus: &str) {
+    let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+    let tid = link
+        .file_name()
+        .and_then(|t| t.to_str())
+        .expect("a thread id")
+        .to_owned();
+    let status = std::process::Command::new("taskset")
+        .args(["-p", "-c", cpus, &tid])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset runs");
+    assert!(status.success(), "taskset -p -c {cpus} {tid}: {status}");
+}
+
+/// [`against`], with every attacking client confined to `cpus` (see [`pin_current_thread`]).
+pub fn against_on_cpus(bmc: &crate::Bmc, pace: Duration, cpus: &str) -> [Flood; 2] {
+    let (ip, port, cpus) = (bmc.ip, bmc.port, cpus.to_owned());
+    std::thread::spawn(move || {
+        pin_current_thread(&cpus);
+        floods_of(ip, port, pace)
+    })
+    .join()
+    .expect("the flood starter does not panic")
+}
+
 /// The hostile neighbour of one BMC used by the flood test and benchmark: 20 addresses with 2
 /// certificate-less TLS clients each on its pairing port (each client pausing `pace` between
 /// connections), and 40 addresses with 2 silent clients each on its SPDM port.
 pub fn against(bmc: &crate::Bmc, pace: Duration) -> [Flood; 2] {
+    floods_of(bmc.ip, bmc.port, pace)
+}
+
+fn floods_of(ip: IpAddr, port: u16, pace: Duration) -> [Flood; 2] {
     [
         Flood::start_paced(
-            SocketAddr::new(bmc.ip, bmc.port),
+            SocketAddr::new(ip, port),
             &attacker_sources(20),
             2,
             Behaviour::TlsWithoutCertificate,
             pace,
         ),
         Flood::start(
-            SocketAddr::new(bmc.ip, crate::spdm_port()),
+            SocketAddr::new(ip, crate::spdm_port()),
             &attacker_sources(40),
             2,
             Behaviour::Silent,
