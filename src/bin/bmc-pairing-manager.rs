@@ -102,7 +102,7 @@ fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
         Command::InstallCaCert { file } => open().and_then(|store| {
             let bytes = read_file(&file)?;
             let now = bmc_pairing_manager::clock::floored_now(0);
-            chain.install_ca_cert(store.as_ref(), &bytes, now)?;
+            chain.install_ca_cert(store.as_ref(), &bytes, &config.bmc_name, now)?;
             println!(
                 "installed the CA certificate; the daemon uses it from its next identity check"
             );

@@ -47,6 +47,7 @@ mod tests {
     #[tokio::test]
     async fn reset_forwards_to_the_actor_and_failures_are_internal_failures() {
         let (handle, mut commands, _state) = p2p::handle(Snapshot {
+            chain: None,
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::new(),

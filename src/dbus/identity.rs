@@ -62,6 +62,7 @@ mod tests {
     #[tokio::test]
     async fn properties_show_the_validity_and_follow_the_snapshot() {
         let snapshot = Snapshot {
+            chain: None,
             provisioned: true,
             peer_connected: ConnState::NotDetermined,
             peers: BTreeMap::new(),
@@ -83,6 +84,7 @@ mod tests {
         );
         assert!(!p2p::get::<bool>(&client, MANAGER_PATH, INTERFACE, "Expired").await);
         state.send_replace(Snapshot {
+            chain: None,
             identity: IdentityView {
                 expired: true,
                 ..snapshot.identity

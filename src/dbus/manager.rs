@@ -59,6 +59,7 @@ mod tests {
     #[tokio::test]
     async fn the_seed_spelling_serves_the_same_state_and_command() {
         let (handle, mut commands, _state) = p2p::handle(Snapshot {
+            chain: None,
             provisioned: true,
             peer_connected: ConnState::InProgress,
             peers: BTreeMap::new(),

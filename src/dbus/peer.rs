@@ -241,6 +241,7 @@ mod tests {
 
     fn snapshot(id: &PeerId) -> Snapshot {
         Snapshot {
+            chain: None,
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::from([(id.clone(), view())]),
@@ -290,6 +291,7 @@ mod tests {
         );
         // The peer is unpaired: its object answers with an error, not stale values.
         state.send_replace(Snapshot {
+            chain: None,
             peers: BTreeMap::new(),
             ..snapshot(&id)
         });

@@ -73,6 +73,7 @@ mod tests {
 
     fn snapshot(provisioned: bool, peer_connected: ConnState) -> Snapshot {
         Snapshot {
+            chain: None,
             provisioned,
             peer_connected,
             peers: BTreeMap::new(),

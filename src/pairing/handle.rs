@@ -9,6 +9,10 @@ use bmc_pairing_core::pairing::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use super::identity::{
+    CertificateAnswer, CertificateError, CertificateReply, CertificateRequest, IdentityChain,
+};
+
 /// A request from the D-Bus layer.
 #[derive(Debug)]
 pub enum Command {
@@ -32,6 +36,13 @@ pub enum Command {
         id: PeerId,
         /// Done (the result is on the peer object), or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// A change to the identity certificates, or a CSR (`Certs.*` methods).
+    Certificates {
+        /// What to do.
+        request: CertificateRequest,
+        /// The result.
+        reply: CertificateReply,
     },
     /// `FactoryReset.Reset()`.
     FactoryReset {
@@ -100,13 +111,16 @@ pub struct Snapshot {
     pub peers: BTreeMap<PeerId, PeerView>,
     /// Our identity's validity.
     pub identity: IdentityView,
+    /// Our identity's certificates (none without an identity).
+    pub chain: Option<IdentityChain>,
 }
 
 impl Snapshot {
     /// What D-Bus shows of `p`, with `identity` from the identity keeper.
-    pub fn of(p: &Pairing, identity: IdentityView) -> Self {
+    pub fn of(p: &Pairing, identity: IdentityView, chain: Option<IdentityChain>) -> Self {
         Snapshot {
             identity,
+            chain,
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p
@@ -181,6 +195,30 @@ impl Handle {
     pub async fn unpair(&self, id: PeerId) -> Result<(), Refusal> {
         let (reply, rx) = oneshot::channel();
         self.request(Command::Unpair { id, reply }, rx).await
+    }
+
+    /// Sends a certificate request and waits for its result.
+    ///
+    /// # Errors
+    /// Why nothing changed; [`CertificateError::Busy`] if the actor is gone or does not
+    /// answer in time.
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn certificates(
+        &self,
+        request: CertificateRequest,
+    ) -> Result<CertificateAnswer, CertificateError> {
+        let gone = || CertificateError::Busy("the pairing actor is not running".into());
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Certificates { request, reply })
+            .await
+            .map_err(|_| gone())?;
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| CertificateError::Busy("the pairing actor did not answer in time".into()))?
+            .map_err(|_| gone())?
     }
 
     /// Sends `FactoryReset.Reset()` and waits until the reset is done.
