@@ -642,3 +642,47 @@ fn a_peer_reconnects_on_a_replaced_chain_with_the_same_pin() {
         + &String::from_utf8_lossy(&shown.stderr);
     assert!(text.contains("bmc-a rack CA"), "{text}");
 }
+
+#[test]
+fn the_certificate_objects_follow_an_automatic_renewal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bmc = Bmc::new(
+        tmp.path(),
+        "bmc-a",
+        json!({ "identity_check_interval_ms": 200 }),
+    );
+    let clock = bmc.use_clock();
+    bmc.start();
+    bmc.provision("self").unwrap();
+    let leaf_not_after = || -> u64 {
+        bmc.get(SEED_BUS, LEAF, CERT_IFACE, "ValidNotAfter")
+            .trim_start_matches("t ")
+            .parse()
+            .unwrap()
+    };
+    let before = wait_for(Duration::from_secs(20), "the leaf object", || {
+        object_interfaces(&bmc.bus.address, SEED_BUS, LEAF)
+            .ok()
+            .filter(|i| i.iter().any(|n| n == CERT_IFACE))
+            .map(|_| leaf_not_after())
+    });
+    let pem_before = bmc.get(SEED_BUS, LEAF, CERT_IFACE, "CertificateString");
+    // Ten days before notAfter the daemon renews on its timer; D-Bus follows.
+    clock.set_now(i64::try_from(before / 1000).unwrap() - 10 * 24 * 3600);
+    let after = wait_for(Duration::from_secs(20), "the renewed leaf on D-Bus", || {
+        let now = leaf_not_after();
+        (now > before).then_some(now)
+    });
+    assert!(after > before);
+    let pem_after = unquote(&bmc.get(SEED_BUS, LEAF, CERT_IFACE, "CertificateString"));
+    assert_ne!(pem_after, unquote(&pem_before));
+    let leaf = pem_of_der(
+        tmp.path(),
+        &bmc.cert_dir().join("identity.der"),
+        "renewed.pem",
+    );
+    assert_eq!(
+        pem_after.trim(),
+        std::fs::read_to_string(leaf).unwrap().trim()
+    );
+}
