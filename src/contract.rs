@@ -39,6 +39,9 @@ pub mod manager {
     pub const CERT_CA_PATH: &str = "/xyz/openbmc_project/certs/server/bmcpairing/ca";
     /// The `Certs.CSR` object `GenerateCSR` creates.
     pub const CSR_PATH: &str = "/xyz/openbmc_project/certs/server/bmcpairing/csr";
+    /// Our trust store (`Certs.Install`, an ObjectManager): one `Certs.Certificate` object
+    /// per anchor below it, named by the anchor's SHA-256.
+    pub const AUTHORITY_PATH: &str = "/xyz/openbmc_project/certs/authority/bmcpairing";
     /// The upstream factory-reset interface, served at [`MANAGER_PATH`].
     pub const FACTORY_RESET_INTERFACE: &str = "xyz.openbmc_project.Common.FactoryReset";
 }

@@ -686,3 +686,171 @@ fn the_certificate_objects_follow_an_automatic_renewal() {
         std::fs::read_to_string(leaf).unwrap().trim()
     );
 }
+
+const AUTHORITY: &str = "/xyz/openbmc_project/certs/authority/bmcpairing";
+const INSTALL_IFACE: &str = "xyz.openbmc_project.Certs.Install";
+
+/// A self-signed CA certificate (PEM) valid from `from` to `to` days from now.
+fn ca_valid(dir: &Path, name: &str, from: i64, to: i64) -> PathBuf {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let now = time::OffsetDateTime::from(SystemTime::now());
+    params.not_before = now + time::Duration::days(from);
+    params.not_after = now + time::Duration::days(to);
+    let path = dir.join(format!("{name}.pem"));
+    std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+    path
+}
+
+#[test]
+fn trust_anchors_are_installed_and_deleted_in_our_own_store_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut bmc = Bmc::new(dir, "bmc-a", json!({}));
+    bmc.start();
+    let factory = Factory::new(&dir.join("factory"));
+    let root_tree = || {
+        let mut files = BTreeMap::new();
+        files_under(&bmc.dir.join("root"), &mut files);
+        files
+    };
+    let anchors = || {
+        let tree = call(&bmc, &["tree", "--list", SEED_BUS]).unwrap();
+        tree.lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with(&format!("{AUTHORITY}/")))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert!(anchors().is_empty());
+
+    // Install: the factory root becomes an anchor object, a file in our store, nothing else.
+    let before = root_tree();
+    let path = unquote(
+        &call(
+            &bmc,
+            &[
+                "call",
+                SEED_BUS,
+                AUTHORITY,
+                INSTALL_IFACE,
+                "Install",
+                "s",
+                factory.root().to_str().unwrap(),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(anchors(), vec![path.clone()]);
+    assert_eq!(
+        bmc.get(SEED_BUS, &path, CERT_IFACE, "Subject"),
+        "s \"CN=factory root\""
+    );
+    let after = root_tree();
+    let added: Vec<&PathBuf> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert_eq!(added.len(), 1, "{added:?}");
+    assert!(
+        added[0].starts_with(bmc.cert_dir().join("anchors")),
+        "{added:?}"
+    );
+    assert!(
+        before.iter().all(|(p, b)| after.get(p) == Some(b)),
+        "nothing else changed"
+    );
+    assert!(
+        !bmc.dir.join("root/etc/ssl").exists(),
+        "bmcweb's truststore untouched"
+    );
+
+    // The anchor objects match the upstream YAML.
+    let pdi = upstream_pdi_root();
+    for (object, iface) in [
+        (AUTHORITY, INSTALL_IFACE),
+        (path.as_str(), CERT_IFACE),
+        (path.as_str(), DELETE_IFACE),
+    ] {
+        check_object(
+            &bmc.bus.address,
+            SEED_BUS,
+            object,
+            &yaml_path_for(&pdi, iface),
+        )
+        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    }
+
+    // Bad input: refused with InvalidArgument (NotAllowed for a duplicate), nothing changes.
+    let expired = ca_valid(dir, "expired root", -30, -1);
+    let not_yet = ca_valid(dir, "future root", 1, 30);
+    let garbage = dir.join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let huge = dir.join("huge.pem");
+    std::fs::write(&huge, vec![b'A'; 100 * 1024]).unwrap();
+    let leaf = dir.join("leaf.pem");
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(
+        &leaf,
+        rcgen::CertificateParams::new(vec!["x".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem(),
+    )
+    .unwrap();
+    let snapshot = (root_tree(), anchors());
+    for (what, file) in [
+        ("malformed PEM", garbage.as_path()),
+        ("not a CA certificate", leaf.as_path()),
+        ("an expired CA", expired.as_path()),
+        ("a not-yet-valid CA", not_yet.as_path()),
+        ("an oversized file", huge.as_path()),
+    ] {
+        assert_invalid_argument(
+            &bmc,
+            AUTHORITY,
+            &format!("{INSTALL_IFACE}.Install"),
+            &[format!("string:{}", file.display())],
+            what,
+        );
+        assert_eq!(
+            (root_tree(), anchors()),
+            snapshot,
+            "{what} changed something"
+        );
+    }
+    let out = Command::new("dbus-send")
+        .arg(format!("--bus={}", bmc.bus.address))
+        .args([
+            "--print-reply",
+            &format!("--dest={SEED_BUS}"),
+            AUTHORITY,
+            &format!("{INSTALL_IFACE}.Install"),
+        ])
+        .arg(format!("string:{}", factory.root().display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("Error xyz.openbmc_project.Common.Error.NotAllowed: "),
+        "a duplicate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        (root_tree(), anchors()),
+        snapshot,
+        "a duplicate changed something"
+    );
+
+    // Delete: the object and the file go.
+    call(&bmc, &["call", SEED_BUS, &path, DELETE_IFACE, "Delete"]).unwrap();
+    assert!(anchors().is_empty());
+    assert_eq!(root_tree(), before);
+    bmc.kill9();
+}

@@ -24,10 +24,10 @@ use zbus::{Connection, ObjectServer, fdo};
 
 use super::Error;
 use super::certificate::{Certificate, CertificateProperties};
-use crate::contract::manager::{CERT_CA_PATH, CERT_IDENTITY_PATH, CSR_PATH};
+use crate::contract::manager::{AUTHORITY_PATH, CERT_CA_PATH, CERT_IDENTITY_PATH, CSR_PATH};
 use crate::identity::csr::CsrRequest;
 use crate::pairing::handle::{
-    CertificateAnswer, CertificateError, CertificateRequest, Handle, IdentityChain,
+    AnchorRequest, CertificateAnswer, CertificateError, CertificateRequest, Handle, IdentityChain,
 };
 
 /// Longest `Path` argument accepted (bytes).
@@ -40,7 +40,10 @@ impl From<CertificateError> for Error {
         let text = e.to_string();
         match e {
             CertificateError::Refused(_) => Error::InvalidArgument(text),
-            CertificateError::NoIdentity => Error::NotAllowed(text),
+            CertificateError::NoIdentity | CertificateError::NotAllowed(_) => {
+                Error::NotAllowed(text)
+            }
+            CertificateError::NotFound(_) => Error::ResourceNotFound(text),
             CertificateError::Busy(_) => Error::Unavailable(text),
             CertificateError::Internal(_) => Error::InternalFailure(text),
         }
@@ -333,12 +336,39 @@ impl CsrDelete {
     }
 }
 
-pub use replace::CaReplace;
+pub use path_args::{AnchorInstall, CaReplace};
 
-/// `Certs.Replace`, apart because D-Bus argument names come from parameter names (`Path`).
+/// `Certs.Replace` and `Certs.Install`, apart because D-Bus argument names come from
+/// parameter names (`Path`).
 #[allow(non_snake_case)]
-mod replace {
-    use super::{CertificateRequest, Error, Handle, read_file_arg};
+mod path_args {
+    use super::{AnchorRequest, CertificateRequest, Error, Handle, anchor_path, read_file_arg};
+
+    /// `xyz.openbmc_project.Certs.Install` on our trust store.
+    #[derive(Debug)]
+    pub struct AnchorInstall {
+        handle: Handle,
+    }
+
+    impl AnchorInstall {
+        /// Serves the actor behind `handle`.
+        pub fn new(handle: Handle) -> Self {
+            AnchorInstall { handle }
+        }
+    }
+
+    #[zbus::interface(name = "xyz.openbmc_project.Certs.Install")]
+    impl AnchorInstall {
+        /// Adds the CA certificate in the file `Path` (PEM or DER, valid now) to our own
+        /// trust store (never bmcweb's) and returns its object. An anchor already there:
+        /// NotAllowed; anything else refused: InvalidArgument; nothing changes then.
+        #[zbus(name = "Install", out_args("ObjectPath"))]
+        async fn install(&self, Path: String) -> Result<String, Error> {
+            let bytes = read_file_arg(Path).await?;
+            let id = self.handle.anchors(AnchorRequest::Install(bytes)).await?;
+            Ok(anchor_path(&id))
+        }
+    }
 
     /// `xyz.openbmc_project.Certs.Replace` on the CA certificate.
     #[derive(Debug)]
@@ -405,6 +435,69 @@ impl LeafDelete {
             .await?;
         Ok(())
     }
+}
+
+/// Object path of the anchor with id `id`.
+pub fn anchor_path(id: &str) -> String {
+    format!("{AUTHORITY_PATH}/{id}")
+}
+
+/// `xyz.openbmc_project.Object.Delete` on an anchor.
+#[derive(Debug)]
+pub struct AnchorDelete {
+    handle: Handle,
+    id: String,
+}
+
+#[zbus::interface(name = "xyz.openbmc_project.Object.Delete")]
+impl AnchorDelete {
+    /// Removes the anchor from our trust store; peers it vouched for in anchored mode are
+    /// no longer admitted by it (pinned peers stay pinned).
+    #[zbus(name = "Delete")]
+    async fn delete(&self) -> Result<(), Error> {
+        self.handle
+            .anchors(AnchorRequest::Delete(self.id.clone()))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Brings the anchor objects from `old` to `new` (added or removed by id).
+///
+/// # Errors
+/// zbus errors.
+pub async fn sync_anchors(
+    conn: &Connection,
+    handle: &Handle,
+    old: &[std::sync::Arc<[u8]>],
+    new: &[std::sync::Arc<[u8]>],
+) -> zbus::Result<()> {
+    use crate::identity::anchors::id;
+    let server = conn.object_server();
+    let before: std::collections::BTreeSet<String> = old.iter().map(|d| id(d)).collect();
+    let after: std::collections::BTreeMap<String, &[u8]> =
+        new.iter().map(|d| (id(d), &d[..])).collect();
+    for gone in before.iter().filter(|i| !after.contains_key(*i)) {
+        let path = anchor_path(gone);
+        remove::<AnchorDelete>(server, &path).await?;
+        remove::<Certificate>(server, &path).await?;
+    }
+    for (name, der) in after.iter().filter(|(i, _)| !before.contains(*i)) {
+        let path = anchor_path(name);
+        server
+            .at(path.as_str(), Certificate::new(properties(der)?))
+            .await?;
+        server
+            .at(
+                path.as_str(),
+                AnchorDelete {
+                    handle: handle.clone(),
+                    id: name.clone(),
+                },
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 fn properties(der: &[u8]) -> zbus::Result<CertificateProperties> {

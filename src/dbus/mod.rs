@@ -32,7 +32,8 @@ use crate::pairing::handle::{Handle, Notice, Snapshot};
 use bmc_pairing_core::pairing::PeerId;
 
 use crate::contract::manager::{
-    BUS_NAME, CERTS_PATH, MANAGER_PATH, PEERS_PATH, PROVISIONING_BUS_NAME, PROVISIONING_PATH,
+    AUTHORITY_PATH, BUS_NAME, CERTS_PATH, MANAGER_PATH, PEERS_PATH, PROVISIONING_BUS_NAME,
+    PROVISIONING_PATH,
 };
 
 /// Object path of a peer.
@@ -60,12 +61,15 @@ pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection>
         .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)?
         .serve_at(CERTS_PATH, certs::CsrCreate::new(handle.clone()))?
         .serve_at(CERTS_PATH, zbus::fdo::ObjectManager)?
+        .serve_at(AUTHORITY_PATH, certs::AnchorInstall::new(handle.clone()))?
+        .serve_at(AUTHORITY_PATH, zbus::fdo::ObjectManager)?
         .name(BUS_NAME)?
         .name(PROVISIONING_BUS_NAME)?
         .build()
         .await?;
     let initial = handle.snapshot.borrow().clone();
     certs::sync(&conn, handle, None, initial.chain.as_ref()).await?;
+    certs::sync_anchors(&conn, handle, &[], &initial.trust_store).await?;
     for id in initial.peers.keys() {
         conn.object_server()
             .at(peer_path(id), peer::Peer::new(id.clone(), handle.clone()))
@@ -165,6 +169,9 @@ async fn emit_changes(
             .await
             .provisioned_changed(seed.signal_emitter())
             .await?;
+    }
+    if old.trust_store != new.trust_store {
+        certs::sync_anchors(conn, handle, &old.trust_store, &new.trust_store).await?;
     }
     if old.chain != new.chain {
         certs::sync(conn, handle, old.chain.as_ref(), new.chain.as_ref()).await?;

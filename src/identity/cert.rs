@@ -561,20 +561,7 @@ impl ChainFiles {
         }
         // Refused before anything is read or signed: no identity, nothing to replace.
         self.read_existing(&self.leaf_path())?;
-        let at = i64::try_from(
-            now.duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        )
-        .unwrap_or(i64::MAX);
-        if at < new_ca.validity().not_before.timestamp() {
-            return Err(Error::Certificate(
-                "the certificate is not valid yet".into(),
-            ));
-        }
-        if at > new_ca.validity().not_after.timestamp() {
-            return Err(Error::Certificate("the certificate has expired".into()));
-        }
+        super::anchors::check_valid_at(&der, now)?;
         self.write_ca_and_align_leaf(store, &der, bmc_name, now)
     }
 

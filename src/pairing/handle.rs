@@ -2,6 +2,7 @@
 //! ([`Snapshot`], through a watch channel) and one-off signals ([`Notice`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bmc_pairing_core::pairing::{
@@ -10,7 +11,8 @@ use bmc_pairing_core::pairing::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use super::identity::{
-    CertificateAnswer, CertificateError, CertificateReply, CertificateRequest, IdentityChain,
+    AnchorRequest, CertificateAnswer, CertificateError, CertificateReply, CertificateRequest,
+    IdentityChain,
 };
 
 /// A request from the D-Bus layer.
@@ -43,6 +45,13 @@ pub enum Command {
         request: CertificateRequest,
         /// The result.
         reply: CertificateReply,
+    },
+    /// A change to the trust store (`Certs.Install`, `Object.Delete` of an anchor).
+    Anchors {
+        /// What to do.
+        request: AnchorRequest,
+        /// The anchor's id, or why nothing changed.
+        reply: oneshot::Sender<Result<String, CertificateError>>,
     },
     /// `FactoryReset.Reset()`.
     FactoryReset {
@@ -113,14 +122,22 @@ pub struct Snapshot {
     pub identity: IdentityView,
     /// Our identity's certificates (none without an identity).
     pub chain: Option<IdentityChain>,
+    /// The trust store's anchors (DER).
+    pub trust_store: Vec<Arc<[u8]>>,
 }
 
 impl Snapshot {
     /// What D-Bus shows of `p`, with `identity` from the identity keeper.
-    pub fn of(p: &Pairing, identity: IdentityView, chain: Option<IdentityChain>) -> Self {
+    pub fn of(
+        p: &Pairing,
+        identity: IdentityView,
+        chain: Option<IdentityChain>,
+        trust_store: Vec<Arc<[u8]>>,
+    ) -> Self {
         Snapshot {
             identity,
             chain,
+            trust_store,
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p
@@ -213,6 +230,26 @@ impl Handle {
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Certificates { request, reply })
+            .await
+            .map_err(|_| gone())?;
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| CertificateError::Busy("the pairing actor did not answer in time".into()))?
+            .map_err(|_| gone())?
+    }
+
+    /// Sends a trust-store request and waits for its result (the anchor's id).
+    ///
+    /// # Errors
+    /// As [`Handle::certificates`].
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn anchors(&self, request: AnchorRequest) -> Result<String, CertificateError> {
+        let gone = || CertificateError::Busy("the pairing actor is not running".into());
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Anchors { request, reply })
             .await
             .map_err(|_| gone())?;
         tokio::time::timeout(Duration::from_secs(30), rx)

@@ -79,6 +79,12 @@ pub enum CertificateError {
     /// The caller's input was refused (the message says which check).
     #[error("{0}")]
     Refused(String),
+    /// The request is not allowed in this state (e.g. the anchor is already installed).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The object the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
     /// There is no identity to act on.
     #[error("no identity yet: ProvisionPeer(\"self\") creates one")]
     NoIdentity,
@@ -102,6 +108,15 @@ impl From<crate::identity::Error> for CertificateError {
             E::Key(_) | E::Issue(_) | E::Persist { .. } => CertificateError::Internal(text),
         }
     }
+}
+
+/// A change to the trust store asked for on D-Bus.
+#[derive(Debug)]
+pub enum AnchorRequest {
+    /// `Certs.Install`: the bytes of the file given.
+    Install(Vec<u8>),
+    /// `Object.Delete` of the anchor with this id.
+    Delete(String),
 }
 
 /// Where the answer to a [`CertificateRequest`] goes.
@@ -167,6 +182,8 @@ pub struct Keeper {
     parts: KeeperParts,
     identity: Option<LoadedIdentity>,
     anchors: Vec<Vec<u8>>,
+    /// Every anchor in the trust store, whatever the trust mode (for D-Bus).
+    trust_store: Vec<Arc<[u8]>>,
     floor: UnixTime,
     ensuring: bool,
     checking: bool,
@@ -219,6 +236,7 @@ impl Keeper {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut keeper = Keeper {
             anchors: Vec::new(),
+            trust_store: Vec::new(),
             identity,
             floor: unix_time(floor_unix),
             ensuring: false,
@@ -231,6 +249,7 @@ impl Keeper {
             parts,
         };
         keeper.anchors = keeper.load_anchors();
+        keeper.trust_store = keeper.load_trust_store();
         keeper.install();
         keeper
     }
@@ -487,6 +506,7 @@ impl Keeper {
         now: SystemTime,
     ) -> Option<IdentityNews> {
         self.checking = false;
+        self.trust_store = self.load_trust_store();
         let anchors = self.load_anchors();
         if anchors != self.anchors {
             tracing::info!(count = anchors.len(), "trust store changed");
@@ -533,6 +553,58 @@ impl Keeper {
                 Some(IdentityNews::Lost)
             }
         }
+    }
+
+    /// Every anchor of the trust store (shown on D-Bus in both modes).
+    fn load_trust_store(&self) -> Vec<Arc<[u8]>> {
+        anchors::load(self.parts.chain.dir())
+            .into_iter()
+            .map(Arc::from)
+            .collect()
+    }
+
+    /// The trust store's anchors, for D-Bus.
+    pub fn trust_store(&self) -> Vec<Arc<[u8]>> {
+        self.trust_store.clone()
+    }
+
+    /// Installs or removes an anchor (a file write, no key-store work) and puts the trust
+    /// store in use at once. Returns the anchor's id.
+    ///
+    /// # Errors
+    /// [`CertificateError::Refused`] for a file that is not one CA certificate valid now,
+    /// [`CertificateError::NotAllowed`] for one already installed,
+    /// [`CertificateError::NotFound`] for an unknown id; nothing changes then.
+    pub fn anchors_request(
+        &mut self,
+        request: AnchorRequest,
+        now: SystemTime,
+    ) -> Result<String, CertificateError> {
+        let dir = self.parts.chain.dir().to_path_buf();
+        let id = match request {
+            AnchorRequest::Install(bytes) => match anchors::install(&dir, &bytes, now)? {
+                (id, anchors::Installed::New(_)) => {
+                    tracing::info!(anchor = %id, "trust anchor installed");
+                    id
+                }
+                (id, anchors::Installed::AlreadyThere) => {
+                    return Err(CertificateError::NotAllowed(format!(
+                        "trust anchor {id} is already installed"
+                    )));
+                }
+            },
+            AnchorRequest::Delete(id) => {
+                if !anchors::remove(&dir, &id)? {
+                    return Err(CertificateError::NotFound(format!("no trust anchor {id}")));
+                }
+                tracing::info!(anchor = %id, "trust anchor removed");
+                id
+            }
+        };
+        self.trust_store = self.load_trust_store();
+        self.anchors = self.load_anchors();
+        self.install();
+        Ok(id)
     }
 
     /// The trust store, in anchored mode (in first-contact mode no anchor admits anyone).
