@@ -189,6 +189,8 @@ pub struct Keeper {
     checking: bool,
     /// A certificate request is running.
     changing: bool,
+    /// `ensure` was asked for while a certificate request ran (at this time).
+    ensure_after_change: Option<SystemTime>,
     /// Counts certificate changes, so a check that read the files before one is discarded.
     generation: u64,
     expired_reported: bool,
@@ -242,6 +244,7 @@ impl Keeper {
             ensuring: false,
             checking: false,
             changing: false,
+            ensure_after_change: None,
             generation: 0,
             expired_reported: false,
             done_tx,
@@ -271,8 +274,13 @@ impl Keeper {
     /// Starts creating or re-using (and renewing) the identity; [`IdentityNews::Ready`] or
     /// [`IdentityNews::Failed`] follows. Returns false if that work is already running.
     pub fn ensure(&mut self, now: SystemTime) -> bool {
-        if self.ensuring {
+        if self.ensuring || self.ensure_after_change.is_some() {
             return false;
+        }
+        if self.changing {
+            // Started when the certificate request is done, so it reads the new files.
+            self.ensure_after_change = Some(now);
+            return true;
         }
         self.ensuring = true;
         let store = self.parts.store.clone();
@@ -442,6 +450,9 @@ impl Keeper {
             Work::Checked(result, now, _) => self.checked(result, now)?,
             Work::Certificates(result, reply, generation) => {
                 self.changing = false;
+                if let Some(at) = self.ensure_after_change.take() {
+                    self.ensure(at);
+                }
                 match result {
                     Ok(_) if generation != self.generation => {
                         // A factory reset erased the identity meanwhile.
