@@ -35,7 +35,11 @@ const PROPERTIES: [&str; 6] = [
 ];
 
 fn provisioned(root: &Path, name: &str) -> Bmc {
-    let mut bmc = Bmc::new(root, name, json!({ "identity_check_interval_ms": 200 }));
+    provisioned_with(root, name, json!({ "identity_check_interval_ms": 200 }))
+}
+
+fn provisioned_with(root: &Path, name: &str, config: serde_json::Value) -> Bmc {
+    let mut bmc = Bmc::new(root, name, config);
     bmc.start();
     bmc.provision("self").unwrap();
     wait_for(Duration::from_secs(20), "Provisioned", || {
@@ -326,12 +330,34 @@ fn certificate_objects_match_the_upstream_certs_yaml() {
 #[test]
 fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let bmc = provisioned(dir, "bmc-a");
+    let bmc = provisioned(tmp.path(), "bmc-a");
+    csr_replace_and_delete(tmp.path(), &bmc);
+}
+
+/// The same with the keys in a TPM (a real swtpm): the CSR is signed by the TPM-held CA key,
+/// and Replace and Delete re-issue through it.
+#[test]
+fn generate_csr_replace_and_delete_with_tpm_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm = bmc_test_support::swtpm::Swtpm::start(&tmp.path().join("swtpm"));
+    let bmc = provisioned_with(
+        tmp.path(),
+        "bmc-a",
+        json!({
+            "key_backend": {"type": "tpm", "tcti": tpm.tcti()},
+            "identity_check_interval_ms": 200,
+        }),
+    );
+    csr_replace_and_delete(tmp.path(), &bmc);
+    drop(bmc);
+    drop(tpm);
+}
+
+fn csr_replace_and_delete(dir: &Path, bmc: &Bmc) {
     let factory = Factory::new(&dir.join("factory"));
 
     // GenerateCSR: anything but EC P-256, or an oversized argument, changes nothing.
-    let before = state(&bmc);
+    let before = state(bmc);
     let long = "x".repeat(300);
     for (what, fields) in [
         ("RSA", vec![("KeyPairAlgorithm", "RSA")]),
@@ -349,18 +375,29 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
         ),
     ] {
         assert_invalid_argument(
-            &bmc,
+            bmc,
             CERTS,
             &format!("{CREATE_IFACE}.GenerateCSR"),
             &csr_args(&fields),
             what,
         );
-        assert_eq!(state(&bmc), before, "{what} changed something");
+        assert_eq!(state(bmc), before, "{what} changed something");
     }
 
-    // A CSR for the TPM-held CA key, with the subject asked for.
+    // A CSR for the TPM-held CA key, with the subject asked for; the CSR object is announced
+    // by InterfacesAdded (what seed 004 tells callers to wait for).
+    let mut monitor = Command::new("dbus-monitor")
+        .arg("--address")
+        .arg(&bmc.bus.address)
+        .arg(
+            "type='signal',interface='org.freedesktop.DBus.ObjectManager',member='InterfacesAdded'",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run dbus-monitor");
+    std::thread::sleep(Duration::from_millis(300));
     let path = generate_csr(
-        &bmc,
+        bmc,
         &[
             ("KeyPairAlgorithm", "EC"),
             ("KeyCurveId", "prime256v1"),
@@ -371,7 +408,14 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
     )
     .unwrap();
     assert_eq!(unquote(&path), CSR);
-    let pem = unquote(&call(&bmc, &["call", SEED_BUS, CSR, CSR_IFACE, "CSR"]).unwrap());
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = monitor.kill();
+    let seen = String::from_utf8_lossy(&monitor.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        seen.contains(&format!("object path \"{CSR}\"")) && seen.contains(CSR_IFACE),
+        "no InterfacesAdded for the CSR object:\n{seen}"
+    );
+    let pem = unquote(&call(bmc, &["call", SEED_BUS, CSR, CSR_IFACE, "CSR"]).unwrap());
     assert!(
         pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
         "{pem}"
@@ -400,7 +444,7 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
     factory.sign_ca_request(&csr_path, &signed);
 
     // Replace: every bad file is refused and changes nothing.
-    let before = state(&bmc);
+    let before = state(bmc);
     let garbage = dir.join("garbage.pem");
     std::fs::write(
         &garbage,
@@ -431,13 +475,13 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
         ("a missing file", "/nonexistent/cert.pem"),
     ] {
         assert_invalid_argument(
-            &bmc,
+            bmc,
             CA,
             &format!("{REPLACE_IFACE}.Replace"),
             &[format!("string:{file}")],
             what,
         );
-        assert_eq!(state(&bmc), before, "{what} changed something");
+        assert_eq!(state(bmc), before, "{what} changed something");
     }
 
     // Replace with the signed certificate: same keys, new issuer, the leaf re-issued under
@@ -447,7 +491,7 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
         &pem_of_der(dir, &bmc.cert_dir().join("identity.der"), "l0.pem"),
     );
     call(
-        &bmc,
+        bmc,
         &[
             "call",
             SEED_BUS,
@@ -486,7 +530,7 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
     openssl_verify(&factory.root(), None, &ca_now);
 
     // Delete of the CA certificate: a newly self-issued one for the same key.
-    call(&bmc, &["call", SEED_BUS, CA, DELETE_IFACE, "Delete"]).unwrap();
+    call(bmc, &["call", SEED_BUS, CA, DELETE_IFACE, "Delete"]).unwrap();
     let issuer = bmc.get(SEED_BUS, CA, CERT_IFACE, "Issuer");
     assert_eq!(
         issuer,
@@ -507,7 +551,7 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
     let serial_before = run(Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in"])
         .arg(&leaf_self));
-    call(&bmc, &["call", SEED_BUS, LEAF, DELETE_IFACE, "Delete"]).unwrap();
+    call(bmc, &["call", SEED_BUS, LEAF, DELETE_IFACE, "Delete"]).unwrap();
     let leaf_new = pem_of_der(dir, &bmc.cert_dir().join("identity.der"), "leaf-new.pem");
     assert_ne!(
         run(Command::new("openssl")
@@ -526,7 +570,7 @@ fn generate_csr_replace_and_delete_with_every_bad_input_refused() {
     openssl_verify(&ca_self, None, &leaf_new);
 
     // The CSR object goes with Delete.
-    call(&bmc, &["call", SEED_BUS, CSR, DELETE_IFACE, "Delete"]).unwrap();
+    call(bmc, &["call", SEED_BUS, CSR, DELETE_IFACE, "Delete"]).unwrap();
     assert!(
         object_interfaces(&bmc.bus.address, SEED_BUS, CSR)
             .unwrap_or_default()
