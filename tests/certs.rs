@@ -383,6 +383,15 @@ fn csr_replace_and_delete(dir: &Path, bmc: &Bmc) {
         );
         assert_eq!(state(bmc), before, "{what} changed something");
     }
+    // Arguments of the wrong signature never reach the checks.
+    assert_invalid_argument(
+        bmc,
+        CERTS,
+        &format!("{CREATE_IFACE}.GenerateCSR"),
+        &["string:EC".to_owned()],
+        "a one-string GenerateCSR",
+    );
+    assert_eq!(state(bmc), before, "a malformed call changed something");
 
     // A CSR for the TPM-held CA key, with the subject asked for; the CSR object is announced
     // by InterfacesAdded (what seed 004 tells callers to wait for).
