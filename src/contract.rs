@@ -30,6 +30,18 @@ pub mod manager {
     pub const PEER_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Peer";
     /// Our identity-validity interface, served at [`MANAGER_PATH`].
     pub const IDENTITY_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Identity";
+    /// The identity certificates' collection (`Certs.CSR.Create`, an ObjectManager), in
+    /// OpenBMC's `/xyz/openbmc_project/certs/server/<service>` scheme (seed 004).
+    pub const CERTS_PATH: &str = "/xyz/openbmc_project/certs/server/bmcpairing";
+    /// The identity leaf's `Certs.Certificate` object.
+    pub const CERT_IDENTITY_PATH: &str = "/xyz/openbmc_project/certs/server/bmcpairing/identity";
+    /// The per-BMC CA certificate's `Certs.Certificate` object (Replace, Delete).
+    pub const CERT_CA_PATH: &str = "/xyz/openbmc_project/certs/server/bmcpairing/ca";
+    /// The `Certs.CSR` object `GenerateCSR` creates.
+    pub const CSR_PATH: &str = "/xyz/openbmc_project/certs/server/bmcpairing/csr";
+    /// Our trust store (`Certs.Install`, an ObjectManager): one `Certs.Certificate` object
+    /// per anchor below it, named by the anchor's SHA-256.
+    pub const AUTHORITY_PATH: &str = "/xyz/openbmc_project/certs/authority/bmcpairing";
     /// The upstream factory-reset interface, served at [`MANAGER_PATH`].
     pub const FACTORY_RESET_INTERFACE: &str = "xyz.openbmc_project.Common.FactoryReset";
 }

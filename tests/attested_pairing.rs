@@ -234,6 +234,79 @@ fn anchored_peers_pair_from_one_side_and_strangers_are_refused() {
     assert_ne!(c.peer_connected(), CONNECTED);
 }
 
+/// The trust store on D-Bus decides anchored admission at once: with the factory root
+/// deleted (`Object.Delete`), B's listener refuses A's factory chain; installed again
+/// (`Certs.Install`), A pairs from its side alone.
+#[test]
+fn an_anchor_deleted_on_dbus_stops_admitting_and_one_installed_admits() {
+    const AUTHORITY: &str = "/xyz/openbmc_project/certs/authority/bmcpairing";
+    let tmp = tempfile::tempdir().unwrap();
+    let anchored = json!({"trust_mode": "anchored", "identity_check_interval_ms": 200});
+    let a = started(tmp.path(), "bmc-a", anchored.clone());
+    let b = started(tmp.path(), "bmc-b", anchored);
+    a.provision("self").unwrap();
+    b.provision("self").unwrap();
+    let factory = Factory::new(&tmp.path().join("factory"));
+    factory.enrol(&a);
+    factory.enrol(&b);
+    let anchor = wait_for(Duration::from_secs(10), "B's anchor on D-Bus", || {
+        let tree = b.busctl(&["tree", "--list", SEED_BUS]);
+        String::from_utf8_lossy(&tree.stdout)
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(&format!("{AUTHORITY}/")))
+            .map(str::to_owned)
+    });
+    let out = b.busctl(&[
+        "call",
+        SEED_BUS,
+        &anchor,
+        "xyz.openbmc_project.Object.Delete",
+        "Delete",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for _ in 0..4 {
+        let _ = a.provision(&b.endpoint());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(b.peer_paths().is_empty(), "B admitted A without an anchor");
+    assert!(
+        a.peer_paths().is_empty(),
+        "A pinned B without being admitted"
+    );
+
+    let out = b.busctl(&[
+        "call",
+        SEED_BUS,
+        AUTHORITY,
+        "xyz.openbmc_project.Certs.Install",
+        "Install",
+        "s",
+        factory.root().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "A to pair with B once B anchors the factory again",
+        || {
+            let _ = a.provision(&b.endpoint());
+            std::thread::sleep(Duration::from_millis(500));
+            (!b.peer_paths().is_empty()).then_some(())
+        },
+    );
+    a.wait_peer_connected(CONNECTED, Duration::from_secs(30));
+    b.wait_peer_connected(CONNECTED, Duration::from_secs(30));
+}
+
 fn sha256_hex(path: &Path) -> String {
     bmc_pairing_core::hex::hex_encode(&Sha256::digest(fs::read(path).unwrap()))
 }

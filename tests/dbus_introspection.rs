@@ -2,8 +2,11 @@
 //! (the PDI Provisioning object, the seed 000 object, a per-peer object after pairing) is
 //! introspected over a real bus and compared member by member with
 //! `dbus-interfaces-yaml/yaml` (our interfaces) and `dbus-interfaces-yaml/upstream` (the
-//! upstream Provisioning interface we serve exactly). Enum-typed properties must hold values
-//! of their YAML enumeration.
+//! upstream Provisioning interface we serve exactly), and the identity certificates with
+//! upstream phosphor-dbus-interfaces' own `Certs` YAML ([`upstream_pdi_root`]). Enum-typed
+//! properties must hold values of their YAML enumeration.
+//!
+//! [`upstream_pdi_root`]: bmc_test_support::pdi::upstream_pdi_root
 #![cfg(test)]
 
 use std::path::{Path, PathBuf};
@@ -68,10 +71,12 @@ fn every_object_matches_its_yaml_and_enum_values_are_declared() {
     let peer = a.peer_paths().remove(0);
 
     let [ours, upstream] = roots();
+    // The identity certificates are served as upstream PDI's Certs interfaces.
+    let pdi = bmc_test_support::pdi::upstream_pdi_root();
     let checked = check_service(
         &a.bus.address,
         SEED_BUS,
-        &[ours.as_path(), upstream.as_path()],
+        &[ours.as_path(), upstream.as_path(), pdi.as_path()],
     )
     .unwrap_or_else(|problems| {
         panic!(
@@ -79,7 +84,14 @@ fn every_object_matches_its_yaml_and_enum_values_are_declared() {
             problems.join("\n")
         )
     });
-    for path in [PDI_PATH, SEED_PATH, peer.as_str()] {
+    for path in [
+        PDI_PATH,
+        SEED_PATH,
+        peer.as_str(),
+        "/xyz/openbmc_project/certs/server/bmcpairing",
+        "/xyz/openbmc_project/certs/server/bmcpairing/ca",
+        "/xyz/openbmc_project/certs/server/bmcpairing/identity",
+    ] {
         assert!(
             checked.iter().any(|p| p == path),
             "{path} was not checked: {checked:?}"

@@ -91,8 +91,15 @@ fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
     };
     let result = match command {
         Command::InstallAnchor { file } => read_file(&file).and_then(|bytes| {
-            let path = anchors::install(&config.identity.cert_dir(), &bytes)?;
-            println!("installed trust anchor {}", path.display());
+            let now = bmc_pairing_manager::clock::floored_now(0);
+            match anchors::install(&config.identity.cert_dir(), &bytes, now)? {
+                (_, anchors::Installed::New(path)) => {
+                    println!("installed trust anchor {}", path.display());
+                }
+                (id, anchors::Installed::AlreadyThere) => {
+                    println!("trust anchor {id} is already installed");
+                }
+            }
             Ok(())
         }),
         Command::Csr => open().and_then(|store| {
@@ -102,7 +109,7 @@ fn certificate_command(config: &config::Config, command: Command) -> ExitCode {
         Command::InstallCaCert { file } => open().and_then(|store| {
             let bytes = read_file(&file)?;
             let now = bmc_pairing_manager::clock::floored_now(0);
-            chain.install_ca_cert(store.as_ref(), &bytes, now)?;
+            chain.install_ca_cert(store.as_ref(), &bytes, &config.bmc_name, now)?;
             println!(
                 "installed the CA certificate; the daemon uses it from its next identity check"
             );

@@ -47,6 +47,8 @@ mod tests {
     #[tokio::test]
     async fn reset_forwards_to_the_actor_and_failures_are_internal_failures() {
         let (handle, mut commands, _state) = p2p::handle(Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::new(),

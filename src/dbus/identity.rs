@@ -62,6 +62,8 @@ mod tests {
     #[tokio::test]
     async fn properties_show_the_validity_and_follow_the_snapshot() {
         let snapshot = Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             provisioned: true,
             peer_connected: ConnState::NotDetermined,
             peers: BTreeMap::new(),
@@ -83,6 +85,8 @@ mod tests {
         );
         assert!(!p2p::get::<bool>(&client, MANAGER_PATH, INTERFACE, "Expired").await);
         state.send_replace(Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             identity: IdentityView {
                 expired: true,
                 ..snapshot.identity

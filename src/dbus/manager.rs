@@ -59,6 +59,8 @@ mod tests {
     #[tokio::test]
     async fn the_seed_spelling_serves_the_same_state_and_command() {
         let (handle, mut commands, _state) = p2p::handle(Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             provisioned: true,
             peer_connected: ConnState::InProgress,
             peers: BTreeMap::new(),

@@ -5,6 +5,8 @@
 //! turns the pairing actor's snapshots into PropertiesChanged, InterfacesAdded/Removed and
 //! `PeerProvisioned`. Interface methods only forward to the actor; they hold no state.
 
+pub mod certificate;
+pub mod certs;
 pub mod error;
 pub mod factory_reset;
 pub mod identity;
@@ -30,7 +32,8 @@ use crate::pairing::handle::{Handle, Notice, Snapshot};
 use bmc_pairing_core::pairing::PeerId;
 
 use crate::contract::manager::{
-    BUS_NAME, MANAGER_PATH, PEERS_PATH, PROVISIONING_BUS_NAME, PROVISIONING_PATH,
+    AUTHORITY_PATH, BUS_NAME, CERTS_PATH, MANAGER_PATH, PEERS_PATH, PROVISIONING_BUS_NAME,
+    PROVISIONING_PATH,
 };
 
 /// Object path of a peer.
@@ -56,11 +59,17 @@ pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection>
         )?
         .serve_at(MANAGER_PATH, identity::Identity::new(handle.clone()))?
         .serve_at(MANAGER_PATH, zbus::fdo::ObjectManager)?
+        .serve_at(CERTS_PATH, certs::CsrCreate::new(handle.clone()))?
+        .serve_at(CERTS_PATH, zbus::fdo::ObjectManager)?
+        .serve_at(AUTHORITY_PATH, certs::AnchorInstall::new(handle.clone()))?
+        .serve_at(AUTHORITY_PATH, zbus::fdo::ObjectManager)?
         .name(BUS_NAME)?
         .name(PROVISIONING_BUS_NAME)?
         .build()
         .await?;
     let initial = handle.snapshot.borrow().clone();
+    certs::sync(&conn, handle, None, initial.chain.as_ref()).await?;
+    certs::sync_anchors(&conn, handle, &[], &initial.trust_store).await?;
     for id in initial.peers.keys() {
         conn.object_server()
             .at(peer_path(id), peer::Peer::new(id.clone(), handle.clone()))
@@ -160,6 +169,12 @@ async fn emit_changes(
             .await
             .provisioned_changed(seed.signal_emitter())
             .await?;
+    }
+    if old.trust_store != new.trust_store {
+        certs::sync_anchors(conn, handle, &old.trust_store, &new.trust_store).await?;
+    }
+    if old.chain != new.chain {
+        certs::sync(conn, handle, old.chain.as_ref(), new.chain.as_ref()).await?;
     }
     if old.identity != new.identity {
         let id = server

@@ -241,6 +241,8 @@ mod tests {
 
     fn snapshot(id: &PeerId) -> Snapshot {
         Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::from([(id.clone(), view())]),
@@ -290,6 +292,8 @@ mod tests {
         );
         // The peer is unpaired: its object answers with an error, not stale values.
         state.send_replace(Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             peers: BTreeMap::new(),
             ..snapshot(&id)
         });

@@ -73,6 +73,8 @@ mod tests {
 
     fn snapshot(provisioned: bool, peer_connected: ConnState) -> Snapshot {
         Snapshot {
+            chain: None,
+            trust_store: Vec::new(),
             provisioned,
             peer_connected,
             peers: BTreeMap::new(),

@@ -20,6 +20,7 @@ use rcgen::{
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::csr::CsrRequest;
 use super::{
     Error, Fingerprint, KeyRole, KeyStore, PublicKey, sign_message, signature_to_der, summarize,
     verify_digest,
@@ -159,6 +160,18 @@ pub fn issue_leaf(
     Ok(cert.der().to_vec())
 }
 
+/// True when the leaf `leaf_der` names the subject of `ca_der` as its issuer (unparsable
+/// certificates do not).
+fn leaf_names_issuer(leaf_der: &[u8], ca_der: &[u8]) -> bool {
+    match (
+        X509Certificate::from_der(leaf_der),
+        X509Certificate::from_der(ca_der),
+    ) {
+        (Ok((_, leaf)), Ok((_, ca))) => leaf.issuer().as_raw() == ca.subject().as_raw(),
+        _ => false,
+    }
+}
+
 /// The subject attributes of an existing certificate, for a CSR that keeps its name.
 fn copy_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName, Error> {
     let mut dn = DistinguishedName::new();
@@ -213,9 +226,12 @@ impl LoadedIdentity {
             .unwrap_or(false)
     }
 
-    /// True when [`ChainFiles::renew_if_due`] would re-issue something at `now`.
+    /// True when [`ChainFiles::renew_if_due`] would re-issue something at `now` (also when
+    /// the leaf names another issuer than the CA certificate's subject, as a crash while a
+    /// CA certificate was replaced can leave it).
     pub fn renewal_due(&self, now: SystemTime) -> bool {
-        self.leaf_not_after <= now + RENEW_BEFORE
+        !leaf_names_issuer(&self.leaf_der, &self.ca_der)
+            || self.leaf_not_after <= now + RENEW_BEFORE
             || (self.ca_self_signed() && self.ca_not_after <= now + CA_RENEW_BEFORE)
     }
 
@@ -459,23 +475,39 @@ impl ChainFiles {
     }
 
     /// A PKCS#10 request (PEM) for the BMC's CA key, with the subject of the current CA
-    /// certificate: what a manufacturing CA signs to bring this BMC into `anchored` mode.
-    /// The CSR is signed by the CA key, through the key store.
+    /// certificate: what a manufacturing CA signs to bring this BMC into `anchored` mode
+    /// (the `csr` command). The same as [`ChainFiles::csr`] with no subject given.
     ///
     /// # Errors
-    /// [`Error::Certificate`] when there is no CA certificate; key-store errors.
+    /// As [`ChainFiles::csr`].
     pub fn ca_csr(&self, store: &dyn KeyStore) -> Result<String, Error> {
-        let ca_der = persist::read_optional(&self.ca_path())
-            .map_err(|source| Error::Persist {
-                path: self.ca_path(),
-                source,
-            })?
-            .ok_or_else(|| {
-                Error::Certificate("no identity yet: run ProvisionPeer(\"self\") first".into())
-            })?;
+        self.csr(store, &CsrRequest::default())
+    }
+
+    /// A PKCS#10 request (PEM) for the BMC's CA key (`GenerateCSR`): the subject and
+    /// alternative names of `request`, or the current CA subject when it names none. The
+    /// request asks for the per-BMC CA's profile (CA, path length 0, keyCertSign, cRLSign,
+    /// digitalSignature) whatever `KeyUsage` says, and is signed by the CA key through the
+    /// key store. Nothing is written.
+    ///
+    /// # Errors
+    /// [`Error::Certificate`] for a refused argument or when there is no identity yet;
+    /// key-store errors.
+    pub fn csr(&self, store: &dyn KeyStore, request: &CsrRequest) -> Result<String, Error> {
+        request.check()?;
+        let ca_der = self.read_existing(&self.ca_path())?;
         let (_, ca) = X509Certificate::from_der(&ca_der).map_err(cert_err)?;
         let mut params = CertificateParams::default();
-        params.distinguished_name = copy_name(ca.subject())?;
+        params.distinguished_name = match request.subject() {
+            Some(dn) => dn,
+            None => copy_name(ca.subject())?,
+        };
+        params.subject_alt_names = request
+            .alternative_names
+            .iter()
+            .map(|n| n.as_str().try_into().map(SanType::DnsName))
+            .collect::<Result<_, _>>()
+            .map_err(cert_err)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -489,10 +521,23 @@ impl ChainFiles {
             .map_err(cert_err)
     }
 
-    /// Installs a CA certificate that a manufacturing CA issued for this BMC's CA key (see
-    /// [`ChainFiles::ca_csr`]). It must be a CA certificate for exactly our CA key, with the
-    /// subject our identity leaf names as issuer, and valid at `now`; the identity key, the
-    /// leaf and therefore every peer's pin stay as they are.
+    fn read_existing(&self, path: &Path) -> Result<Vec<u8>, Error> {
+        persist::read_optional(path)
+            .map_err(|source| Error::Persist {
+                path: path.to_path_buf(),
+                source,
+            })?
+            .ok_or_else(|| {
+                Error::Certificate("no identity yet: run ProvisionPeer(\"self\") first".into())
+            })
+    }
+
+    /// Installs a CA certificate that a CA issued for this BMC's CA key (see
+    /// [`ChainFiles::csr`]; `install-ca-cert` and `Certs.Replace`). It must be one CA
+    /// certificate for exactly our CA key, valid at `now`; the identity key and therefore
+    /// every peer's pin stay as they are. When its subject is not the issuer the identity
+    /// leaf names (a request with a subject of its own), the leaf is re-issued under it for
+    /// the same identity key.
     ///
     /// # Errors
     /// [`Error::Certificate`] naming the first check that failed; nothing is written then.
@@ -500,6 +545,7 @@ impl ChainFiles {
         &self,
         store: &dyn KeyStore,
         bytes: &[u8],
+        bmc_name: &str,
         now: SystemTime,
     ) -> Result<(), Error> {
         let der = super::anchors::parse_certificate(bytes)?;
@@ -513,36 +559,67 @@ impl ChainFiles {
                 "the certificate is not for this BMC's CA key".into(),
             ));
         }
-        let leaf_der = persist::read_optional(&self.leaf_path())
-            .map_err(|source| Error::Persist {
-                path: self.leaf_path(),
-                source,
-            })?
-            .ok_or_else(|| {
-                Error::Certificate("no identity yet: run ProvisionPeer(\"self\") first".into())
-            })?;
-        let (_, leaf) = X509Certificate::from_der(&leaf_der).map_err(cert_err)?;
-        if leaf.issuer().as_raw() != new_ca.subject().as_raw() {
-            return Err(Error::Certificate(format!(
-                "subject {} is not the issuer of the identity certificate ({})",
-                new_ca.subject(),
-                leaf.issuer()
-            )));
+        // Refused before anything is read or signed: no identity, nothing to replace.
+        self.read_existing(&self.leaf_path())?;
+        super::anchors::check_valid_at(&der, now)?;
+        self.write_ca_and_align_leaf(store, &der, bmc_name, now)
+    }
+
+    /// Replaces the CA certificate with a newly self-issued one for the same CA key
+    /// (`Delete` of the CA certificate: back to self-provisioned). The leaf is re-issued
+    /// only if the subject changes.
+    ///
+    /// # Errors
+    /// Key-store and certificate errors; [`Error::Certificate`] without an identity.
+    pub fn self_issue_ca(
+        &self,
+        store: &dyn KeyStore,
+        bmc_name: &str,
+        now: SystemTime,
+    ) -> Result<(), Error> {
+        self.read_existing(&self.leaf_path())?;
+        let ca_der = issue_ca(store, bmc_name, now)?;
+        self.write_ca_and_align_leaf(store, &ca_der, bmc_name, now)
+    }
+
+    /// Re-issues the identity leaf for the same identity key under the current CA
+    /// certificate (`Delete` of the identity certificate).
+    ///
+    /// # Errors
+    /// Key-store and certificate errors; [`Error::Certificate`] without an identity.
+    pub fn reissue_leaf(
+        &self,
+        store: &dyn KeyStore,
+        bmc_name: &str,
+        now: SystemTime,
+    ) -> Result<(), Error> {
+        self.read_existing(&self.leaf_path())?;
+        let ca_der = self.read_existing(&self.ca_path())?;
+        let leaf_der = issue_leaf(store, &ca_der, bmc_name, now)?;
+        self.write(&self.leaf_path(), &leaf_der)
+    }
+
+    /// Writes `ca_der`, then a leaf re-issued under it if the current leaf names another
+    /// issuer. A crash in between leaves a leaf whose issuer is not the CA subject:
+    /// [`LoadedIdentity::renewal_due`] says so, and the next check re-issues it.
+    fn write_ca_and_align_leaf(
+        &self,
+        store: &dyn KeyStore,
+        ca_der: &[u8],
+        bmc_name: &str,
+        now: SystemTime,
+    ) -> Result<(), Error> {
+        let leaf_der = self.read_existing(&self.leaf_path())?;
+        let new_leaf = if leaf_names_issuer(&leaf_der, ca_der) {
+            None
+        } else {
+            Some(issue_leaf(store, ca_der, bmc_name, now)?)
+        };
+        self.write(&self.ca_path(), ca_der)?;
+        if let Some(leaf) = new_leaf {
+            self.write(&self.leaf_path(), &leaf)?;
         }
-        let at = i64::try_from(
-            now.duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
-        )
-        .unwrap_or(i64::MAX);
-        if at < new_ca.validity().not_before.timestamp()
-            || at > new_ca.validity().not_after.timestamp()
-        {
-            return Err(Error::Certificate(
-                "the certificate is not valid now".into(),
-            ));
-        }
-        self.write(&self.ca_path(), &der)
+        Ok(())
     }
 
     fn write(&self, path: &Path, der: &[u8]) -> Result<(), Error> {
@@ -652,17 +729,19 @@ mod tests {
         let before = std::fs::read(dir.path().join("certs/ca.der")).unwrap();
         assert!(
             files
-                .install_ca_cert(&store, factory_cert.der(), now())
+                .install_ca_cert(&store, factory_cert.der(), "bmc-a", now())
                 .is_err(),
             "someone else's CA"
         );
         assert!(
-            files.install_ca_cert(&store, &id.leaf_der, now()).is_err(),
+            files
+                .install_ca_cert(&store, &id.leaf_der, "bmc-a", now())
+                .is_err(),
             "not a CA"
         );
         assert!(
             files
-                .install_ca_cert(&store, signed.der(), now() + CA_LIFETIME * 2)
+                .install_ca_cert(&store, signed.der(), "bmc-a", now() + CA_LIFETIME * 2)
                 .is_err(),
             "expired"
         );
@@ -672,7 +751,7 @@ mod tests {
         );
 
         files
-            .install_ca_cert(&store, signed.pem().as_bytes(), now())
+            .install_ca_cert(&store, signed.pem().as_bytes(), "bmc-a", now())
             .unwrap();
         let loaded = files.load(&store).unwrap();
         assert_eq!(

@@ -9,6 +9,7 @@
 
 pub mod anchors;
 pub mod cert;
+pub mod csr;
 pub mod file;
 pub mod store;
 pub mod tpm;

@@ -159,7 +159,12 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         let (pairing, actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
         let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
-        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(&pairing, identity));
+        let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(
+            &pairing,
+            identity,
+            parts.keeper.chain(),
+            parts.keeper.trust_store(),
+        ));
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let links = Links::new(
@@ -285,6 +290,16 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 });
                 let _ = reply.send(result);
             }
+            Command::Certificates { request, reply } => {
+                let now = clock::floored_now(self.pairing.time_floor());
+                self.keeper.certificates(request, now, reply);
+            }
+            Command::Anchors { request, reply } => {
+                let now = clock::floored_now(self.pairing.time_floor());
+                let result = self.keeper.anchors_request(request, now);
+                let _ = reply.send(result);
+                self.execute(vec![Action::Publish]);
+            }
             Command::FactoryReset { reply } => {
                 if !self.reset_replies.is_empty() {
                     // One erase at a time; this caller learns with the running one.
@@ -322,7 +337,14 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 }
                 self.pairing.identity_failed()
             }
-            IdentityNews::CertificatesChanged => self.pairing.certificates_changed(),
+            IdentityNews::CertificatesChanged => {
+                // D-Bus shows the new certificates whether or not a link restarts.
+                let mut actions = self.pairing.certificates_changed();
+                if !actions.contains(&Action::Publish) {
+                    actions.push(Action::Publish);
+                }
+                actions
+            }
             IdentityNews::Lost => self.pairing.identity_lost(),
             IdentityNews::Erased(result) => {
                 let result = result.map_err(|e| {
@@ -643,7 +665,12 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                     .keeper
                     .view(clock::floored_now(self.pairing.time_floor()));
                 self.snapshot.send_if_modified(|s| {
-                    let new = Snapshot::of(&self.pairing, identity);
+                    let new = Snapshot::of(
+                        &self.pairing,
+                        identity,
+                        self.keeper.chain(),
+                        self.keeper.trust_store(),
+                    );
                     let changed = *s != new;
                     *s = new;
                     changed

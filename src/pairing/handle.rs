@@ -2,12 +2,18 @@
 //! ([`Snapshot`], through a watch channel) and one-off signals ([`Notice`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bmc_pairing_core::pairing::{
     AttestationOutcome, ConnState, Pairing, PeerId, Refusal, TrustMode,
 };
 use tokio::sync::{mpsc, oneshot, watch};
+
+pub use super::identity::{
+    AnchorRequest, CertificateAnswer, CertificateError, CertificateReply, CertificateRequest,
+    IdentityChain,
+};
 
 /// A request from the D-Bus layer.
 #[derive(Debug)]
@@ -32,6 +38,20 @@ pub enum Command {
         id: PeerId,
         /// Done (the result is on the peer object), or why not.
         reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// A change to the identity certificates, or a CSR (`Certs.*` methods).
+    Certificates {
+        /// What to do.
+        request: CertificateRequest,
+        /// The result.
+        reply: CertificateReply,
+    },
+    /// A change to the trust store (`Certs.Install`, `Object.Delete` of an anchor).
+    Anchors {
+        /// What to do.
+        request: AnchorRequest,
+        /// The anchor's id, or why nothing changed.
+        reply: oneshot::Sender<Result<String, CertificateError>>,
     },
     /// `FactoryReset.Reset()`.
     FactoryReset {
@@ -100,13 +120,24 @@ pub struct Snapshot {
     pub peers: BTreeMap<PeerId, PeerView>,
     /// Our identity's validity.
     pub identity: IdentityView,
+    /// Our identity's certificates (none without an identity).
+    pub chain: Option<IdentityChain>,
+    /// The trust store's anchors (DER).
+    pub trust_store: Vec<Arc<[u8]>>,
 }
 
 impl Snapshot {
     /// What D-Bus shows of `p`, with `identity` from the identity keeper.
-    pub fn of(p: &Pairing, identity: IdentityView) -> Self {
+    pub fn of(
+        p: &Pairing,
+        identity: IdentityView,
+        chain: Option<IdentityChain>,
+        trust_store: Vec<Arc<[u8]>>,
+    ) -> Self {
         Snapshot {
             identity,
+            chain,
+            trust_store,
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p
@@ -181,6 +212,50 @@ impl Handle {
     pub async fn unpair(&self, id: PeerId) -> Result<(), Refusal> {
         let (reply, rx) = oneshot::channel();
         self.request(Command::Unpair { id, reply }, rx).await
+    }
+
+    /// Sends a certificate request and waits for its result.
+    ///
+    /// # Errors
+    /// Why nothing changed; [`CertificateError::Busy`] if the actor is gone or does not
+    /// answer in time.
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn certificates(
+        &self,
+        request: CertificateRequest,
+    ) -> Result<CertificateAnswer, CertificateError> {
+        let gone = || CertificateError::Busy("the pairing actor is not running".into());
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Certificates { request, reply })
+            .await
+            .map_err(|_| gone())?;
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| CertificateError::Busy("the pairing actor did not answer in time".into()))?
+            .map_err(|_| gone())?
+    }
+
+    /// Sends a trust-store request and waits for its result (the anchor's id).
+    ///
+    /// # Errors
+    /// As [`Handle::certificates`].
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn anchors(&self, request: AnchorRequest) -> Result<String, CertificateError> {
+        let gone = || CertificateError::Busy("the pairing actor is not running".into());
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Anchors { request, reply })
+            .await
+            .map_err(|_| gone())?;
+        tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .map_err(|_| CertificateError::Busy("the pairing actor did not answer in time".into()))?
+            .map_err(|_| gone())?
     }
 
     /// Sends `FactoryReset.Reset()` and waits until the reset is done.

@@ -11,11 +11,12 @@ use bmc_pairing_core::keys::KeyStore;
 use bmc_pairing_core::pairing::TrustMode;
 use rustls::ServerConfig;
 use rustls::pki_types::UnixTime;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
 use super::dial::Credentials;
 use crate::identity::cert::{ChainFiles, IdentityProblem, LoadedIdentity};
+use crate::identity::csr::CsrRequest;
 use crate::identity::{Fingerprint, anchors};
 use crate::kit::ErrorChain;
 use crate::link::server::Sessions;
@@ -50,6 +51,86 @@ pub enum EnsureError {
     Panicked,
 }
 
+/// A change to the identity certificates asked for on D-Bus (or a CSR).
+#[derive(Debug)]
+pub enum CertificateRequest {
+    /// `GenerateCSR`: a request for the CA key.
+    GenerateCsr(Box<CsrRequest>),
+    /// `Replace` of the CA certificate: the bytes of the file given.
+    ReplaceCa(Vec<u8>),
+    /// `Delete` of the CA certificate: a newly self-issued one for the same key.
+    DeleteCa,
+    /// `Delete` of the identity certificate: a newly issued one for the same key.
+    DeleteLeaf,
+}
+
+/// What a [`CertificateRequest`] produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CertificateAnswer {
+    /// The CSR, PEM.
+    Csr(String),
+    /// The certificates changed and are in use.
+    Done,
+}
+
+/// Why a [`CertificateRequest`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CertificateError {
+    /// The caller's input was refused (the message says which check).
+    #[error("{0}")]
+    Refused(String),
+    /// The request is not allowed in this state (e.g. the anchor is already installed).
+    #[error("{0}")]
+    NotAllowed(String),
+    /// The object the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// There is no identity to act on.
+    #[error("no identity yet: ProvisionPeer(\"self\") creates one")]
+    NoIdentity,
+    /// Other identity work is running, or the key store does not answer; try again.
+    #[error("{0}")]
+    Busy(String),
+    /// A local fault.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<crate::identity::Error> for CertificateError {
+    fn from(e: crate::identity::Error) -> Self {
+        use crate::identity::Error as E;
+        let text = format!("{}", ErrorChain(&e));
+        match e {
+            E::Certificate(_) | E::NotACertificate { .. } => CertificateError::Refused(text),
+            E::Key(bmc_pairing_core::keys::Error::Unavailable { .. }) => {
+                CertificateError::Busy(text)
+            }
+            E::Key(_) | E::Issue(_) | E::Persist { .. } => CertificateError::Internal(text),
+        }
+    }
+}
+
+/// A change to the trust store asked for on D-Bus.
+#[derive(Debug)]
+pub enum AnchorRequest {
+    /// `Certs.Install`: the bytes of the file given.
+    Install(Vec<u8>),
+    /// `Object.Delete` of the anchor with this id.
+    Delete(String),
+}
+
+/// Where the answer to a [`CertificateRequest`] goes.
+pub type CertificateReply = oneshot::Sender<Result<CertificateAnswer, CertificateError>>;
+
+/// The identity chain's certificates, for D-Bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityChain {
+    /// DER of the per-BMC CA certificate.
+    pub ca: Arc<[u8]>,
+    /// DER of the identity leaf.
+    pub leaf: Arc<[u8]>,
+}
+
 /// What a periodic check found: the identity on disk, and the outcome of a renewal if one
 /// was due.
 struct Checked {
@@ -60,7 +141,14 @@ struct Checked {
 enum Work {
     Ensured(Result<(LoadedIdentity, bool), EnsureError>),
     Erased(Result<(), ResetError>),
-    Checked(Result<Checked, IdentityProblem>, SystemTime),
+    /// A check's result, with the certificate generation it started at.
+    Checked(Result<Checked, IdentityProblem>, SystemTime, u64),
+    /// A certificate request's result (with the identity as reloaded after a change).
+    Certificates(
+        Result<(CertificateAnswer, Option<LoadedIdentity>), CertificateError>,
+        CertificateReply,
+        u64,
+    ),
     /// The check's blocking task panicked: a bug, which says nothing about the identity.
     CheckPanicked,
 }
@@ -94,9 +182,17 @@ pub struct Keeper {
     parts: KeeperParts,
     identity: Option<LoadedIdentity>,
     anchors: Vec<Vec<u8>>,
+    /// Every anchor in the trust store, whatever the trust mode (for D-Bus).
+    trust_store: Vec<Arc<[u8]>>,
     floor: UnixTime,
     ensuring: bool,
     checking: bool,
+    /// A certificate request is running.
+    changing: bool,
+    /// `ensure` was asked for while a certificate request ran (at this time).
+    ensure_after_change: Option<SystemTime>,
+    /// Counts certificate changes, so a check that read the files before one is discarded.
+    generation: u64,
     expired_reported: bool,
     done_tx: mpsc::UnboundedSender<Work>,
     done_rx: mpsc::UnboundedReceiver<Work>,
@@ -142,16 +238,21 @@ impl Keeper {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let mut keeper = Keeper {
             anchors: Vec::new(),
+            trust_store: Vec::new(),
             identity,
             floor: unix_time(floor_unix),
             ensuring: false,
             checking: false,
+            changing: false,
+            ensure_after_change: None,
+            generation: 0,
             expired_reported: false,
             done_tx,
             done_rx,
             parts,
         };
         keeper.anchors = keeper.load_anchors();
+        keeper.trust_store = keeper.load_trust_store();
         keeper.install();
         keeper
     }
@@ -173,8 +274,13 @@ impl Keeper {
     /// Starts creating or re-using (and renewing) the identity; [`IdentityNews::Ready`] or
     /// [`IdentityNews::Failed`] follows. Returns false if that work is already running.
     pub fn ensure(&mut self, now: SystemTime) -> bool {
-        if self.ensuring {
+        if self.ensuring || self.ensure_after_change.is_some() {
             return false;
+        }
+        if self.changing {
+            // Started when the certificate request is done, so it reads the new files.
+            self.ensure_after_change = Some(now);
+            return true;
         }
         self.ensuring = true;
         let store = self.parts.store.clone();
@@ -195,7 +301,7 @@ impl Keeper {
     /// notAfter, a self-signed CA too. [`IdentityNews::CertificatesChanged`] (renewed, or
     /// changed on disk) or [`IdentityNews::Lost`] may follow.
     pub fn check(&mut self, now: SystemTime) {
-        if self.identity.is_none() || self.checking || self.ensuring {
+        if self.identity.is_none() || self.checking || self.ensuring || self.changing {
             return;
         }
         if let Some(id) = &self.identity
@@ -210,6 +316,7 @@ impl Keeper {
             self.expired_reported = true;
         }
         self.checking = true;
+        let generation = self.generation;
         let store = self.parts.store.clone();
         let chain = self.parts.chain.clone();
         let name = self.parts.bmc_name.clone();
@@ -238,8 +345,56 @@ impl Keeper {
             });
             let _ = tx.send(
                 work.await
-                    .map_or(Work::CheckPanicked, |r| Work::Checked(r, now)),
+                    .map_or(Work::CheckPanicked, |r| Work::Checked(r, now, generation)),
             );
+        });
+    }
+
+    /// The identity chain's certificates, if there is an identity.
+    pub fn chain(&self) -> Option<IdentityChain> {
+        self.identity.as_ref().map(|id| IdentityChain {
+            ca: id.ca_der.as_slice().into(),
+            leaf: id.leaf_der.as_slice().into(),
+        })
+    }
+
+    /// Runs a certificate request on a blocking thread; the answer goes to `reply` when it
+    /// is done, and [`IdentityNews::CertificatesChanged`] follows a change, so peers get the
+    /// new chain as they get a renewed one. Refused at once without an identity or while
+    /// other identity work runs.
+    pub fn certificates(
+        &mut self,
+        request: CertificateRequest,
+        now: SystemTime,
+        reply: CertificateReply,
+    ) {
+        if self.identity.is_none() {
+            let _ = reply.send(Err(CertificateError::NoIdentity));
+            return;
+        }
+        if self.ensuring || self.changing {
+            let _ = reply.send(Err(CertificateError::Busy(
+                "other identity work is running; try again".into(),
+            )));
+            return;
+        }
+        self.changing = true;
+        self.generation += 1;
+        let generation = self.generation;
+        let store = self.parts.store.clone();
+        let chain = self.parts.chain.clone();
+        let name = self.parts.bmc_name.clone();
+        let tx = self.done_tx.clone();
+        self.parts.tracker.spawn(async move {
+            let work = tokio::task::spawn_blocking(move || {
+                run_certificate_request(&chain, store.as_ref(), &name, request, now)
+            });
+            let result = work.await.unwrap_or_else(|_| {
+                Err(CertificateError::Internal(
+                    "the certificate task panicked".into(),
+                ))
+            });
+            let _ = tx.send(Work::Certificates(result, reply, generation));
         });
     }
 
@@ -261,6 +416,7 @@ impl Keeper {
     /// ([`Reset::begin`]) before.
     pub fn erase(&mut self, reset: Reset) {
         self.identity = None;
+        self.generation += 1;
         self.install();
         self.parts.sessions.cancel_unless(|_| false);
         let store = self.parts.store.clone();
@@ -286,7 +442,46 @@ impl Keeper {
                 self.install();
                 IdentityNews::Erased(result)
             }
-            Work::Checked(result, now) => self.checked(result, now)?,
+            Work::Checked(_, _, generation) if generation != self.generation => {
+                // It read the files before a certificate request changed them.
+                self.checking = false;
+                return None;
+            }
+            Work::Checked(result, now, _) => self.checked(result, now)?,
+            Work::Certificates(result, reply, generation) => {
+                self.changing = false;
+                if let Some(at) = self.ensure_after_change.take() {
+                    self.ensure(at);
+                }
+                match result {
+                    Ok(_) if generation != self.generation => {
+                        // A factory reset erased the identity meanwhile.
+                        let _ = reply.send(Err(CertificateError::Busy(
+                            "the identity was reset meanwhile".into(),
+                        )));
+                        return None;
+                    }
+                    Ok((answer, Some(identity))) => {
+                        tracing::info!(
+                            fingerprint = %identity.fingerprint(),
+                            not_after = %crate::clock::unix_secs(identity.leaf_not_after),
+                            ca_not_after = %crate::clock::unix_secs(identity.ca_not_after),
+                            "identity certificates changed on request (same keys: pins unchanged)"
+                        );
+                        self.identity = Some(identity);
+                        self.install();
+                        let _ = reply.send(Ok(answer));
+                        IdentityNews::CertificatesChanged
+                    }
+                    other => {
+                        if let Err(e) = &other {
+                            tracing::info!(reason = %e, "certificate request changed nothing");
+                        }
+                        let _ = reply.send(other.map(|(answer, _)| answer));
+                        return None;
+                    }
+                }
+            }
             Work::CheckPanicked => {
                 self.checking = false;
                 tracing::error!("the identity check panicked; state kept, checking again later");
@@ -322,6 +517,7 @@ impl Keeper {
         now: SystemTime,
     ) -> Option<IdentityNews> {
         self.checking = false;
+        self.trust_store = self.load_trust_store();
         let anchors = self.load_anchors();
         if anchors != self.anchors {
             tracing::info!(count = anchors.len(), "trust store changed");
@@ -368,6 +564,58 @@ impl Keeper {
                 Some(IdentityNews::Lost)
             }
         }
+    }
+
+    /// Every anchor of the trust store (shown on D-Bus in both modes).
+    fn load_trust_store(&self) -> Vec<Arc<[u8]>> {
+        anchors::load(self.parts.chain.dir())
+            .into_iter()
+            .map(Arc::from)
+            .collect()
+    }
+
+    /// The trust store's anchors, for D-Bus.
+    pub fn trust_store(&self) -> Vec<Arc<[u8]>> {
+        self.trust_store.clone()
+    }
+
+    /// Installs or removes an anchor (a file write, no key-store work) and puts the trust
+    /// store in use at once. Returns the anchor's id.
+    ///
+    /// # Errors
+    /// [`CertificateError::Refused`] for a file that is not one CA certificate valid now,
+    /// [`CertificateError::NotAllowed`] for one already installed,
+    /// [`CertificateError::NotFound`] for an unknown id; nothing changes then.
+    pub fn anchors_request(
+        &mut self,
+        request: AnchorRequest,
+        now: SystemTime,
+    ) -> Result<String, CertificateError> {
+        let dir = self.parts.chain.dir().to_path_buf();
+        let id = match request {
+            AnchorRequest::Install(bytes) => match anchors::install(&dir, &bytes, now)? {
+                (id, anchors::Installed::New(_)) => {
+                    tracing::info!(anchor = %id, "trust anchor installed");
+                    id
+                }
+                (id, anchors::Installed::AlreadyThere) => {
+                    return Err(CertificateError::NotAllowed(format!(
+                        "trust anchor {id} is already installed"
+                    )));
+                }
+            },
+            AnchorRequest::Delete(id) => {
+                if !anchors::remove(&dir, &id)? {
+                    return Err(CertificateError::NotFound(format!("no trust anchor {id}")));
+                }
+                tracing::info!(anchor = %id, "trust anchor removed");
+                id
+            }
+        };
+        self.trust_store = self.load_trust_store();
+        self.anchors = self.load_anchors();
+        self.install();
+        Ok(id)
     }
 
     /// The trust store, in anchored mode (in first-contact mode no anchor admits anyone).
@@ -427,6 +675,31 @@ fn log_renewal_failed(identity: &LoadedIdentity, e: &crate::identity::Error, now
 
 fn unix_time(secs: u64) -> UnixTime {
     UnixTime::since_unix_epoch(Duration::from_secs(secs.max(crate::clock::build_epoch())))
+}
+
+/// Does what `request` asks, then reloads the identity when certificates changed. Blocking.
+fn run_certificate_request(
+    chain: &ChainFiles,
+    store: &dyn KeyStore,
+    name: &str,
+    request: CertificateRequest,
+    now: SystemTime,
+) -> Result<(CertificateAnswer, Option<LoadedIdentity>), CertificateError> {
+    match request {
+        CertificateRequest::GenerateCsr(request) => {
+            return Ok((CertificateAnswer::Csr(chain.csr(store, &request)?), None));
+        }
+        CertificateRequest::ReplaceCa(bytes) => chain.install_ca_cert(store, &bytes, name, now)?,
+        CertificateRequest::DeleteCa => chain.self_issue_ca(store, name, now)?,
+        CertificateRequest::DeleteLeaf => chain.reissue_leaf(store, name, now)?,
+    }
+    let identity = chain.load(store).map_err(|problem| {
+        CertificateError::Internal(format!(
+            "the new certificates do not load: {}",
+            ErrorChain(&problem)
+        ))
+    })?;
+    Ok((CertificateAnswer::Done, Some(identity)))
 }
 
 /// Re-uses (renewing when due) or creates the identity. Blocking.

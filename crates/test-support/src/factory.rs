@@ -57,6 +57,30 @@ impl Factory {
         }
     }
 
+    /// The factory root certificate (PEM).
+    pub fn root(&self) -> std::path::PathBuf {
+        self.dir.join("root.crt")
+    }
+
+    /// Signs the CA request in `csr` (PEM) with the factory root, as a CA certificate with
+    /// path length 0 valid for 3 days, into `out` (PEM).
+    pub fn sign_ca_request(&self, csr: &Path, out: &Path) {
+        let ext = self.dir.join("ca.ext");
+        fs::write(&ext, "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n").unwrap();
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "3", "-CAcreateserial"])
+            .arg("-in")
+            .arg(csr)
+            .arg("-CA")
+            .arg(self.dir.join("root.crt"))
+            .arg("-CAkey")
+            .arg(self.dir.join("root.key"))
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(out));
+    }
+
     /// Brings `bmc` into anchored mode with the operator commands: its CA request signed by
     /// the factory, installed, and the factory root in its own trust store.
     pub fn enrol(&self, bmc: &Bmc) {
@@ -66,21 +90,8 @@ impl Factory {
             .arg("csr"));
         let csr_path = self.dir.join(format!("{}.csr", bmc.name));
         fs::write(&csr_path, csr).unwrap();
-        let ext = self.dir.join("ca.ext");
-        fs::write(&ext, "basicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\n").unwrap();
         let signed = self.dir.join(format!("{}-ca.crt", bmc.name));
-        run(Command::new("openssl")
-            .args(["x509", "-req", "-days", "3", "-CAcreateserial"])
-            .arg("-in")
-            .arg(&csr_path)
-            .arg("-CA")
-            .arg(self.dir.join("root.crt"))
-            .arg("-CAkey")
-            .arg(self.dir.join("root.key"))
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&signed));
+        self.sign_ca_request(&csr_path, &signed);
         run(Command::new(daemon_binary())
             .arg("--config")
             .arg(&bmc.config_path)

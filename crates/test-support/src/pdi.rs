@@ -549,3 +549,21 @@ pub fn check_service(
         Err(problems)
     }
 }
+
+/// The upstream phosphor-dbus-interfaces `yaml/` directory: `$PDI_YAML_DIR`, else
+/// `../shared/third_party/phosphor-dbus-interfaces/yaml` next to the workspace (as
+/// `scripts/dmtf-spdm.sh` finds the DMTF sources). Panics if it is missing: a comparison
+/// with YAML that is not there would prove nothing.
+pub fn upstream_pdi_root() -> PathBuf {
+    let root = std::env::var_os("PDI_YAML_DIR").map_or_else(
+        || crate::workspace_root().join("../shared/third_party/phosphor-dbus-interfaces/yaml"),
+        PathBuf::from,
+    );
+    assert!(
+        root.join("xyz/openbmc_project/Certs/Certificate.interface.yaml")
+            .is_file(),
+        "upstream phosphor-dbus-interfaces YAML not found at {} (set PDI_YAML_DIR)",
+        root.display()
+    );
+    root
+}
