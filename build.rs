@@ -1,7 +1,14 @@
 //! Records the build time as the clock floor of last resort (BMC clocks can start at the
 //! epoch). Reproducible builds (Yocto) pass SOURCE_DATE_EPOCH, which wins.
+//!
+//! Release binaries are linked with packed relative relocations (DT_RELR, glibc >= 2.36,
+//! binutils >= 2.38): about 0.35 MB less on flash (README "Size on flash"). Only the link
+//! of the binary changes, so no dependency is rebuilt for it.
 fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    if std::env::var("PROFILE").as_deref() == Ok("release") {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()

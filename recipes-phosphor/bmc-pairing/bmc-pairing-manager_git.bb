@@ -52,7 +52,8 @@ SYSTEMD_SERVICE:${PN} = "xyz.openbmc_project.BmcPairingManager.service \
                          xyz.openbmc_project.attestation.service"
 
 # One script does the whole install, so tests/packaging/run.sh stages the very
-# same layout without bitbake. It installs both binaries, the units, the D-Bus
+# same layout without bitbake. It installs the multi-call binary and its
+# bmc-attestation link, the units, the D-Bus
 # policies, the default configuration and the PDI YAML, the latter into
 # ${yaml_dir} (phosphor-dbus-yaml.bbclass) as ${yaml_dir}/xyz/..., where
 # phosphor-dbus-interfaces puts its own and where consumers look.
