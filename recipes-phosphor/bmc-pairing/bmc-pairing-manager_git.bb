@@ -48,6 +48,14 @@ inherit cargo cargo-update-recipe-crates pkgconfig systemd phosphor-dbus-yaml
 #   python3 tools/crates-inc.py Cargo.lock recipes-phosphor/bmc-pairing/bmc-pairing-manager-crates.inc
 require ${BPN}-crates.inc
 
+# A BMC reaches its TPM at /dev/tpmrm0 (device TCTI). TCTI strings for a TPM over the
+# network or D-Bus (swtpm:, mssim:, tabrmd:) need tss-esapi's parser and with it the regex
+# engine, about 1 MB of the binary: opt in with PACKAGECONFIG:append:pn-bmc-pairing-manager
+# = " network-tcti".
+CARGO_BUILD_FLAGS:append = " --no-default-features"
+PACKAGECONFIG ??= ""
+PACKAGECONFIG[network-tcti] = "--features network-tcti,,"
+
 SYSTEMD_SERVICE:${PN} = "xyz.openbmc_project.BmcPairingManager.service \
                          xyz.openbmc_project.attestation.service"
 
