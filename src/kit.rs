@@ -144,13 +144,20 @@ pub fn log_filter(
         .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
 }
 
-/// The async runtime both daemons run on: two worker threads (a BMC has one or two cores).
+/// The async runtime both daemons run on, for a BMC with one or two cores: the daemon's
+/// main future on the main thread, spawned tasks on **one** worker thread. It stays a
+/// multi-thread runtime because rustls signs synchronously inside a handshake and a TPM
+/// signature can take milliseconds (up to the key store's call timeout with a hung TPM):
+/// the signer marks that `block_in_place`, and tokio hands the worker's tasks (sessions,
+/// heartbeats, D-Bus) to a blocking-pool thread meanwhile; a current-thread runtime would
+/// stall them all. Idle threads: main, worker, and the TPM owner thread with the TPM
+/// backend; blocking-pool threads come for file and TPM work and leave after 10 s idle.
 ///
 /// # Errors
 /// The OS refused the threads or the reactor.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
 }
