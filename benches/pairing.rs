@@ -19,7 +19,8 @@
 //!   and reconnect times while those and silent SPDM floods run, next to the quiet figures
 //!   (target: within 2x).
 //! - Idle cost (issue 14): VmRSS, anonymous memory, Pss, threads and CPU over 60 s
-//!   (`BPM_BENCH_IDLE_S`) of both daemons of a BMC with one connected peer.
+//!   (`BPM_BENCH_IDLE_S`) of both daemons of a BMC with one connected peer, and of a hub's
+//!   pairing manager with 64 connected peers (`hub`, `BPM_BENCH_PEERS`).
 //! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
 //!   and link down -> NotConnected.
 //!
@@ -461,10 +462,73 @@ fn memory_figures() {
             idle.as_secs()
         );
     }
+}
+
+/// A hub BMC paired with `BPM_BENCH_PEERS` (default 64) peer BMCs, each a real pair of
+/// daemons on its own loopback address: the hub's idle memory, fds, threads and CPU over
+/// `BPM_BENCH_IDLE_S` (default 60 s) once every peer shows Connected.
+fn hub_figures() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let peers_wanted = env("BPM_BENCH_PEERS", 64);
+    let idle = Duration::from_secs(env("BPM_BENCH_IDLE_S", 60));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut hub = Bmc::new(tmp.path(), "hub", json!({}));
+    hub.start();
+    hub.provision("self").unwrap();
+    let mut peers = Vec::new();
+    for i in 0..peers_wanted {
+        let mut peer = Bmc::new(tmp.path(), &format!("peer-{i}"), json!({}));
+        peer.start();
+        peer.provision("self").unwrap();
+        hub.provision(&peer.endpoint()).unwrap();
+        peer.provision(&hub.endpoint()).unwrap();
+        peers.push(peer);
+    }
+    let connected = || {
+        peers
+            .iter()
+            .filter(|p| p.peer_connected() == CONNECTED)
+            .count()
+    };
+    let start = Instant::now();
+    while connected() < peers.len() && start.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let waited = start.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = hub.daemon.as_ref().unwrap().pid();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let cpu0 = cpu_of(pid);
+    std::thread::sleep(idle);
+    let cpu = cpu_of(pid) - cpu0;
+    let (rss, anon, pss, threads) = memory_of(pid);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
     println!(
-        "{:<48} not measured by this bench (needs 64 paired daemons; see issue 14's note)",
-        "hub with 64 peers"
+        "== hub with {} peers ({} connected after {:.0} s; default settings, file keys, {} s idle)",
+        peers.len(),
+        connected(),
+        waited.as_secs_f64(),
+        idle.as_secs()
     );
+    println!(
+        "{:<48} VmRSS {:.1} MiB, anonymous {:.1} MiB, Pss {:.1} MiB (code shared with the peers' processes here)   goal <= 12 MiB",
+        "bmc-pairing-manager, hub",
+        mib(rss),
+        mib(anon),
+        mib(pss)
+    );
+    println!(
+        "{:<48} {fds} fds, {threads} threads; CPU {:.2} % of a core over {} s   goal <= 0.5 %",
+        "bmc-pairing-manager, hub",
+        cpu.as_secs_f64() * 100.0 / idle.as_secs_f64(),
+        idle.as_secs()
+    );
+    drop(peers);
 }
 
 fn attestation_figures() {
@@ -636,6 +700,9 @@ fn main() {
     }
     if want("memory") {
         memory_figures();
+    }
+    if want("hub") {
+        hub_figures();
     }
     if want("attestation") {
         attestation_figures();
