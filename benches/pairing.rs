@@ -211,6 +211,10 @@ fn handshakes(client: &Side, server: &Side, n: usize, resume: bool) -> Vec<Hands
             PinSet::new(),
             floor,
             Vec::new(),
+            Arc::new(tls::Tickets::new(
+                tls::TICKET_CAPACITY,
+                tls::TICKET_LIFETIME,
+            )),
         )
         .unwrap();
         let client_cfg = || {

@@ -132,12 +132,13 @@ fn a_resumed_session_of_a_quarantined_peer_is_refused() {
     let before = certs.join("ticket-before.pem");
     let (a, b, _peer) = quarantined_pair_after(tmp.path(), |a, b| {
         let as_b = openssl::bmc_identity(b, &certs);
+        let first = certs.join("ticket-first.pem");
         let out = openssl::s_client_session(
             a.ip,
             a.port,
             Some(&as_b),
             None,
-            &before,
+            &first,
             &hello,
             Duration::from_secs(3),
         );
@@ -145,6 +146,22 @@ fn a_resumed_session_of_a_quarantined_peer_is_refused() {
             openssl::contains(&out.stdout, &alive),
             "the admitted B must get a session: {}",
             String::from_utf8_lossy(&out.stdout)
+        );
+        // Positive control: while admitted, B's ticket resumes (and yields the next one).
+        let out = openssl::s_client_session(
+            a.ip,
+            a.port,
+            Some(&as_b),
+            Some(&first),
+            &before,
+            &hello,
+            Duration::from_secs(3),
+        );
+        assert!(
+            openssl::resumed(&out) && openssl::contains(&out.stdout, &alive),
+            "the admitted B must resume: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            a.log()
         );
     });
     let as_b = openssl::bmc_identity(&b, &certs);

@@ -489,7 +489,7 @@ fn certified_key(identity: &LoadedIdentity, store: Arc<dyn KeyStore>) -> Arc<Cer
 /// Builds the listener's configuration: TLS 1.3, client certificate mandatory and pinned
 /// (or owed a goodbye: `farewells`). With `anchors` (anchored mode), a client whose chain
 /// verifies to one of them is accepted too, for the listener to attest before anything else
-/// happens.
+/// happens. Resumable sessions live in `tickets` (see [`Tickets`]).
 ///
 /// # Errors
 /// rustls configuration errors (none expected with the ring provider).
@@ -500,6 +500,7 @@ pub fn server_config(
     farewells: PinSet,
     floor: UnixTime,
     anchors: Vec<Vec<u8>>,
+    tickets: Arc<Tickets>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -514,9 +515,9 @@ pub fn server_config(
     // nothing with the TPM. A resumed session skips this verifier, so the listener checks
     // every session's identity against the current pins (which leave out quarantined peers)
     // and farewells after the handshake, before Hello (link::server). Tickets are handles
-    // into this bounded, in-memory store, single use, and die with this configuration (a
-    // new identity or restart means a full handshake).
-    config.session_storage = Arc::new(Tickets::new(TICKET_CAPACITY, TICKET_LIFETIME));
+    // into the bounded, in-memory, single-use `tickets`, which the caller keeps across
+    // rebuilds for the same key; a new key or a restart means a full handshake.
+    config.session_storage = tickets;
     config.send_tls13_tickets = 1;
     Ok(Arc::new(config))
 }
