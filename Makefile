@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps dmtf-spdm lint unit packaging openbmc fuzz-build qemu qemu-openbmc bench crates-inc clean
+.PHONY: demo test deps dmtf-spdm lint unit packaging openbmc fuzz-build qemu size qemu-openbmc bench crates-inc clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -14,9 +14,9 @@ demo: deps
 
 ## Every test: lint, unit and integration tests (real dbus-daemon, swtpm, lldpd, OpenSSL,
 ## DMTF's SPDM reference implementation and conformance suite), packaging checks, the layer
-## in OpenBMC's real tree, the fuzz targets must build, two QEMU VMs pair, and the OpenBMC
-## QEMU tier's command lines and refusal.
-test: deps lint dmtf-spdm unit packaging openbmc fuzz-build qemu qemu-openbmc
+## in OpenBMC's real tree, the fuzz targets must build, two QEMU VMs pair, the installed
+## binaries fit the flash budget, and the OpenBMC QEMU tier's command lines and refusal.
+test: deps lint dmtf-spdm unit packaging openbmc fuzz-build qemu size qemu-openbmc
 	@echo "make test: all checks passed"
 
 ## DMTF's SPDM reference (libspdm, spdm-emu, SPDM-Responder-Validator), built from
@@ -49,6 +49,11 @@ fuzz-build:
 ## as the recipe installs them, LLDP over a QEMU link; both must report an attested pairing.
 qemu:
 	bash qemu/two-bmcs.sh
+
+## The flash budget: what the recipe installs, stripped, summed, at most the budget in
+## scripts/size-budget.sh (prints the xz -9e size too). Reuses the release build of `qemu`.
+size:
+	bash scripts/size-budget.sh
 
 ## Two OpenBMC evb-ast2600 images (qemu/openbmc-two-bmcs.sh) cannot boot here (no image can be
 ## built offline): its command lines, checked by Debian's QEMU, its refusal of QEMU < 8.1.

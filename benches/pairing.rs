@@ -5,10 +5,10 @@
 //!   ProvisionPeer -> both Connected, each side attesting the other first (target <= 250 ms),
 //!   peer SIGKILL -> NotConnected
 //!   (<= 3 s), peer restart -> Connected again (<= 2 s).
-//! - TPM: signatures per full handshake and per reconnect, and the median TLS handshake with
-//!   keys in swtpm next to the file backend; a reconnect without and with the re-attestation
-//!   a peer's reboot triggers (TLS handshake, then SPDM attestation of the peer): time and
-//!   signatures of the peer's TPM.
+//! - TPM: signatures per full handshake and per reconnect (TLS 1.3 resumption, both ways;
+//!   goal 0), and the median TLS handshake with keys in swtpm next to the file backend; a
+//!   resumed reconnect next to the one a peer's reboot triggers (full TLS handshake, then
+//!   SPDM attestation of the peer): time and signatures of the peer's TPM.
 //! - SPDM: the median full attestation (VCA to signed MEASUREMENTS) on loopback, with the
 //!   responder's key in a file and in swtpm.
 //! - SPDM against DMTF's reference (libspdm's spdm-emu, from `make dmtf-spdm`): CPU time
@@ -18,6 +18,9 @@
 //!   from 20 addresses (target: at most the budget, 10/s after a burst of 20), and pairing
 //!   and reconnect times while those and silent SPDM floods run, next to the quiet figures
 //!   (target: within 2x), with the attacker on the BMCs' CPUs and on a CPU of its own.
+//! - Idle cost (issue 14): VmRSS, anonymous memory, Pss, threads and CPU over 60 s
+//!   (`BPM_BENCH_IDLE_S`) of both daemons of a BMC with one connected peer, and of a hub's
+//!   pairing manager with 64 connected peers (`hub`, `BPM_BENCH_PEERS`).
 //! - Rig (network namespaces, real lldpd; needs root): LLDP neighbour appears -> first dial,
 //!   and link down -> NotConnected.
 //!
@@ -178,9 +181,20 @@ fn side(store: Arc<dyn KeyStore>, dir: &Path, name: &str) -> Side {
     }
 }
 
-/// Full TLS 1.3 handshakes between a pinned client and server over loopback TCP; returns
-/// each handshake's duration and the signatures each side made per handshake.
-fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f64) {
+/// What a series of TLS 1.3 handshakes cost: per handshake, its duration, whether it
+/// resumed, and the signatures each side's key store made.
+struct Handshake {
+    time: Duration,
+    resumed: bool,
+    client_signs: usize,
+    server_signs: usize,
+}
+
+/// `n` TLS 1.3 handshakes between a pinned client and server over loopback TCP, with the
+/// daemon's configurations. `resume`: one client configuration (its session cache) for the
+/// series, as a dialler keeps, so every handshake after the first may resume; otherwise a
+/// fresh one per handshake, so each is full.
+fn handshakes(client: &Side, server: &Side, n: usize, resume: bool) -> Vec<Handshake> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -197,24 +211,32 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
             PinSet::new(),
             floor,
             Vec::new(),
+            Arc::new(tls::Tickets::new(
+                tls::TICKET_CAPACITY,
+                tls::TICKET_LIFETIME,
+            )),
         )
         .unwrap();
-        let check = ServerCheck::Pinned {
-            expected: server.identity.fingerprint(),
-            refused: CaptureSlot::new(),
+        let client_cfg = || {
+            let check = ServerCheck::Pinned {
+                expected: server.identity.fingerprint(),
+                refused: CaptureSlot::new(),
+            };
+            tls::client_config(&client.identity, client.store.clone(), check, floor).unwrap()
         };
-        let client_cfg =
-            tls::client_config(&client.identity, client.store.clone(), check, floor).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(server_cfg);
-        let connector = tokio_rustls::TlsConnector::from(client_cfg);
-        let (c0, s0) = (
-            client.store.signs.load(Ordering::SeqCst),
-            server.store.signs.load(Ordering::SeqCst),
-        );
-        let mut times = Vec::new();
+        let mut connector = tokio_rustls::TlsConnector::from(client_cfg());
+        let mut out = Vec::new();
         for _ in 0..n {
+            if !resume {
+                connector = tokio_rustls::TlsConnector::from(client_cfg());
+            }
+            let (c0, s0) = (
+                client.store.signs.load(Ordering::SeqCst),
+                server.store.signs.load(Ordering::SeqCst),
+            );
             let start = Instant::now();
             let accept = async {
                 let (tcp, _) = listener.accept().await.unwrap();
@@ -226,6 +248,13 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
                 tokio::io::AsyncReadExt::read_exact(&mut tls, &mut byte)
                     .await
                     .unwrap();
+                // The ticket goes out with the first flight after the handshake; answer
+                // so the client reads it before the next connection.
+                tokio::io::AsyncWriteExt::write_all(&mut tls, b"y")
+                    .await
+                    .unwrap();
+                tokio::io::AsyncWriteExt::flush(&mut tls).await.unwrap();
+                tls
             };
             let connect = async {
                 let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -238,16 +267,33 @@ fn handshakes(client: &Side, server: &Side, n: usize) -> (Vec<Duration>, f64, f6
                     .await
                     .unwrap();
                 tokio::io::AsyncWriteExt::flush(&mut tls).await.unwrap();
+                let mut byte = [0u8; 1];
+                tokio::io::AsyncReadExt::read_exact(&mut tls, &mut byte)
+                    .await
+                    .unwrap();
                 tls
             };
-            let ((), _keep) = tokio::join!(accept, connect);
-            times.push(start.elapsed());
+            let (_server_side, client_side) = tokio::join!(accept, connect);
+            let time = start.elapsed();
+            out.push(Handshake {
+                time,
+                resumed: client_side.get_ref().1.handshake_kind()
+                    == Some(rustls::HandshakeKind::Resumed),
+                client_signs: client.store.signs.load(Ordering::SeqCst) - c0,
+                server_signs: server.store.signs.load(Ordering::SeqCst) - s0,
+            });
         }
-        let per = |now: usize, before: usize| (now - before) as f64 / n as f64;
-        let c = per(client.store.signs.load(Ordering::SeqCst), c0);
-        let s = per(server.store.signs.load(Ordering::SeqCst), s0);
-        (times, c, s)
+        out
     })
+}
+
+/// Mean signatures per handshake of `series`: (client, server).
+fn signs_per(series: &[Handshake]) -> (f64, f64) {
+    let n = series.len().max(1) as f64;
+    (
+        series.iter().map(|h| h.client_signs).sum::<usize>() as f64 / n,
+        series.iter().map(|h| h.server_signs).sum::<usize>() as f64 / n,
+    )
 }
 
 fn tpm_figures() {
@@ -275,36 +321,53 @@ fn tpm_figures() {
         "file-b",
     );
 
-    // The first handshake is the full handshake of a new session; the following ones are
-    // reconnects. TLS resumption is disabled on purpose (a resumed session would skip the
-    // client certificate check), so a reconnect costs the same signatures.
-    let (_, first_c, first_s) = handshakes(&a, &b, 1);
-    let (tpm_times, c, s) = handshakes(&a, &b, 30);
-    let tpm_times_for_sum = tpm_times.clone();
-    let (file_times, _, _) = handshakes(&fa, &fb, 30);
+    // Full handshakes (a fresh client configuration each time, as after a restart), then
+    // reconnects of one dialler (its session cache: TLS 1.3 resumption), both ways.
+    let n = 30;
+    let full = handshakes(&a, &b, n, false);
+    let (full_c, full_s) = signs_per(&full);
+    let file_full = handshakes(&fa, &fb, n, false);
     println!("== TPM (swtpm) and TLS");
     println!(
-        "{:<48} client {first_c:.0} + server {first_s:.0} (CertificateVerify on each side)",
+        "{:<48} client {full_c:.1} + server {full_s:.1} (CertificateVerify on each side)   goal 1 + 1",
         "TPM signs per full handshake"
     );
-    println!(
-        "{:<48} client {c:.0} + server {s:.0} (no resumption, by design)",
-        "TPM signs per reconnect"
+    let mut resumed_a_to_b = Vec::new();
+    for (label, client, server) in [("A dials B", &a, &b), ("B dials A", &b, &a)] {
+        let series = handshakes(client, server, n + 1, true);
+        // The first is the full handshake that gets the ticket.
+        let reconnects: Vec<Handshake> = series.into_iter().skip(1).collect();
+        let resumed = reconnects.iter().filter(|h| h.resumed).count();
+        let (c, s) = signs_per(&reconnects);
+        println!(
+            "{:<48} client {c:.1} + server {s:.1} ({resumed}/{} resumed)   goal 0 + 0",
+            format!("TPM signs per reconnect, {label}"),
+            reconnects.len()
+        );
+        let times: Vec<Duration> = reconnects.iter().map(|h| h.time).collect();
+        if resumed_a_to_b.is_empty() {
+            resumed_a_to_b = times.clone();
+        }
+        report(
+            &format!("TLS 1.3 resumed reconnect, swtpm, {label}"),
+            "(figure)",
+            times,
+        );
+    }
+    let tpm_times: Vec<Duration> = full.iter().map(|h| h.time).collect();
+    report(
+        "TLS 1.3 full mutual handshake, keys in swtpm",
+        "(figure)",
+        tpm_times.clone(),
     );
     report(
-        "TLS 1.3 mutual handshake, keys in swtpm",
+        "TLS 1.3 full mutual handshake, file keys",
         "(figure)",
-        tpm_times,
-    );
-    let tpm_times = tpm_times_for_sum;
-    report(
-        "TLS 1.3 mutual handshake, file keys",
-        "(figure)",
-        file_times,
+        file_full.iter().map(|h| h.time).collect(),
     );
 
-    // A reconnect after the peer rebooted: the same handshake, then one SPDM attestation of
-    // the peer (its responder signs with the same TPM key).
+    // A reconnect after the peer rebooted: a full handshake (its session cache is gone),
+    // then one SPDM attestation of the peer (its responder signs with the same TPM key).
     let before = b.store.signs.load(Ordering::SeqCst);
     let spdm_times = attestation::attest_responder(b.identity.spdm_chain(&[]), b.store.clone(), 30);
     let spdm_signs = (b.store.signs.load(Ordering::SeqCst) - before) as f64 / 30.0;
@@ -315,20 +378,161 @@ fn tpm_figures() {
         .collect();
     println!("== reconnect without and with re-attestation (swtpm keys)");
     println!(
-        "{:<48} ours {c:.0} + peer's {s:.0}",
-        "TPM signs per reconnect, no re-attestation"
+        "{:<48} ours {full_c:.0} + peer's {:.0} (TLS {full_s:.0} + SPDM {spdm_signs:.0})",
+        "TPM signs per reconnect after a peer reboot",
+        full_s + spdm_signs
     );
-    println!(
-        "{:<48} ours {c:.0} + peer's {:.0} (TLS {s:.0} + SPDM {spdm_signs:.0})",
-        "TPM signs per reconnect, with re-attestation",
-        s + spdm_signs
-    );
-    report("reconnect, no re-attestation (TLS)", "(figure)", tpm_times);
+    report("reconnect, resumed (TLS)", "(figure)", resumed_a_to_b);
     report(
-        "reconnect, with re-attestation (TLS + SPDM)",
+        "reconnect after a peer reboot (full TLS + SPDM)",
         "(figure)",
         with_reattestation,
     );
+}
+
+/// What /proc says about one process: (VmRSS, RssAnon, Pss, threads), bytes and count.
+fn memory_of(pid: u32) -> (u64, u64, u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    (
+        field(&status, "VmRSS:") * 1024,
+        field(&status, "RssAnon:") * 1024,
+        field(&rollup, "Pss:") * 1024,
+        field(&status, "Threads:"),
+    )
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks = f[11] + f[12];
+    Duration::from_millis(ticks * 1000 / 100)
+}
+
+/// Idle memory, threads and CPU of both daemons of a BMC with one connected peer (default
+/// settings, file keys), as the installed binary runs them. CPU over `idle`.
+fn memory_figures() {
+    let idle = Duration::from_secs(
+        std::env::var("BPM_BENCH_IDLE_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = two_provisioned(tmp.path());
+    a.provision(&b.endpoint()).unwrap();
+    b.provision(&a.endpoint()).unwrap();
+    wait_both(&a, &b, "pairing for the memory figures");
+    std::thread::sleep(Duration::from_secs(5));
+    println!(
+        "== idle cost, one connected peer (default settings, file keys, {} s)",
+        idle.as_secs()
+    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let daemons = [
+        ("bmc-pairing-manager", a.daemon.as_ref().unwrap().pid()),
+        ("bmc-attestation", a.attestation.as_ref().unwrap().pid()),
+    ];
+    let before: Vec<Duration> = daemons.iter().map(|(_, pid)| cpu_of(*pid)).collect();
+    std::thread::sleep(idle);
+    for ((name, pid), cpu0) in daemons.iter().zip(before) {
+        let (rss, anon, pss, threads) = memory_of(*pid);
+        let cpu = cpu_of(*pid) - cpu0;
+        println!(
+            "{:<48} VmRSS {:.1} MiB, anonymous {:.1} MiB, Pss {:.1} MiB   goal Pss <= 6 MiB",
+            format!("{name}, 1 peer"),
+            mib(rss),
+            mib(anon),
+            mib(pss)
+        );
+        println!(
+            "{:<48} {threads} threads; CPU {:.2} % of a core over {} s   goal: fit 1-2 cores, <= 0.5 % (64 peers)",
+            format!("{name}, 1 peer"),
+            cpu.as_secs_f64() * 100.0 / idle.as_secs_f64(),
+            idle.as_secs()
+        );
+    }
+}
+
+/// A hub BMC paired with `BPM_BENCH_PEERS` (default 64) peer BMCs, each a real pair of
+/// daemons on its own loopback address: the hub's idle memory, fds, threads and CPU over
+/// `BPM_BENCH_IDLE_S` (default 60 s) once every peer shows Connected.
+fn hub_figures() {
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let peers_wanted = env("BPM_BENCH_PEERS", 64);
+    let idle = Duration::from_secs(env("BPM_BENCH_IDLE_S", 60));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut hub = Bmc::new(tmp.path(), "hub", json!({}));
+    hub.start();
+    hub.provision("self").unwrap();
+    let mut peers = Vec::new();
+    for i in 0..peers_wanted {
+        let mut peer = Bmc::new(tmp.path(), &format!("peer-{i}"), json!({}));
+        peer.start();
+        peer.provision("self").unwrap();
+        hub.provision(&peer.endpoint()).unwrap();
+        peer.provision(&hub.endpoint()).unwrap();
+        peers.push(peer);
+    }
+    let connected = || {
+        peers
+            .iter()
+            .filter(|p| p.peer_connected() == CONNECTED)
+            .count()
+    };
+    let start = Instant::now();
+    while connected() < peers.len() && start.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let waited = start.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let pid = hub.daemon.as_ref().unwrap().pid();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let cpu0 = cpu_of(pid);
+    std::thread::sleep(idle);
+    let cpu = cpu_of(pid) - cpu0;
+    let (rss, anon, pss, threads) = memory_of(pid);
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "== hub with {} peers ({} connected after {:.0} s; default settings, file keys, {} s idle)",
+        peers.len(),
+        connected(),
+        waited.as_secs_f64(),
+        idle.as_secs()
+    );
+    println!(
+        "{:<48} VmRSS {:.1} MiB, anonymous {:.1} MiB, Pss {:.1} MiB (code shared with the peers' processes here)   goal <= 12 MiB",
+        "bmc-pairing-manager, hub",
+        mib(rss),
+        mib(anon),
+        mib(pss)
+    );
+    println!(
+        "{:<48} {fds} fds, {threads} threads; CPU {:.2} % of a core over {} s   goal <= 0.5 %",
+        "bmc-pairing-manager, hub",
+        cpu.as_secs_f64() * 100.0 / idle.as_secs_f64(),
+        idle.as_secs()
+    );
+    drop(peers);
 }
 
 fn attestation_figures() {
@@ -530,6 +734,12 @@ fn main() {
     }
     if want("tpm") {
         tpm_figures();
+    }
+    if want("memory") {
+        memory_figures();
+    }
+    if want("hub") {
+        hub_figures();
     }
     if want("attestation") {
         attestation_figures();

@@ -7,7 +7,8 @@
 # Usage: qemu/build-image.sh OUT_DIR BIN_DIR
 #   OUT_DIR  cache and output (vmlinuz, initrd.gz, rootfs.ext4); the kernel and the Debian
 #            root tarball are reused while the package list is unchanged
-#   BIN_DIR  where bmc-pairing-manager and bmc-attestation were built (target/release)
+#   BIN_DIR  where the multi-call bmc-pairing-manager was built (target/release); the install
+#            script links bmc-attestation to it
 #
 # Needs root (the root tree keeps its owners), mmdebstrap, busybox-static, cpio, kmod and
 # e2fsprogs; qemu/two-bmcs.sh installs them.

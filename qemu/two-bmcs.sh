@@ -40,8 +40,9 @@ case $profile in
   debug) flags=() ;;
   *) echo "two-bmcs: BPM_QEMU_PROFILE must be release or debug" >&2; exit 2 ;;
 esac
-log "building the daemons ($profile)"
-(cd "$repo" && cargo build "${flags[@]}" --locked --bins --quiet)
+log "building the daemons ($profile, as the recipe builds them: without network-tcti)"
+# The same build scripts/size-budget.sh measures (make test runs it after this tier).
+(cd "$repo" && cargo build "${flags[@]}" --locked --bins --no-default-features --quiet)
 bash "$here/build-image.sh" "$cache" "$repo/target/$profile"
 
 run=$(mktemp -d /tmp/bpm-qemu.XXXXXX)

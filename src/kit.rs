@@ -112,27 +112,52 @@ impl Bus {
     }
 }
 
-/// Logs to stderr (journald reads it), plain text unless on a terminal; `RUST_LOG`
-/// overrides `default_level`.
+/// Logs to stderr (journald reads it) as plain text; `RUST_LOG` overrides `default_level`
+/// (see [`log_filter`]).
 pub fn init_tracing(default_level: &str) {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref(), default_level);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_target(false)
+                .with_writer(std::io::stderr),
         )
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with(filter)
         .init();
 }
 
-/// The async runtime both daemons run on: two worker threads (a BMC has one or two cores).
+/// The log filter: `RUST_LOG` when it parses as a list of `level` and `target=level`
+/// directives (e.g. `info,bmc_pairing_manager::link=debug`), else `default_level`.
+///
+/// This is `tracing-subscriber`'s regex-free [`Targets`](tracing_subscriber::filter::Targets):
+/// no span or field filters, which the env-filter's regex engine (~0.8 MiB) would cost.
+pub fn log_filter(
+    rust_log: Option<&str>,
+    default_level: &str,
+) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    rust_log
+        .and_then(|s| s.parse::<Targets>().ok())
+        .or_else(|| default_level.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO))
+}
+
+/// The async runtime both daemons run on, for a BMC with one or two cores: the daemon's
+/// main future on the main thread, spawned tasks on **one** worker thread. It stays a
+/// multi-thread runtime because rustls signs synchronously inside a handshake and a TPM
+/// signature can take milliseconds (up to the key store's call timeout with a hung TPM):
+/// the signer marks that `block_in_place`, and tokio hands the worker's tasks (sessions,
+/// heartbeats, D-Bus) to a blocking-pool thread meanwhile; a current-thread runtime would
+/// stall them all. Idle threads: main, worker, and the TPM owner thread with the TPM
+/// backend; blocking-pool threads come for file and TPM work and leave after 10 s idle.
 ///
 /// # Errors
 /// The OS refused the threads or the reactor.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
 }
@@ -247,6 +272,23 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn log_filter_takes_rust_log_levels_and_targets_without_regex() {
+        use tracing::Level;
+        let default = log_filter(None, "info");
+        assert!(default.would_enable("bmc_pairing_manager::link", &Level::INFO));
+        assert!(!default.would_enable("bmc_pairing_manager::link", &Level::DEBUG));
+        let warn = log_filter(Some("warn"), "info");
+        assert!(!warn.would_enable("bmc_pairing_manager", &Level::INFO));
+        let per_target = log_filter(Some("warn,bmc_pairing_manager::link=debug"), "info");
+        assert!(per_target.would_enable("bmc_pairing_manager::link::tls", &Level::DEBUG));
+        assert!(!per_target.would_enable("zbus", &Level::INFO));
+        // Not a directive list (a span filter is env-filter syntax): the default applies.
+        let bad = log_filter(Some("[span{x=1}]=debug"), "info");
+        assert!(bad.would_enable("zbus", &Level::INFO));
+        assert!(!bad.would_enable("zbus", &Level::DEBUG));
+    }
 
     #[test]
     fn the_chain_prints_every_cause() {

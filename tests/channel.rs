@@ -182,3 +182,74 @@ fn idle_connections_do_not_lock_out_a_real_peer() {
     );
     drop(idle);
 }
+
+/// TLS 1.3 resumption spares the TPM, but a resumed session skips the certificate verifier,
+/// so A re-checks the identity against its pins as they are now. OpenSSL holding B's key
+/// resumes a session A ticketed while B was pinned: after A unpaired B (B's daemon stopped,
+/// so the goodbye is still owed), the first resumed session is told `Bye { Unpaired }`, the
+/// next one is refused; neither gets `Alive`. Each attempt must really resume, or the
+/// verifier (not the re-check) would be what refuses.
+#[test]
+fn a_resumed_session_of_an_unpaired_peer_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, mut b) = paired(tmp.path());
+    let certs = tmp.path().join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let as_b = openssl::bmc_identity(&b, &certs);
+    let ticket = |n: usize| certs.join(format!("ticket-{n}.pem"));
+    let attempt = |n: usize| {
+        let previous = n.checked_sub(1).map(ticket);
+        openssl::s_client_session(
+            a.ip,
+            a.port,
+            Some(&as_b),
+            previous.as_deref(),
+            &ticket(n),
+            &hello(),
+            Duration::from_secs(3),
+        )
+    };
+    let said = |out: &std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // While B is pinned: a full handshake, then a resumed one; both get Alive.
+    let full = attempt(0);
+    assert!(openssl::contains(&full.stdout, &alive()), "{}", said(&full));
+    assert!(!openssl::resumed(&full), "{}", said(&full));
+    let resumed = attempt(1);
+    assert!(
+        openssl::resumed(&resumed),
+        "A must resume a pinned peer's session: {}",
+        said(&resumed)
+    );
+    assert!(
+        openssl::contains(&resumed.stdout, &alive()),
+        "{}",
+        said(&resumed)
+    );
+
+    let mut daemon = b.daemon.take().unwrap();
+    assert_eq!(daemon.terminate(Duration::from_secs(10)), Some(0));
+    let peer = a.peer_paths().remove(0);
+    let out = a.busctl(&["call", SEED_BUS, &peer, PEER_IFACE, "Unpair"]);
+    assert!(out.status.success(), "{out:?}");
+
+    for n in [2, 3] {
+        let out = attempt(n);
+        assert!(
+            openssl::resumed(&out),
+            "attempt {n} must resume, or the verifier refused it: {}",
+            said(&out)
+        );
+        assert!(
+            !openssl::contains(&out.stdout, &alive()),
+            "attempt {n}: A opened a session for an unpaired peer on its old ticket"
+        );
+    }
+    assert!(
+        a.log()
+            .contains("told an unpaired identity that we unpaired it"),
+        "{}",
+        a.log()
+    );
+    assert!(a.peer_paths().is_empty());
+}

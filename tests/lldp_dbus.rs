@@ -221,7 +221,7 @@ impl Receive {
 async fn without_an_object_manager_the_receive_object_is_read_directly_ipv4_on_loopback() {
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter("info")
+        .with_max_level(tracing::Level::INFO)
         .try_init();
     let tmp = tempfile::tempdir().unwrap();
     let bus = bmc_test_support::Bus::start(tmp.path());

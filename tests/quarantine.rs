@@ -22,6 +22,15 @@ const QUIET: Duration = Duration::from_secs(6);
 /// where discovery may later report it). They pair, then B's firmware changes and A's
 /// `Reattest()` quarantines B. Returns both, and the path of B's object on A.
 fn quarantined_pair(root: &Path) -> (Bmc, Bmc, String) {
+    quarantined_pair_after(root, |_, _| {})
+}
+
+/// [`quarantined_pair`], running `while_admitted` once they are paired, before the
+/// quarantine.
+fn quarantined_pair_after(
+    root: &Path,
+    while_admitted: impl FnOnce(&Bmc, &Bmc),
+) -> (Bmc, Bmc, String) {
     let mut a = Bmc::new(root, "bmc-a", json!({"identity_check_interval_ms": 200}));
     let mut b = Bmc::new(root, "bmc-b", json!({"listen_address": null}));
     b.start();
@@ -38,6 +47,7 @@ fn quarantined_pair(root: &Path) -> (Bmc, Bmc, String) {
     a.start();
     pair(&a, &b);
     let peer = a.peer_paths().remove(0);
+    while_admitted(&a, &b);
 
     fs::write(&firmware, b"unapproved firmware").unwrap();
     let out = a.busctl(&["call", SEED_BUS, &peer, PEER_IFACE, "Reattest"]);
@@ -98,4 +108,83 @@ fn a_quarantined_peer_is_not_dialled_when_our_certificates_change() {
             .then_some(())
     });
     stays_apart(&a, &b, &peer, "after our certificates changed");
+}
+
+/// A resumed TLS session skips the certificate verifier; A re-checks the identity against
+/// its pins as they are now, which leave a quarantined peer out. OpenSSL holding B's key
+/// resumes a session A ticketed before the quarantine: the session resumes (so the re-check,
+/// not the verifier, decides) and gets no `Alive`.
+#[test]
+fn a_resumed_session_of_a_quarantined_peer_is_refused() {
+    use bmc_pairing_core::link::frame::Frame;
+    use bmc_test_support::openssl;
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    fs::create_dir_all(&certs).unwrap();
+    let hello = Frame::Hello {
+        seq: 0,
+        boot_id: 0,
+        name: "bmc-b".into(),
+    }
+    .to_bytes()
+    .unwrap();
+    let alive = Frame::Alive { seq: 0 }.to_bytes().unwrap();
+    let before = certs.join("ticket-before.pem");
+    let (a, b, _peer) = quarantined_pair_after(tmp.path(), |a, b| {
+        let as_b = openssl::bmc_identity(b, &certs);
+        let first = certs.join("ticket-first.pem");
+        let out = openssl::s_client_session(
+            a.ip,
+            a.port,
+            Some(&as_b),
+            None,
+            &first,
+            &hello,
+            Duration::from_secs(3),
+        );
+        assert!(
+            openssl::contains(&out.stdout, &alive),
+            "the admitted B must get a session: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        // Positive control: while admitted, B's ticket resumes (and yields the next one).
+        let out = openssl::s_client_session(
+            a.ip,
+            a.port,
+            Some(&as_b),
+            Some(&first),
+            &before,
+            &hello,
+            Duration::from_secs(3),
+        );
+        assert!(
+            openssl::resumed(&out) && openssl::contains(&out.stdout, &alive),
+            "the admitted B must resume: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            a.log()
+        );
+    });
+    let as_b = openssl::bmc_identity(&b, &certs);
+    let out = openssl::s_client_session(
+        a.ip,
+        a.port,
+        Some(&as_b),
+        Some(&before),
+        &certs.join("ticket-after.pem"),
+        &hello,
+        Duration::from_secs(3),
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        openssl::resumed(&out),
+        "the attempt must resume: {said} {:?} {}",
+        fs::metadata(&before),
+        a.log()
+    );
+    assert!(
+        !openssl::contains(&out.stdout, &alive),
+        "A opened a session for its quarantined peer on an old ticket: {said}"
+    );
+    assert_ne!(b.peer_connected(), CONNECTED);
+    drop(a);
 }

@@ -48,11 +48,20 @@ inherit cargo cargo-update-recipe-crates pkgconfig systemd phosphor-dbus-yaml
 #   python3 tools/crates-inc.py Cargo.lock recipes-phosphor/bmc-pairing/bmc-pairing-manager-crates.inc
 require ${BPN}-crates.inc
 
+# A BMC reaches its TPM at /dev/tpmrm0 (device TCTI). TCTI strings for a TPM over the
+# network or D-Bus (swtpm:, mssim:, tabrmd:) need tss-esapi's parser and with it the regex
+# engine, about 1 MB of the binary: opt in with PACKAGECONFIG:append:pn-bmc-pairing-manager
+# = " network-tcti".
+CARGO_BUILD_FLAGS:append = " --no-default-features"
+PACKAGECONFIG ??= ""
+PACKAGECONFIG[network-tcti] = "--features network-tcti,,"
+
 SYSTEMD_SERVICE:${PN} = "xyz.openbmc_project.BmcPairingManager.service \
                          xyz.openbmc_project.attestation.service"
 
 # One script does the whole install, so tests/packaging/run.sh stages the very
-# same layout without bitbake. It installs both binaries, the units, the D-Bus
+# same layout without bitbake. It installs the multi-call binary and its
+# bmc-attestation link, the units, the D-Bus
 # policies, the default configuration and the PDI YAML, the latter into
 # ${yaml_dir} (phosphor-dbus-yaml.bbclass) as ${yaml_dir}/xyz/..., where
 # phosphor-dbus-interfaces puts its own and where consumers look.

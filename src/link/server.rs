@@ -412,8 +412,7 @@ pub async fn serve(
             continue;
         }
         let (id, token) = sessions.admit(source, limits, &cancel);
-        let span =
-            tracing::info_span!("incoming", %addr, session = id, peer = tracing::field::Empty);
+        let span = tracing::info_span!("incoming", %addr, session = id, peer = tracing::field::Empty, resumed = tracing::field::Empty);
         tracker.spawn(
             handle(
                 tcp,
@@ -477,6 +476,12 @@ async fn handle(
             .and_then(|leaf| crate::identity::summarize(leaf.as_ref()).ok())
             .map(|s| s.public_key.fingerprint())
             .ok_or_else(|| io::Error::other("no client certificate after handshake"))?;
+        // A resumed session skipped the certificate verifier: this check, against the pins
+        // as they are now, is what keeps out a peer unpaired or quarantined after its
+        // ticket was issued. A resumed session of an unpinned identity is refused here
+        // (anchored admission needs the verifier's chain check, i.e. a full handshake).
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        tracing::Span::current().record("resumed", resumed);
         if !settings.pins.contains(&fp) && settings.farewells.contains(&fp) {
             // We unpaired it: its Hello is answered with the reason, once.
             let mut conn = Connection::new(tls);
@@ -484,6 +489,11 @@ async fn handle(
                 .await
                 .map_err(io::Error::other)?;
             return Ok(Handshake::ToldUnpaired(fp));
+        }
+        if resumed && !settings.pins.contains(&fp) {
+            return Err(io::Error::other(
+                "resumed session of an identity that is no longer pinned",
+            ));
         }
         if !settings.pins.contains(&fp) {
             // Only anchored mode lets an unpinned chain through the verifier; attestation

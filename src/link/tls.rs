@@ -489,7 +489,7 @@ fn certified_key(identity: &LoadedIdentity, store: Arc<dyn KeyStore>) -> Arc<Cer
 /// Builds the listener's configuration: TLS 1.3, client certificate mandatory and pinned
 /// (or owed a goodbye: `farewells`). With `anchors` (anchored mode), a client whose chain
 /// verifies to one of them is accepted too, for the listener to attest before anything else
-/// happens.
+/// happens. Resumable sessions live in `tickets` (see [`Tickets`]).
 ///
 /// # Errors
 /// rustls configuration errors (none expected with the ring provider).
@@ -500,6 +500,7 @@ pub fn server_config(
     farewells: PinSet,
     floor: UnixTime,
     anchors: Vec<Vec<u8>>,
+    tickets: Arc<Tickets>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
@@ -510,11 +511,110 @@ pub fn server_config(
             anchors,
         }))
         .with_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
-    // No resumption: a resumed session skips client certificate verification, so a peer
-    // unpaired since its last handshake would get back in on its ticket.
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
+    // TLS 1.3 resumption (PSK with (EC)DHE): a reconnect within TICKET_LIFETIME signs
+    // nothing with the TPM. A resumed session skips this verifier, so the listener checks
+    // every session's identity against the current pins (which leave out quarantined peers)
+    // and farewells after the handshake, before Hello (link::server). Tickets are handles
+    // into the bounded, in-memory, single-use `tickets`, which the caller keeps across
+    // rebuilds for the same key; a new key or a restart means a full handshake.
+    config.session_storage = tickets;
+    config.send_tls13_tickets = 1;
     Ok(Arc::new(config))
+}
+
+/// How long after its full handshake a session may be resumed; later, a full handshake
+/// (one TPM signature per side) re-verifies the chain against the time rule.
+pub const TICKET_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Sessions a dialler keeps for resuming (one peer; the server issues one ticket per
+/// handshake and each is used once).
+const CLIENT_SESSIONS: usize = 2;
+
+/// Sessions the listener keeps for resumption (about 1.5 KB each with the client's
+/// chain); the oldest goes first. Only clients that passed the verifier get one.
+pub const TICKET_CAPACITY: usize = 128;
+
+/// The listener's resumption store: at most `capacity` sessions, oldest evicted first, each
+/// resumable once and only within `lifetime` of being stored. rustls's own stateful store
+/// has no age bound (it advertises 24 h and accepts any ticket it still holds).
+#[derive(Debug)]
+pub struct Tickets {
+    capacity: usize,
+    lifetime: std::time::Duration,
+    sessions: Mutex<std::collections::VecDeque<StoredTicket>>,
+}
+
+#[derive(Debug)]
+struct StoredTicket {
+    id: Vec<u8>,
+    value: Vec<u8>,
+    stored: std::time::Instant,
+}
+
+impl Tickets {
+    /// An empty store.
+    pub fn new(capacity: usize, lifetime: std::time::Duration) -> Self {
+        Tickets {
+            capacity,
+            lifetime,
+            sessions: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::VecDeque<StoredTicket>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sessions held (expired ones included until they are evicted or looked up).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True if no session is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl rustls::server::StoresServerSessions for Tickets {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        if self.capacity == 0 {
+            return false;
+        }
+        let mut sessions = self.lock();
+        let now = std::time::Instant::now();
+        sessions.retain(|t| now.duration_since(t.stored) < self.lifetime && t.id != key);
+        while sessions.len() >= self.capacity {
+            sessions.pop_front();
+        }
+        sessions.push_back(StoredTicket {
+            id: key,
+            value,
+            stored: now,
+        });
+        true
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        // TLS 1.3 resumption uses `take`; `get` is TLS 1.2's, which is not enabled. Answer
+        // with the same rules anyway, without consuming.
+        let now = std::time::Instant::now();
+        self.lock()
+            .iter()
+            .find(|t| t.id == key && now.duration_since(t.stored) < self.lifetime)
+            .map(|t| t.value.clone())
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let mut sessions = self.lock();
+        let index = sessions.iter().position(|t| t.id == key)?;
+        let ticket = sessions.remove(index)?;
+        (ticket.stored.elapsed() < self.lifetime).then_some(ticket.value)
+    }
+
+    fn can_cache(&self) -> bool {
+        self.capacity > 0
+    }
 }
 
 /// Builds a dialler's configuration: TLS 1.3, our identity as client certificate, and the
@@ -528,6 +628,7 @@ pub fn client_config(
     check: ServerCheck,
     floor: UnixTime,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
+    let resumes = matches!(check, ServerCheck::Pinned { .. });
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         // rustls gates every custom verifier behind `dangerous()`. Ours is stricter than
@@ -535,7 +636,52 @@ pub fn client_config(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedServerVerifier { check, floor }))
         .with_client_cert_resolver(Arc::new(OurCert(certified_key(identity, store))));
-    // Every connection re-verifies the peer against the current pin (see server_config).
-    config.resumption = rustls::client::Resumption::disabled();
+    // A dialler of a pinned peer resumes its sessions (no TPM signature on either side);
+    // its configuration, and so its session cache, lives as long as the dialler, whose pin
+    // is fixed. A first-contact probe must see the server's chain, so it never resumes.
+    config.resumption = if resumes {
+        rustls::client::Resumption::in_memory_sessions(CLIENT_SESSIONS)
+            .tls12_resumption(rustls::client::Tls12Resumption::Disabled)
+    } else {
+        rustls::client::Resumption::disabled()
+    };
     Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::server::StoresServerSessions;
+    use std::time::Duration;
+
+    #[test]
+    fn a_ticket_resumes_once_and_only_within_its_lifetime() {
+        let store = Tickets::new(4, Duration::from_secs(3600));
+        assert!(store.can_cache());
+        assert!(store.put(b"t1".to_vec(), b"session".to_vec()));
+        assert_eq!(store.get(b"t1"), Some(b"session".to_vec()));
+        assert_eq!(store.take(b"t1"), Some(b"session".to_vec()));
+        assert_eq!(store.take(b"t1"), None, "single use");
+        assert_eq!(store.take(b"unknown"), None);
+
+        let expired = Tickets::new(4, Duration::ZERO);
+        assert!(expired.put(b"t".to_vec(), b"session".to_vec()));
+        assert_eq!(expired.get(b"t"), None);
+        assert_eq!(expired.take(b"t"), None, "past its lifetime");
+        assert!(expired.is_empty());
+    }
+
+    #[test]
+    fn the_store_is_bounded_oldest_first() {
+        let store = Tickets::new(2, Duration::from_secs(3600));
+        for id in [b"a", b"b", b"c"] {
+            assert!(store.put(id.to_vec(), id.to_vec()));
+        }
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.take(b"a"), None);
+        assert_eq!(store.take(b"c"), Some(b"c".to_vec()));
+        let none = Tickets::new(0, Duration::from_secs(3600));
+        assert!(!none.can_cache());
+        assert!(!none.put(b"a".to_vec(), b"a".to_vec()));
+    }
 }

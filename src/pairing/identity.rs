@@ -184,6 +184,10 @@ pub struct Keeper {
     anchors: Vec<Vec<u8>>,
     /// Every anchor in the trust store, whatever the trust mode (for D-Bus).
     trust_store: Vec<Arc<[u8]>>,
+    /// The listener's resumable sessions, kept across rebuilds of its configuration for
+    /// the same identity key (renewed certificates, a changed trust store, the floor), so
+    /// those do not send every peer back to a full handshake; a new key starts afresh.
+    tickets: Option<(Fingerprint, Arc<tls::Tickets>)>,
     floor: UnixTime,
     ensuring: bool,
     checking: bool,
@@ -239,6 +243,7 @@ impl Keeper {
         let mut keeper = Keeper {
             anchors: Vec::new(),
             trust_store: Vec::new(),
+            tickets: None,
             identity,
             floor: unix_time(floor_unix),
             ensuring: false,
@@ -629,7 +634,20 @@ impl Keeper {
     /// Publishes the listener's TLS configuration and the diallers' credentials for the
     /// current identity (none without one).
     fn install(&mut self) {
-        let config = self.identity.as_ref().and_then(|id| {
+        let fingerprint = self.identity.as_ref().map(LoadedIdentity::fingerprint);
+        let tickets = match (&self.tickets, fingerprint) {
+            (Some((kept, tickets)), Some(fp)) if *kept == fp => Some(tickets.clone()),
+            (_, Some(fp)) => Some(Arc::new(tls::Tickets::new(
+                tls::TICKET_CAPACITY,
+                tls::TICKET_LIFETIME,
+            )))
+            .inspect(|t| self.tickets = Some((fp, t.clone()))),
+            (_, None) => {
+                self.tickets = None;
+                None
+            }
+        };
+        let config = self.identity.as_ref().zip(tickets).and_then(|(id, tickets)| {
             tls::server_config(
                 id,
                 self.parts.store.clone(),
@@ -637,6 +655,7 @@ impl Keeper {
                 self.parts.farewells.clone(),
                 self.floor,
                 self.anchors.clone(),
+                tickets,
             )
             .map_err(|e| tracing::error!(error = %ErrorChain(&e), "cannot build the TLS server configuration"))
             .ok()

@@ -328,7 +328,7 @@ class Checks:
         want |= {f"{r['datadir']}/dbus-1/system.d/{p}" for p in os.listdir(dbus_dir)}
         side = {p: fl for p, fl in pk.items() if p.endswith(SIDE_SUFFIXES) and fl}
         h.check(want <= main and not side and not st["qa_errors_found"],
-                f"setup: package {DAEMON} holds both binaries, SYSTEMD_SERVICE units, CONFFILES and D-Bus "
+                f"setup: package {DAEMON} holds the binary and its bmc-attestation link, SYSTEMD_SERVICE units, CONFFILES and D-Bus "
                 f"policies; nothing unshipped, nothing in -dev/-dbg/...",
                 f"missing: {sorted(want - main)}\nother packages: {side}\nQA: "
                 + "\n".join(x["msg"] for x in st.get("log", [])), note=f"{len(main)} files")

@@ -369,9 +369,39 @@ pub fn spdm_port() -> u16 {
     *PORT.get_or_init(free_port)
 }
 
-/// The `bmc-attestation` binary (`$BMC_ATTESTATION_BIN` overrides).
+/// The `bmc-attestation` binary (`$BMC_ATTESTATION_BIN` overrides): a symbolic link named
+/// `bmc-attestation` to the multi-call [`daemon_binary`], beside it, as the recipe installs
+/// it. The link is (re)made here when it is missing or is anything else (e.g. a separate
+/// binary left in `target/` by an older build), atomically, so parallel tests can race.
 pub fn attestation_daemon_binary() -> PathBuf {
-    find_binary("bmc-attestation", "BMC_ATTESTATION_BIN")
+    if let Ok(p) = std::env::var("BMC_ATTESTATION_BIN") {
+        return PathBuf::from(p);
+    }
+    let multi_call = daemon_binary();
+    let Some(dir) = multi_call.parent() else {
+        panic!("{} has no directory", multi_call.display());
+    };
+    let link = dir.join("bmc-attestation");
+    let Some(target) = multi_call.file_name() else {
+        panic!("{} has no file name", multi_call.display());
+    };
+    if std::fs::read_link(&link).is_ok_and(|t| t.as_os_str() == target) {
+        return link;
+    }
+    static ATTEMPT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let attempt = ATTEMPT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let temporary = dir.join(format!(".bmc-attestation.{}.{attempt}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    if let Err(e) = std::os::unix::fs::symlink(target, &temporary)
+        .and_then(|()| std::fs::rename(&temporary, &link))
+    {
+        panic!(
+            "cannot link {} to {}: {e}",
+            link.display(),
+            multi_call.display()
+        );
+    }
+    link
 }
 
 /// One BMC: a bus, an address, a state directory, configs, and (when started) its daemons:

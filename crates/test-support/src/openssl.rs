@@ -130,6 +130,18 @@ pub fn ca_and_leaf(dir: &Path, name: &str) -> Pem {
     }
 }
 
+/// PEM files (in `dir`) for the identity of `bmc`, a test BMC with file keys: OpenSSL can
+/// then speak as that BMC.
+pub fn bmc_identity(bmc: &crate::Bmc, dir: &Path) -> Pem {
+    from_der(
+        dir,
+        &format!("{}-real", bmc.name),
+        &bmc.cert_dir().join("identity.der"),
+        &bmc.cert_dir().join("ca.der"),
+        &bmc.state_dir().join("keys/identity.p8"),
+    )
+}
+
 /// PEM files for an identity whose DER certificates and PKCS#8 DER key are on disk (the
 /// file key backend's layout): used as a positive control that the test can succeed.
 pub fn from_der(dir: &Path, name: &str, leaf_der: &Path, ca_der: &Path, key_p8: &Path) -> Pem {
@@ -179,6 +191,49 @@ pub fn s_client(
     send: &[u8],
     limit: Duration,
 ) -> Output {
+    let mut args = vec!["-quiet", "-no_ign_eof"];
+    args.extend_from_slice(extra);
+    run_s_client(host, port, pem, &args, send, limit)
+}
+
+/// [`s_client`] with TLS session resumption: resumes the session saved in `sess_in` (if
+/// given) and saves the session it ends with (its ticket) to `sess_out`. Not quiet, so
+/// [`resumed`] can read s_client's summary; `-nocommands` keeps the bytes sent from being
+/// taken as s_client commands.
+pub fn s_client_session(
+    host: std::net::IpAddr,
+    port: u16,
+    pem: Option<&Pem>,
+    sess_in: Option<&std::path::Path>,
+    sess_out: &std::path::Path,
+    send: &[u8],
+    limit: Duration,
+) -> Output {
+    let mut args = vec![
+        "-nocommands",
+        "-no_ign_eof",
+        "-sess_out",
+        sess_out.to_str().unwrap(),
+    ];
+    if let Some(input) = sess_in {
+        args.extend(["-sess_in", input.to_str().unwrap()]);
+    }
+    run_s_client(host, port, pem, &args, send, limit)
+}
+
+/// True if the [`s_client_session`] that printed `out` resumed its session (TLS 1.3).
+pub fn resumed(out: &Output) -> bool {
+    contains(&out.stdout, b"Reused, TLSv1.3")
+}
+
+fn run_s_client(
+    host: std::net::IpAddr,
+    port: u16,
+    pem: Option<&Pem>,
+    args: &[&str],
+    send: &[u8],
+    limit: Duration,
+) -> Output {
     require_tool("openssl");
     let mut cmd = Command::new("timeout");
     cmd.arg(format!("{}", limit.as_secs().max(1)))
@@ -187,10 +242,8 @@ pub fn s_client(
             "s_client",
             "-connect",
             &std::net::SocketAddr::new(host, port).to_string(),
-            "-quiet",
-            "-no_ign_eof",
         ])
-        .args(extra);
+        .args(args);
     if let Some(pem) = pem {
         cmd.args([
             "-cert",

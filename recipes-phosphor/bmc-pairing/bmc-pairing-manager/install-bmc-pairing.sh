@@ -1,5 +1,6 @@
 #!/bin/sh
-# Install bmc-pairing-manager and bmc-attestation into a staging root.
+# Install bmc-pairing-manager (one multi-call binary) and its bmc-attestation link
+# into a staging root.
 #
 # Called by bmc-pairing-manager_git.bb's do_install and by
 # tests/packaging/run.sh, so the recipe and the offline test stage exactly the
@@ -46,12 +47,12 @@ for v in destdir bindir sysconfdir datadir unitdir binsrc files; do
     [ -n "$val" ] || die "missing --$(echo "$v" | sed 's/unitdir/systemd-unitdir/; s/binsrc/bin-src/')"
 done
 
-# Binaries: both come from the one Cargo package.
+# One multi-call binary serves both daemons (std, tokio, zbus and rustls on flash once);
+# bmc-attestation is a relative symbolic link to it: the binary picks the daemon by argv[0].
 install -d -m 0755 "${destdir}${bindir}"
-for bin in bmc-pairing-manager bmc-attestation; do
-    [ -x "${binsrc}/${bin}" ] || die "${binsrc}/${bin}: no such executable (cargo build --release --bins?)"
-    install -m 0755 "${binsrc}/${bin}" "${destdir}${bindir}/${bin}"
-done
+[ -x "${binsrc}/bmc-pairing-manager" ] || die "${binsrc}/bmc-pairing-manager: no such executable (cargo build --release --bins?)"
+install -m 0755 "${binsrc}/bmc-pairing-manager" "${destdir}${bindir}/bmc-pairing-manager"
+ln -sf bmc-pairing-manager "${destdir}${bindir}/bmc-attestation"
 
 # systemd units.
 install -d -m 0755 "${destdir}${unitdir}"

@@ -79,8 +79,36 @@ pub(super) struct Device {
 /// # Errors
 /// [`Error::Unavailable`] when tss-esapi does not understand it.
 pub(super) fn parse_tcti(tcti: &str) -> Result<TctiNameConf, Error> {
+    let bad = |e| TpmError::tss(format!("bad tcti {tcti:?}"), e).unavailable();
+    // `device` and `device:PATH` without tss-esapi's regex-based parser (same meaning).
+    if tcti == "device" {
+        return Ok(TctiNameConf::Device(Default::default()));
+    }
+    if let Some(path) = tcti.strip_prefix("device:") {
+        return path
+            .parse::<tss_esapi::tcti_ldr::DeviceConfig>()
+            .map(TctiNameConf::Device)
+            .map_err(bad);
+    }
+    network_tcti(tcti)
+}
+
+/// `swtpm:...`, `mssim:...` and `tabrmd:...`, by tss-esapi's parser.
+#[cfg(feature = "network-tcti")]
+fn network_tcti(tcti: &str) -> Result<TctiNameConf, Error> {
     tcti.parse()
         .map_err(|e| TpmError::tss(format!("bad tcti {tcti:?}"), e).unavailable())
+}
+
+/// Built without the `network-tcti` feature: only the device TCTI.
+#[cfg(not(feature = "network-tcti"))]
+fn network_tcti(tcti: &str) -> Result<TctiNameConf, Error> {
+    let unsupported = tss_esapi::Error::WrapperError(tss_esapi::WrapperErrorKind::UnsupportedParam);
+    Err(TpmError::tss(
+        format!("bad tcti {tcti:?}: this build has the device TCTI only (feature network-tcti)"),
+        unsupported,
+    )
+    .unavailable())
 }
 
 impl Device {
@@ -711,5 +739,33 @@ mod tests {
             Fault::OutOfSlots(_)
         ));
         assert!(!is_out_of_slots(integrity));
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    #[test]
+    fn device_tctis_parse_without_the_regex_parser_and_network_ones_by_feature() {
+        for device in ["device", "device:/dev/tpmrm0"] {
+            assert!(
+                matches!(parse_tcti(device), Ok(TctiNameConf::Device(_))),
+                "{device}"
+            );
+        }
+        assert_eq!(
+            parse_tcti("device:/dev/tpmrm0").ok(),
+            "device:/dev/tpmrm0".parse::<TctiNameConf>().ok(),
+            "same meaning as tss-esapi's parser"
+        );
+        let swtpm = parse_tcti("swtpm:host=127.0.0.1,port=2321");
+        assert_eq!(
+            swtpm.is_ok(),
+            cfg!(feature = "network-tcti"),
+            "{:?}",
+            swtpm.err()
+        );
+        assert!(parse_tcti("no-such-tcti:foo").is_err());
     }
 }

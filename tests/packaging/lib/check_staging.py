@@ -5,9 +5,10 @@ Usage: check_staging.py YAML_ROOT
 
 Runs recipes-phosphor/bmc-pairing/bmc-pairing-manager/install-bmc-pairing.sh
 (the script do_install calls) into a temporary DESTDIR with OE's default
-paths, using target/release/{bmc-pairing-manager,bmc-attestation} when built
-and dummy executables otherwise (said in the output). Then:
-- the exact file list and modes (binaries 0755, units/policies/config 0644,
+paths, using target/release/bmc-pairing-manager (the multi-call binary) when
+built and a dummy executable otherwise (said in the output). Then:
+- the exact file list and modes (binary 0755, bmc-attestation a relative link
+  to it, units/policies/config 0644,
   certs dir 0700) and the YAML under meta-phosphor's ${yaml_dir}
   (/usr/share/phosphor-dbus-yaml; tests/openbmc reads it from the real class);
 - the default configuration;
@@ -15,6 +16,7 @@ and dummy executables otherwise (said in the output). Then:
   binaries (SYSTEMD_UNIT_PATH, host units for dbus.socket etc.); any message
   counts as a failure because verify exits 0 on most parse errors;
 - `systemd-analyze security --offline=true --threshold=25`: exposure <= 2.5;
+- with the real binary: the bmc-attestation link runs the attestation daemon;
 - self-tests: verify flags a misspelt directive and a missing binary, the
   threshold rejects the anchor's unhardened unit, the install script fails
   without a binary, and the mode check notices a wrong mode.
@@ -32,7 +34,8 @@ from harness import Harness, REPO
 
 FILES = os.path.join(REPO, "recipes-phosphor", "bmc-pairing", "bmc-pairing-manager")
 SCRIPT = os.path.join(FILES, "install-bmc-pairing.sh")
-BINS = ["bmc-pairing-manager", "bmc-attestation"]
+BINS = ["bmc-pairing-manager"]
+LINKS = {"bmc-attestation": "bmc-pairing-manager"}  # name -> relative link target
 PATHS = dict(bindir="/usr/bin", sysconfdir="/etc", datadir="/usr/share",
              unitdir="/usr/lib/systemd/system", yamldir="/usr/share/phosphor-dbus-yaml")
 UNITS = ["xyz.openbmc_project.BmcPairingManager.service", "xyz.openbmc_project.attestation.service"]
@@ -53,6 +56,8 @@ def expected_tree(yaml_root):
     e = {}
     for b in BINS:
         e[f"{PATHS['bindir']}/{b}"] = 0o755
+    for name, target in LINKS.items():
+        e[f"{PATHS['bindir']}/{name}"] = f"link:{target}"
     for u in UNITS:
         e[f"{PATHS['unitdir']}/{u}"] = 0o644
     for p in POLICIES:
@@ -74,7 +79,8 @@ def tree_problems(destdir, expected):
     for dirpath, dirs, files in os.walk(destdir):
         for f in files:
             p = os.path.join(dirpath, f)
-            got["/" + os.path.relpath(p, destdir)] = stat.S_IMODE(os.lstat(p).st_mode)
+            got["/" + os.path.relpath(p, destdir)] = (
+                f"link:{os.readlink(p)}" if os.path.islink(p) else stat.S_IMODE(os.lstat(p).st_mode))
         for d in dirs:
             p = os.path.join(dirpath, d)
             rel = "/" + os.path.relpath(p, destdir)
@@ -154,6 +160,11 @@ def main():
         with open(os.path.join(dest, "etc/bmc-pairing-manager/bmc-attestation.conf"), encoding="utf-8") as f:
             aconf = json.load(f)
         h.check(isinstance(aconf, dict), "bmc-attestation.conf is a JSON object", f"got {aconf!r}")
+        if not dummies:
+            link = os.path.join(dest, PATHS["bindir"].lstrip("/"), "bmc-attestation")
+            p = subprocess.run([link, "--help"], capture_output=True, text=True)
+            h.check(p.returncode == 0 and "SPDM 1.2 (DMTF DSP0274)" in p.stdout,
+                    "the staged bmc-attestation link runs the attestation daemon", p.stdout + p.stderr)
 
         unit_dir = os.path.join(tmp, "units")
         units_for_verify(dest, unit_dir)
@@ -188,9 +199,8 @@ def main():
 
         nobin = os.path.join(tmp, "bin-missing")
         os.makedirs(nobin)
-        shutil.copy2(os.path.join(binsrc, BINS[0]), nobin)
         p = install(os.path.join(tmp, "image2"), nobin, yaml_root)
-        h.check(p.returncode != 0 and "bmc-attestation" in p.stderr,
+        h.check(p.returncode != 0 and "bmc-pairing-manager" in p.stderr,
                 "self-test: install script fails when a binary is missing", f"rc={p.returncode} {p.stderr}")
         os.chmod(os.path.join(dest, PATHS["unitdir"].lstrip("/"), UNITS[1]), 0o664)
         P = tree_problems(dest, expected_tree(yaml_root))

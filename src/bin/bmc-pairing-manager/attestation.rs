@@ -1,5 +1,6 @@
-//! `bmc-attestation`: this BMC's SPDM responder and the attestation of peers on request over
-//! D-Bus (DESIGN.md §1.3), plus the operator subcommands `attest` and `respond`.
+//! `bmc-attestation` (this binary called by that name, or `bmc-pairing-manager attestation`):
+//! this BMC's SPDM responder and the attestation of peers on request over D-Bus
+//! (DESIGN.md §1.3), plus the operator subcommands `attest` and `respond`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,8 +22,9 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         .ok()
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// Runs `bmc-attestation` with `args` (the first one is the program name).
+pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     if !args.check_config {
         match args.command {
             Some(Command::Attest(a)) => {

@@ -131,8 +131,9 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
+/// Runs `bmc-pairing-manager` with `args` (the first one is the program name).
+pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let args = Args::parse_from(args);
     let tpm_present = std::path::Path::new(TPM_DEVICE).exists();
     let config = match config::load(&args.config, &hostname(), tpm_present) {
         Ok(c) => c,
