@@ -67,8 +67,13 @@ fn every_object_matches_its_yaml() {
     }
     // And the whole service, object by object, found from the tree.
     let root = yaml_root();
-    let checked = check_service(&a.bus.address, ATT_BUS, &[root.as_path()])
-        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let upstream = pdi::upstream_pdi_root();
+    let checked = check_service(
+        &a.bus.address,
+        ATT_BUS,
+        &[root.as_path(), upstream.as_path()],
+    )
+    .unwrap_or_else(|p| panic!("{}", p.join("\n")));
     assert!(checked.contains(&peer), "{checked:?}");
 }
 
