@@ -17,7 +17,7 @@ fn yaml_root() -> PathBuf {
 
 fn yaml(name: &str) -> PathBuf {
     yaml_root().join(format!(
-        "xyz/openbmc_project/Attestation/{name}.interface.yaml"
+        "xyz/openbmc_project/BmcPairing/Attestation/{name}.interface.yaml"
     ))
 }
 
@@ -164,7 +164,7 @@ fn introspection_xml_is_read() {
 fn interface_names_come_from_the_yaml_path() {
     assert_eq!(
         pdi::interface_name_of(&yaml("Peer")).unwrap(),
-        "xyz.openbmc_project.Attestation.Peer"
+        "xyz.openbmc_project.BmcPairing.Attestation.Peer"
     );
     assert!(pdi::interface_name_of(Path::new("x/Peer.interface.yaml")).is_err());
     assert_eq!(

@@ -2,10 +2,10 @@
 //!
 //! | Path | Interface |
 //! |---|---|
-//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.Attestation.Requester` ([`requester`]) |
-//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.Attestation.Responder` ([`responder`]) |
+//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.BmcPairing.Attestation.Requester` ([`requester`]) |
+//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.BmcPairing.Attestation.Responder` ([`responder`]) |
 //! | `/xyz/openbmc_project/attestation` | `org.freedesktop.DBus.ObjectManager` |
-//! | `/xyz/openbmc_project/attestation/peers/<id>` | `xyz.openbmc_project.Attestation.Peer` ([`peer`]) |
+//! | `/xyz/openbmc_project/attestation/peers/<id>` | `xyz.openbmc_project.BmcPairing.Attestation.Peer` ([`peer`]) |
 //! | `/xyz/openbmc_project/component_integrity/<id>` | upstream `Attestation.ComponentIntegrity`, `.IdentityAuthentication`, `.MeasurementSet` ([`component_integrity`]) |
 //! | `/xyz/openbmc_project/certs/devices/<id>/slot_0` | `xyz.openbmc_project.Certs.Certificate`: the peer's proven leaf |
 //!
