@@ -495,3 +495,80 @@ async fn a_failed_identity_check_shows_failed_and_quotes_stay_pinned() {
     let checked = python_check(&quote, &nonce, &[]);
     assert_eq!(checked["verifies"], true, "{checked}");
 }
+
+/// The object mapper learns of objects made after a service started only from
+/// InterfacesAdded, which D-Bus emits from an ObjectManager above the object: a peer's
+/// ComponentIntegrity object and its certificate are announced when they appear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_objects_are_announced_for_the_mapper() {
+    use futures_util::StreamExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut b = Node::new(tmp.path(), "bmc-b", KeyKind::File, json!({}));
+    b.provision();
+    b.start();
+    let mut a = Node::new(tmp.path(), "bmc-a", KeyKind::File, json!({}));
+    a.start();
+    let conn = connect(&a).await;
+    let owner = zbus::fdo::DBusProxy::new(&conn)
+        .await
+        .unwrap()
+        .get_name_owner(ATT_BUS.try_into().unwrap())
+        .await
+        .unwrap();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender(owner.as_str())
+        .unwrap()
+        .interface("org.freedesktop.DBus.ObjectManager")
+        .unwrap()
+        .member("InterfacesAdded")
+        .unwrap()
+        .build();
+    let mut added = zbus::MessageStream::for_match_rule(rule, &conn, None)
+        .await
+        .unwrap();
+    a.busctl_json(&[
+        "call",
+        ATT_BUS,
+        ATT_ROOT,
+        REQUESTER_IFACE,
+        "Attest",
+        "ss",
+        &b.endpoint(),
+        "first-contact",
+    ])
+    .unwrap();
+    let id = expected_id(&b);
+    let component = format!("{ROOT}/{id}");
+    let cert = format!("/xyz/openbmc_project/certs/devices/{id}/slot_0");
+    let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !(seen.contains_key(&component) && seen.contains_key(&cert)) {
+        let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, added.next()).await else {
+            break;
+        };
+        let (path, ifaces): (
+            OwnedObjectPath,
+            HashMap<String, HashMap<String, OwnedValue>>,
+        ) = msg.body().deserialize().unwrap();
+        seen.entry(path.to_string())
+            .or_default()
+            .extend(ifaces.into_keys());
+    }
+    let mut on_component = seen.get(&component).cloned().unwrap_or_default();
+    on_component.sort();
+    assert_eq!(
+        on_component,
+        vec![
+            INTEGRITY.to_owned(),
+            IDENTITY.to_owned(),
+            MEASUREMENT_SET.to_owned()
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get(&cert),
+        Some(&vec![CERTIFICATE.to_owned()]),
+        "{seen:?}"
+    );
+}

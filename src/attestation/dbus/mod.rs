@@ -7,6 +7,7 @@
 //! | `/xyz/openbmc_project/attestation` | `org.freedesktop.DBus.ObjectManager` |
 //! | `/xyz/openbmc_project/attestation/peers/<id>` | `xyz.openbmc_project.BmcPairing.Attestation.Peer` ([`peer`]) |
 //! | `/xyz/openbmc_project/component_integrity/<id>` | upstream `Attestation.ComponentIntegrity`, `.IdentityAuthentication`, `.MeasurementSet` ([`component_integrity`]) |
+//! | `/xyz/openbmc_project/component_integrity`, `/xyz/openbmc_project/certs/devices` | `org.freedesktop.DBus.ObjectManager` (InterfacesAdded for the mapper) |
 //! | `/xyz/openbmc_project/certs/devices/<id>/slot_0` | `xyz.openbmc_project.Certs.Certificate`: the peer's proven leaf |
 //!
 //! One file per interface. [`serve`] builds the connection with every root object served
@@ -705,6 +706,16 @@ pub async fn serve(
             responder::Responder::new(responder_port, responder_status),
         )?
         .serve_at(ROOT_PATH, zbus::fdo::ObjectManager)?
+        // The mapper learns of objects made later only from InterfacesAdded, which is
+        // emitted from an ObjectManager above them.
+        .serve_at(
+            component_integrity::COMPONENT_INTEGRITY_PATH,
+            zbus::fdo::ObjectManager,
+        )?
+        .serve_at(
+            component_integrity::DEVICE_CERTS_PATH,
+            zbus::fdo::ObjectManager,
+        )?
         .name(BUS_NAME)?
         .build()
         .await
