@@ -561,11 +561,15 @@ async fn remove_component(server: &ObjectServer, id: &str) -> Result<(), Error> 
     server
         .remove::<component_integrity::ComponentIntegrity, _>(path.as_str())
         .await?;
+    // A peer that never proved an identity has no certificate object.
     let cert = component_integrity::slot_certificate_path(id);
-    server
+    match server
         .remove::<crate::dbus::certificate::Certificate, _>(cert.as_str())
-        .await?;
-    Ok(())
+        .await
+    {
+        Ok(_) | Err(zbus::Error::InterfaceNotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Service {
@@ -751,6 +755,52 @@ pub async fn publish_responder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 65th peer evicts the least recently attested one with all its objects, also
+    /// when that peer never proved an identity (so it has no certificate object).
+    #[tokio::test]
+    async fn eviction_removes_every_object_of_the_oldest_peer() {
+        let settings = Settings {
+            framing: crate::spdm::transport::Framing::Dsp0287,
+            timeouts: crate::spdm::transport::Timeouts::default(),
+            connect_timeout: std::time::Duration::from_millis(200),
+            attest_timeout: std::time::Duration::from_secs(1),
+            device: None,
+            measurements: bmc_pairing_core::spdm::MeasurementPolicy::default(),
+        };
+        let service = Service::new(settings, 4194, "/nonexistent".into(), 1);
+        let (server, _client) = crate::dbus::p2p::serve("/", zbus::fdo::ObjectManager).await;
+        let objects = server.object_server();
+        let report = |addr: &SocketAddr| Report {
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            trust_policy: "first-contact".into(),
+            trusted: false,
+            outcome: AttestationOutcome::Rejected,
+            authenticated: false,
+            fingerprint: None,
+            error: Some("refused".into()),
+            verdict: None,
+        };
+        let addrs: Vec<SocketAddr> = (0..=MAX_PEERS)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 1000 + u16::try_from(i).unwrap())))
+            .collect();
+        for addr in &addrs {
+            service
+                .record(objects, &server, addr, &report(addr))
+                .await
+                .unwrap();
+        }
+        assert_eq!(service.peers().len(), MAX_PEERS);
+        let first = component_integrity::component_path(&peer_id(&addrs[0]));
+        let last = component_integrity::component_path(&peer_id(&addrs[MAX_PEERS]));
+        type Ci = component_integrity::ComponentIntegrity;
+        type Ms = component_integrity::MeasurementSet;
+        assert!(objects.interface::<_, Ci>(first.as_str()).await.is_err());
+        assert!(objects.interface::<_, Ms>(first.as_str()).await.is_err());
+        assert!(objects.interface::<_, Ci>(last.as_str()).await.is_ok());
+        assert!(objects.interface::<_, Ms>(last.as_str()).await.is_ok());
+    }
 
     #[test]
     fn peer_ids_are_valid_path_elements_and_distinct() {
