@@ -572,3 +572,29 @@ async fn new_objects_are_announced_for_the_mapper() {
         "{seen:?}"
     );
 }
+
+/// A peer that no longer answers gets InternalFailure (the only other error the YAML allows)
+/// and nothing the objects say changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_peer_is_internal_failure_and_changes_nothing() {
+    let mut pair = attested_pair();
+    let conn = connect(&pair.a).await;
+    let path = format!("{ROOT}/{}", expected_id(&pair.b));
+    let before = (
+        get_all(&conn, &path, INTEGRITY).await,
+        get_all(&conn, &path, IDENTITY).await,
+    );
+    drop(pair.b.daemon.take());
+    let err = signed_measurements(&conn, &path, &[], &random_nonce(), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.0, "xyz.openbmc_project.Common.Error.InternalFailure",
+        "{err:?}"
+    );
+    let after = (
+        get_all(&conn, &path, INTEGRITY).await,
+        get_all(&conn, &path, IDENTITY).await,
+    );
+    assert_eq!(before, after);
+}
