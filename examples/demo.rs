@@ -32,7 +32,7 @@ use bmc_test_support::{
 use sha2::{Digest, Sha256};
 
 const ATT_BUS: &str = "xyz.openbmc_project.attestation";
-const ATT_PEER_IFACE: &str = "xyz.openbmc_project.Attestation.Peer";
+const ATT_PEER_IFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Peer";
 
 const LIMIT: Duration = Duration::from_secs(30);
 

@@ -11,6 +11,7 @@ packages=(
   libtss2-dev pkg-config                # tss-esapi links tpm2-tss
   lldpd iproute2 procps                 # LLDP, network namespaces and sysctl for the rig
   python3-venv                          # packaging checks (sdbus++, oelint-adv, kas)
+  python3-cryptography                  # checks SPDMGetSignedMeasurements apart from our SPDM code
   cmake build-essential libssl-dev      # the DMTF SPDM reference (libspdm, spdm-emu, validator)
 )
 

@@ -55,15 +55,15 @@ pub mod attestation {
     /// Parent of the per-peer objects.
     pub const PEERS_PATH: &str = "/xyz/openbmc_project/attestation/peers";
     /// The requester interface (`Attest`).
-    pub const REQUESTER_INTERFACE: &str = "xyz.openbmc_project.Attestation.Requester";
+    pub const REQUESTER_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Requester";
     /// The responder interface.
-    pub const RESPONDER_INTERFACE: &str = "xyz.openbmc_project.Attestation.Responder";
+    pub const RESPONDER_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Responder";
     /// The per-peer interface.
-    pub const PEER_INTERFACE: &str = "xyz.openbmc_project.Attestation.Peer";
+    pub const PEER_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Peer";
 }
 
 /// The D-Bus spelling of an attestation outcome:
-/// `xyz.openbmc_project.Attestation.Peer.Outcome.<Value>`.
+/// `xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.<Value>`.
 pub fn outcome_to_wire(outcome: AttestationOutcome) -> String {
     format!(
         "{}.Outcome.{}",
@@ -234,7 +234,7 @@ mod tests {
         }
         for bad in [
             "Trusted",
-            "xyz.openbmc_project.Attestation.Peer.Outcome.",
+            "xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.",
             "xyz.openbmc_project.BmcPairing.Peer.AttestationOutcome.Trusted",
         ] {
             assert!(outcome_from_wire(bad).is_err(), "{bad}");

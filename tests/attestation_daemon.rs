@@ -233,7 +233,7 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     assert_eq!(data[1], json!(true), "{}", a.log());
     assert_eq!(
         data[2],
-        json!("xyz.openbmc_project.Attestation.Peer.Outcome.Trusted")
+        json!("xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.Trusted")
     );
     assert_eq!(
         data[3],
@@ -278,7 +278,7 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     assert_eq!(prop("Port"), json!(b.attestation.port));
     assert_eq!(
         prop("Outcome"),
-        json!("xyz.openbmc_project.Attestation.Peer.Outcome.Trusted")
+        json!("xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.Trusted")
     );
     assert_eq!(prop("IdentityFingerprint"), json!(b_fp));
     assert_eq!(prop("TrustPolicy"), json!("first-contact"));
@@ -333,7 +333,7 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     );
     assert_eq!(
         prop("Outcome"),
-        json!("xyz.openbmc_project.Attestation.Peer.Outcome.Rejected")
+        json!("xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.Rejected")
     );
     assert_eq!(prop("TrustPolicy"), json!(wrong));
     assert!(prop("LastError").as_str().unwrap().contains("pinned"));
@@ -384,7 +384,7 @@ async fn attests_a_tpm_backed_peer_and_records_every_result() {
     assert!(json_text.contains("trusted root"), "{json_text}");
     assert_eq!(
         prop("Outcome"),
-        json!("xyz.openbmc_project.Attestation.Peer.Outcome.Rejected")
+        json!("xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.Rejected")
     );
     std::fs::write(a.anchors_dir().join("b.der"), &b_chain[0]).unwrap();
     let Reply {
@@ -483,7 +483,7 @@ async fn enforce_rejects_a_measurement_mismatch_and_audit_only_records_it() {
     assert_eq!(report["verdict"]["measurement_mode"], json!("enforce"));
     assert_eq!(
         enforce.property(&peer, ATT_PEER_IFACE, "Outcome"),
-        json!("xyz.openbmc_project.Attestation.Peer.Outcome.Rejected")
+        json!("xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.Rejected")
     );
     assert_eq!(
         collect(&mut signals, Duration::from_millis(500)).await,
@@ -503,7 +503,7 @@ async fn enforce_rejects_a_measurement_mismatch_and_audit_only_records_it() {
     assert_eq!(entries_by_index(&meas)[&1].1, "Mismatch");
     assert_eq!(
         audit.property(&peer, ATT_PEER_IFACE, "Outcome"),
-        json!("xyz.openbmc_project.Attestation.Peer.Outcome.TrustedWithFindings")
+        json!("xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.TrustedWithFindings")
     );
 }
 

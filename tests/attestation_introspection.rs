@@ -17,7 +17,7 @@ fn yaml_root() -> PathBuf {
 
 fn yaml(name: &str) -> PathBuf {
     yaml_root().join(format!(
-        "xyz/openbmc_project/Attestation/{name}.interface.yaml"
+        "xyz/openbmc_project/BmcPairing/Attestation/{name}.interface.yaml"
     ))
 }
 
@@ -67,8 +67,13 @@ fn every_object_matches_its_yaml() {
     }
     // And the whole service, object by object, found from the tree.
     let root = yaml_root();
-    let checked = check_service(&a.bus.address, ATT_BUS, &[root.as_path()])
-        .unwrap_or_else(|p| panic!("{}", p.join("\n")));
+    let upstream = pdi::upstream_pdi_root();
+    let checked = check_service(
+        &a.bus.address,
+        ATT_BUS,
+        &[root.as_path(), upstream.as_path()],
+    )
+    .unwrap_or_else(|p| panic!("{}", p.join("\n")));
     assert!(checked.contains(&peer), "{checked:?}");
 }
 
@@ -159,7 +164,7 @@ fn introspection_xml_is_read() {
 fn interface_names_come_from_the_yaml_path() {
     assert_eq!(
         pdi::interface_name_of(&yaml("Peer")).unwrap(),
-        "xyz.openbmc_project.Attestation.Peer"
+        "xyz.openbmc_project.BmcPairing.Attestation.Peer"
     );
     assert!(pdi::interface_name_of(Path::new("x/Peer.interface.yaml")).is_err());
     assert_eq!(

@@ -95,7 +95,7 @@ fn pairing_attests_both_ways_and_pins_the_attested_identity() {
         let fp = me.get(
             ATT_BUS,
             &att_peer,
-            "xyz.openbmc_project.Attestation.Peer",
+            "xyz.openbmc_project.BmcPairing.Attestation.Peer",
             "IdentityFingerprint",
         );
         assert_eq!(fp, format!("s \"{}\"", fingerprint_of(other)));

@@ -49,7 +49,7 @@ pub const EXIT_USAGE: u8 = 2;
     long_about = "SPDM 1.2 (DMTF DSP0274) over TCP (DSP0287).\n\n\
 Without a subcommand: the daemon. It owns xyz.openbmc_project.attestation, serves this \
 BMC's identity (the pairing manager's chain and TPM key) as an SPDM responder, and attests \
-peers when asked over D-Bus (xyz.openbmc_project.Attestation.Requester.Attest).\n\n\
+peers when asked over D-Bus (xyz.openbmc_project.BmcPairing.Attestation.Requester.Attest).\n\n\
 With a subcommand: one-shot operator tools (attest, respond) that need no D-Bus."
 )]
 pub struct Args {

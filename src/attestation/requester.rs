@@ -23,7 +23,9 @@ use crate::identity::Fingerprint;
 use crate::kit::ErrorChain;
 use crate::spdm::transport::{self, Error, Framing, Timeouts};
 use bmc_pairing_core::spdm::requester::Outcome;
-use bmc_pairing_core::spdm::{self, MeasurementPolicy, RequesterConfig, TrustPolicy, Verdict};
+use bmc_pairing_core::spdm::{
+    self, MeasurementPolicy, QuoteRequest, RequesterConfig, TrustPolicy, Verdict,
+};
 
 /// Longest address string accepted.
 pub const MAX_ADDRESS_LEN: usize = 128;
@@ -186,7 +188,6 @@ async fn connect(addr: SocketAddr, device: Option<&str>) -> io::Result<TcpStream
 ///
 /// # Cancel safety
 /// Cancel safe: dropping the future closes the connection; nothing else is changed.
-#[tracing::instrument(name = "attest", skip_all, fields(peer = %addr, policy = %policy_text))]
 pub async fn attest(
     addr: SocketAddr,
     policy_text: String,
@@ -194,7 +195,28 @@ pub async fn attest(
     settings: &Settings,
     verify_time: bmc_pairing_core::spdm::ChainTime,
 ) -> Result<Report, Failure> {
-    let config = RequesterConfig::new(trust, settings.measurements.clone(), verify_time);
+    attest_with(addr, policy_text, trust, settings, verify_time, None).await
+}
+
+/// [`attest`], ending with the signed measurements `quote` asks for when it is given
+/// (then in [`Verdict::signed_measurements`]).
+///
+/// # Errors
+/// As [`attest`].
+///
+/// # Cancel safety
+/// Cancel safe, as [`attest`].
+#[tracing::instrument(name = "attest", skip_all, fields(peer = %addr, policy = %policy_text))]
+pub async fn attest_with(
+    addr: SocketAddr,
+    policy_text: String,
+    trust: TrustPolicy,
+    settings: &Settings,
+    verify_time: bmc_pairing_core::spdm::ChainTime,
+    quote: Option<QuoteRequest>,
+) -> Result<Report, Failure> {
+    let mut config = RequesterConfig::new(trust, settings.measurements.clone(), verify_time);
+    config.quote = quote;
     let run = async {
         let mut stream = tokio::time::timeout(
             settings.connect_timeout,

@@ -75,9 +75,9 @@ pub enum AttestError {
     },
 }
 
-/// The D-Bus proxy of `xyz.openbmc_project.Attestation.Requester`.
+/// The D-Bus proxy of `xyz.openbmc_project.BmcPairing.Attestation.Requester`.
 #[zbus::proxy(
-    interface = "xyz.openbmc_project.Attestation.Requester",
+    interface = "xyz.openbmc_project.BmcPairing.Attestation.Requester",
     default_service = "xyz.openbmc_project.attestation",
     default_path = "/xyz/openbmc_project/attestation"
 )]

@@ -50,11 +50,11 @@ pub const ATT_ROOT: &str = "/xyz/openbmc_project/attestation";
 /// Parent of its peer objects.
 pub const ATT_PEERS: &str = "/xyz/openbmc_project/attestation/peers";
 /// The requester interface.
-pub const REQUESTER_IFACE: &str = "xyz.openbmc_project.Attestation.Requester";
+pub const REQUESTER_IFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Requester";
 /// The responder interface.
-pub const RESPONDER_IFACE: &str = "xyz.openbmc_project.Attestation.Responder";
+pub const RESPONDER_IFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Responder";
 /// The per-peer interface.
-pub const ATT_PEER_IFACE: &str = "xyz.openbmc_project.Attestation.Peer";
+pub const ATT_PEER_IFACE: &str = "xyz.openbmc_project.BmcPairing.Attestation.Peer";
 
 pub use super::attestation_daemon_binary as attestation_binary;
 

@@ -2,10 +2,13 @@
 //!
 //! | Path | Interface |
 //! |---|---|
-//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.Attestation.Requester` ([`requester`]) |
-//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.Attestation.Responder` ([`responder`]) |
+//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.BmcPairing.Attestation.Requester` ([`requester`]) |
+//! | `/xyz/openbmc_project/attestation` | `xyz.openbmc_project.BmcPairing.Attestation.Responder` ([`responder`]) |
 //! | `/xyz/openbmc_project/attestation` | `org.freedesktop.DBus.ObjectManager` |
-//! | `/xyz/openbmc_project/attestation/peers/<id>` | `xyz.openbmc_project.Attestation.Peer` ([`peer`]) |
+//! | `/xyz/openbmc_project/attestation/peers/<id>` | `xyz.openbmc_project.BmcPairing.Attestation.Peer` ([`peer`]) |
+//! | `/xyz/openbmc_project/component_integrity/<id>` | upstream `Attestation.ComponentIntegrity`, `.IdentityAuthentication`, `.MeasurementSet` ([`component_integrity`]) |
+//! | `/xyz/openbmc_project/component_integrity`, `/xyz/openbmc_project/certs/devices` | `org.freedesktop.DBus.ObjectManager` (InterfacesAdded for the mapper) |
+//! | `/xyz/openbmc_project/certs/devices/<id>/slot_0` | `xyz.openbmc_project.Certs.Certificate`: the peer's proven leaf |
 //!
 //! One file per interface. [`serve`] builds the connection with every root object served
 //! before the bus name is owned. [`Service`] holds what the methods share: the requester
@@ -21,7 +24,12 @@
 //!   `Algorithms`, `Chain`, `Measurements`) change only when the peer proved its identity in
 //!   this attestation; an unauthenticated answer never changes what the object says about
 //!   the peer's identity. Then `Attested(b)` is emitted from the peer's path, once.
+//!   The ComponentIntegrity object of the peer follows the same record (`LastUpdated`,
+//!   `ResponderVerificationStatus`, `TypeVersion`); the slot-0 certificate object appears
+//!   or changes when the peer proves an identity.
+//! - `SPDMGetSignedMeasurements` changes nothing: it only reports.
 
+pub mod component_integrity;
 pub mod error;
 pub mod peer;
 pub mod requester;
@@ -80,6 +88,13 @@ pub fn peer_path(addr: &SocketAddr) -> String {
 /// `TPM_ALG_ECDSA_ECC_NIST_P256/TPM_ALG_SHA_256`: the negotiated algorithms in DSP0274
 /// names.
 pub fn algorithms_text(asym: AsymAlgo, hash: HashAlgo) -> String {
+    let (a, h) = algorithm_names(asym, hash);
+    format!("{a}/{h}")
+}
+
+/// The DSP0274/Redfish names of a signing and a hash algorithm
+/// (`TPM_ALG_ECDSA_ECC_NIST_P256`, `TPM_ALG_SHA_256`).
+pub fn algorithm_names(asym: AsymAlgo, hash: HashAlgo) -> (&'static str, &'static str) {
     let a = match asym {
         AsymAlgo::EcdsaP256 => "TPM_ALG_ECDSA_ECC_NIST_P256",
         AsymAlgo::EcdsaP384 => "TPM_ALG_ECDSA_ECC_NIST_P384",
@@ -88,7 +103,7 @@ pub fn algorithms_text(asym: AsymAlgo, hash: HashAlgo) -> String {
         HashAlgo::Sha256 => "TPM_ALG_SHA_256",
         HashAlgo::Sha384 => "TPM_ALG_SHA_384",
     };
-    format!("{a}/{h}")
+    (a, h)
 }
 
 /// The per-index results of a report, as D-Bus structs.
@@ -144,6 +159,12 @@ pub struct PeerAttestation {
     pub chain: Vec<Vec<u8>>,
     /// Proven identity: per-index measurement results.
     pub measurements: Vec<MeasurementEntry>,
+    /// Milliseconds since the epoch of the last attestation (ComponentIntegrity).
+    pub last_attested_ms: u64,
+    /// Whether the last attestation proved the peer's identity.
+    pub authenticated: bool,
+    /// ComponentIntegrity `Enabled`: signed measurements may be asked for.
+    pub enabled: bool,
 }
 
 impl PeerAttestation {
@@ -161,13 +182,18 @@ impl PeerAttestation {
             algorithms: String::new(),
             chain: Vec::new(),
             measurements: Vec::new(),
+            last_attested_ms: 0,
+            authenticated: false,
+            enabled: true,
         }
     }
 
-    fn apply(&mut self, report: &Report, now: u64) {
+    fn apply(&mut self, report: &Report, now_ms: u64) {
         self.trust_policy = report.trust_policy.clone();
         self.outcome = report.outcome;
-        self.last_attested = now;
+        self.last_attested = now_ms / 1000;
+        self.last_attested_ms = now_ms;
+        self.authenticated = report.authenticated;
         self.last_error = report.error.clone().unwrap_or_default();
         self.verdict = report.to_json();
         if let Some(v) = &report.verdict {
@@ -239,7 +265,36 @@ impl PeerAttestation {
         );
         out
     }
+
+    /// ComponentIntegrity and IdentityAuthentication properties whose values differ from
+    /// `old`.
+    fn component_changes(&self, old: &PeerAttestation) -> (PropertyMap, PropertyMap) {
+        let mut integrity = HashMap::new();
+        if self.version != old.version {
+            integrity.insert("TypeVersion", Value::from(self.version.clone()));
+        }
+        if self.last_attested_ms != old.last_attested_ms {
+            integrity.insert("LastUpdated", Value::from(self.last_attested_ms));
+        }
+        let mut identity = HashMap::new();
+        if self.authenticated != old.authenticated {
+            let status = if self.authenticated {
+                "Success"
+            } else {
+                "Failed"
+            };
+            identity.insert(
+                "ResponderVerificationStatus",
+                Value::from(format!(
+                    "xyz.openbmc_project.Attestation.IdentityAuthentication.VerificationStatus.{status}"
+                )),
+            );
+        }
+        (integrity, identity)
+    }
 }
+
+type PropertyMap = HashMap<&'static str, Value<'static>>;
 
 /// A record shared between the registry and its peer object.
 pub type SharedRecord = Arc<Mutex<PeerAttestation>>;
@@ -382,17 +437,24 @@ impl Service {
     ) -> Result<OwnedObjectPath, Error> {
         let id = peer_id(addr);
         let path = OwnedObjectPath::try_from(peer_path(addr)).map_err(zbus::Error::from)?;
-        let now = crate::clock::unix_secs(std::time::SystemTime::now());
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let used = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        let (created, evicted, changes) = {
+        let (created, evicted, changes, component) = {
             let mut peers = self.peers();
             match peers.get_mut(&id) {
                 Some(slot) => {
                     slot.used = used;
                     let mut rec = lock(&slot.record);
                     let old = rec.clone();
-                    rec.apply(report, now);
-                    (None, None, rec.changed_since(&old))
+                    rec.apply(report, now_ms);
+                    (
+                        None,
+                        None,
+                        rec.changed_since(&old),
+                        rec.component_changes(&old),
+                    )
                 }
                 None => {
                     let evicted = if peers.len() >= MAX_PEERS {
@@ -405,7 +467,7 @@ impl Service {
                         None
                     };
                     let mut rec = PeerAttestation::new(addr);
-                    rec.apply(report, now);
+                    rec.apply(report, now_ms);
                     let record = Arc::new(Mutex::new(rec));
                     peers.insert(
                         id.clone(),
@@ -414,7 +476,12 @@ impl Service {
                             used,
                         },
                     );
-                    (Some(record), evicted, HashMap::new())
+                    (
+                        Some(record),
+                        evicted,
+                        HashMap::new(),
+                        (HashMap::new(), HashMap::new()),
+                    )
                 }
             }
         };
@@ -422,14 +489,16 @@ impl Service {
             let old_path = format!("{PEERS_PATH}/{old_id}");
             tracing::info!(path = %old_path, "too many peer objects; removing the least recently attested");
             server.remove::<peer::Peer, _>(old_path.as_str()).await?;
+            remove_component(server, &old_id).await?;
         }
         let emitter = SignalEmitter::new(conn, ObjectPath::from(&path).to_owned())?;
         match created {
             Some(record) => {
                 // InterfacesAdded carries the recorded values.
                 server
-                    .at(&path, peer::Peer::new(self.clone(), *addr, record))
+                    .at(&path, peer::Peer::new(self.clone(), *addr, record.clone()))
                     .await?;
+                self.add_component(server, addr, &id, record).await?;
             }
             None if !changes.is_empty() => {
                 zbus::fdo::Properties::properties_changed(
@@ -444,8 +513,176 @@ impl Service {
             }
             None => {}
         }
+        let (integrity, identity) = component;
+        let component_emitter = SignalEmitter::new(
+            conn,
+            ObjectPath::try_from(component_integrity::component_path(&id))
+                .map_err(zbus::Error::from)?
+                .to_owned(),
+        )?;
+        for (iface, changes) in [
+            (COMPONENT_INTEGRITY_INTERFACE, integrity),
+            (IDENTITY_AUTHENTICATION_INTERFACE, identity),
+        ] {
+            if !changes.is_empty() {
+                zbus::fdo::Properties::properties_changed(
+                    &component_emitter,
+                    iface.try_into().map_err(zbus::Error::from)?,
+                    changes,
+                    std::borrow::Cow::Borrowed(&[]),
+                )
+                .await?;
+            }
+        }
+        if let Some(v) = &report.verdict {
+            self.publish_certificate(server, conn, &id, &v.chain)
+                .await?;
+        }
         peer::Peer::attested(&emitter, report.trusted).await?;
         Ok(path)
+    }
+}
+
+/// The upstream ComponentIntegrity interface name.
+pub const COMPONENT_INTEGRITY_INTERFACE: &str =
+    "xyz.openbmc_project.Attestation.ComponentIntegrity";
+/// The upstream IdentityAuthentication interface name.
+pub const IDENTITY_AUTHENTICATION_INTERFACE: &str =
+    "xyz.openbmc_project.Attestation.IdentityAuthentication";
+
+async fn remove_component(server: &ObjectServer, id: &str) -> Result<(), Error> {
+    let path = component_integrity::component_path(id);
+    server
+        .remove::<component_integrity::MeasurementSet, _>(path.as_str())
+        .await?;
+    server
+        .remove::<component_integrity::IdentityAuthentication, _>(path.as_str())
+        .await?;
+    server
+        .remove::<component_integrity::ComponentIntegrity, _>(path.as_str())
+        .await?;
+    // A peer that never proved an identity has no certificate object.
+    let cert = component_integrity::slot_certificate_path(id);
+    match server
+        .remove::<crate::dbus::certificate::Certificate, _>(cert.as_str())
+        .await
+    {
+        Ok(_) | Err(zbus::Error::InterfaceNotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Service {
+    async fn add_component(
+        &self,
+        server: &ObjectServer,
+        addr: &SocketAddr,
+        id: &str,
+        record: SharedRecord,
+    ) -> Result<(), Error> {
+        let path = component_integrity::component_path(id);
+        server
+            .at(
+                path.as_str(),
+                component_integrity::ComponentIntegrity::new(record.clone()),
+            )
+            .await?;
+        server
+            .at(
+                path.as_str(),
+                component_integrity::IdentityAuthentication::new(record.clone()),
+            )
+            .await?;
+        server
+            .at(
+                path.as_str(),
+                component_integrity::MeasurementSet::new(
+                    self.clone(),
+                    *addr,
+                    id.to_owned(),
+                    record,
+                ),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Serves (or updates) the proven leaf of `chain` as the slot-0 certificate of `id`.
+    async fn publish_certificate(
+        &self,
+        server: &ObjectServer,
+        conn: &zbus::Connection,
+        id: &str,
+        chain: &[Vec<u8>],
+    ) -> Result<(), Error> {
+        use crate::dbus::certificate::{Certificate, CertificateProperties};
+        let Some(props) = chain
+            .last()
+            .and_then(|leaf| CertificateProperties::from_der(leaf).ok())
+        else {
+            return Ok(());
+        };
+        let path = component_integrity::slot_certificate_path(id);
+        match server.interface::<_, Certificate>(path.as_str()).await {
+            Ok(iface) => {
+                let emitter = SignalEmitter::new(
+                    conn,
+                    ObjectPath::try_from(path.as_str()).map_err(zbus::Error::from)?,
+                )?;
+                iface.get_mut().await.update(props, &emitter).await?;
+            }
+            Err(_) => {
+                server.at(path.as_str(), Certificate::new(props)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A fresh attestation of `addr` pinned to `fingerprint_hex` (the identity it last
+    /// proved) that ends with the signed measurements `quote` asks for. Records nothing.
+    ///
+    /// # Errors
+    /// `InternalFailure` when the peer never proved an identity, cannot be reached, or
+    /// does not prove the pinned identity again (the YAML allows only that and
+    /// `InvalidArgument`).
+    pub async fn quote(
+        &self,
+        addr: SocketAddr,
+        fingerprint_hex: &str,
+        quote: bmc_pairing_core::spdm::QuoteRequest,
+    ) -> Result<bmc_pairing_core::spdm::Verdict, Error> {
+        let fingerprint = Fingerprint::from_hex(fingerprint_hex).map_err(|_| {
+            Error::InternalFailure("the peer has not proved an identity yet".into())
+        })?;
+        let settings = Settings {
+            measurements: bmc_pairing_core::spdm::MeasurementPolicy::default(),
+            ..self.inner.settings.clone()
+        };
+        let _permit = tokio::time::timeout(
+            settings.attest_timeout,
+            self.inner.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| Error::InternalFailure("too many attestations in progress".into()))?
+        .map_err(|_| Error::InternalFailure("shutting down".into()))?;
+        let verify_time = crate::clock::time_view(0).into();
+        let report = attest::attest_with(
+            addr,
+            format!("pinned:{fingerprint_hex}"),
+            TrustPolicy::Pinned(fingerprint),
+            &settings,
+            verify_time,
+            Some(quote),
+        )
+        .await
+        .map_err(|f| Error::InternalFailure(crate::kit::ErrorChain(&f).to_string()))?;
+        match report.verdict {
+            Some(v) if report.authenticated => Ok(v),
+            _ => Err(Error::InternalFailure(format!(
+                "the peer did not prove its identity again: {}",
+                report.error.unwrap_or_default()
+            ))),
+        }
     }
 }
 
@@ -473,6 +710,16 @@ pub async fn serve(
             responder::Responder::new(responder_port, responder_status),
         )?
         .serve_at(ROOT_PATH, zbus::fdo::ObjectManager)?
+        // The mapper learns of objects made later only from InterfacesAdded, which is
+        // emitted from an ObjectManager above them.
+        .serve_at(
+            component_integrity::COMPONENT_INTEGRITY_PATH,
+            zbus::fdo::ObjectManager,
+        )?
+        .serve_at(
+            component_integrity::DEVICE_CERTS_PATH,
+            zbus::fdo::ObjectManager,
+        )?
         .name(BUS_NAME)?
         .build()
         .await
@@ -508,6 +755,52 @@ pub async fn publish_responder(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The 65th peer evicts the least recently attested one with all its objects, also
+    /// when that peer never proved an identity (so it has no certificate object).
+    #[tokio::test]
+    async fn eviction_removes_every_object_of_the_oldest_peer() {
+        let settings = Settings {
+            framing: crate::spdm::transport::Framing::Dsp0287,
+            timeouts: crate::spdm::transport::Timeouts::default(),
+            connect_timeout: std::time::Duration::from_millis(200),
+            attest_timeout: std::time::Duration::from_secs(1),
+            device: None,
+            measurements: bmc_pairing_core::spdm::MeasurementPolicy::default(),
+        };
+        let service = Service::new(settings, 4194, "/nonexistent".into(), 1);
+        let (server, _client) = crate::dbus::p2p::serve("/", zbus::fdo::ObjectManager).await;
+        let objects = server.object_server();
+        let report = |addr: &SocketAddr| Report {
+            address: addr.ip().to_string(),
+            port: addr.port(),
+            trust_policy: "first-contact".into(),
+            trusted: false,
+            outcome: AttestationOutcome::Rejected,
+            authenticated: false,
+            fingerprint: None,
+            error: Some("refused".into()),
+            verdict: None,
+        };
+        let addrs: Vec<SocketAddr> = (0..=MAX_PEERS)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 1000 + u16::try_from(i).unwrap())))
+            .collect();
+        for addr in &addrs {
+            service
+                .record(objects, &server, addr, &report(addr))
+                .await
+                .unwrap();
+        }
+        assert_eq!(service.peers().len(), MAX_PEERS);
+        let first = component_integrity::component_path(&peer_id(&addrs[0]));
+        let last = component_integrity::component_path(&peer_id(&addrs[MAX_PEERS]));
+        type Ci = component_integrity::ComponentIntegrity;
+        type Ms = component_integrity::MeasurementSet;
+        assert!(objects.interface::<_, Ci>(first.as_str()).await.is_err());
+        assert!(objects.interface::<_, Ms>(first.as_str()).await.is_err());
+        assert!(objects.interface::<_, Ci>(last.as_str()).await.is_ok());
+        assert!(objects.interface::<_, Ms>(last.as_str()).await.is_ok());
+    }
 
     #[test]
     fn peer_ids_are_valid_path_elements_and_distinct() {

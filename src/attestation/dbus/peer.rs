@@ -1,4 +1,4 @@
-//! `xyz.openbmc_project.Attestation.Peer` at `/xyz/openbmc_project/attestation/peers/<id>`:
+//! `xyz.openbmc_project.BmcPairing.Attestation.Peer` at `/xyz/openbmc_project/attestation/peers/<id>`:
 //! the last attestation of one peer address, `Attest()` to run it again with the same
 //! policy, and the `Attested(b)` signal (the seed's signal-driven flow).
 
@@ -37,7 +37,7 @@ impl Peer {
     }
 }
 
-#[zbus::interface(name = "xyz.openbmc_project.Attestation.Peer")]
+#[zbus::interface(name = "xyz.openbmc_project.BmcPairing.Attestation.Peer")]
 impl Peer {
     /// Attests the peer again with the policy of its last attestation; same reply and
     /// errors as `Requester.Attest`.
@@ -196,7 +196,7 @@ mod tests {
         let (_server, client) = p2p::serve(path, Peer::new(service, addr, record)).await;
         assert_eq!(
             p2p::get::<String>(&client, path, PEER_INTERFACE, "Outcome").await,
-            "xyz.openbmc_project.Attestation.Peer.Outcome.TrustedWithFindings"
+            "xyz.openbmc_project.BmcPairing.Attestation.Peer.Outcome.TrustedWithFindings"
         );
         assert_eq!(
             p2p::get::<String>(&client, path, PEER_INTERFACE, "Address").await,

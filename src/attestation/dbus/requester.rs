@@ -1,4 +1,4 @@
-//! `xyz.openbmc_project.Attestation.Requester` at `/xyz/openbmc_project/attestation`: attest
+//! `xyz.openbmc_project.BmcPairing.Attestation.Requester` at `/xyz/openbmc_project/attestation`: attest
 //! a peer address on request and reply with the verdict.
 
 // `trustPolicy` is spelled as the YAML spells it: argument names are part of the
@@ -26,7 +26,7 @@ impl Requester {
     }
 }
 
-#[zbus::interface(name = "xyz.openbmc_project.Attestation.Requester")]
+#[zbus::interface(name = "xyz.openbmc_project.BmcPairing.Attestation.Requester")]
 impl Requester {
     /// Attests the SPDM responder at `address` (`ip`, `ip:port`, `[ipv6]:port`) under
     /// `trustPolicy` (`first-contact`, `anchored`, `pinned:<hex fingerprint>`), creates or

@@ -1,4 +1,4 @@
-//! `xyz.openbmc_project.Attestation.Responder` at `/xyz/openbmc_project/attestation`: what
+//! `xyz.openbmc_project.BmcPairing.Attestation.Responder` at `/xyz/openbmc_project/attestation`: what
 //! this BMC's SPDM responder serves.
 
 use tokio::sync::watch;
@@ -21,7 +21,7 @@ impl Responder {
 
 // The macro generates undocumented `*_changed` helpers.
 #[allow(missing_docs)]
-#[zbus::interface(name = "xyz.openbmc_project.Attestation.Responder")]
+#[zbus::interface(name = "xyz.openbmc_project.BmcPairing.Attestation.Responder")]
 impl Responder {
     /// TCP port of the SPDM responder (DSP0287).
     #[zbus(property(emits_changed_signal = "const"), name = "Port")]

@@ -35,7 +35,10 @@ pub use codec::{Codec, InvalidMessage, Reader};
 pub use crypto::{AsymAlgo, HashAlgo};
 pub use frame::InvalidFrame;
 pub use msgs::{ErrorCode, MeasurementBlock, Message};
-pub use requester::{Action, Outcome, Requester, RequesterConfig, Verdict};
+pub use requester::{
+    Action, Outcome, QuoteError, QuoteRequest, Requester, RequesterConfig, SignedMeasurements,
+    Verdict,
+};
 pub use responder::{Responder, ResponderConfig};
 pub use verify::{ChainError, ChainTime, TrustBasis, TrustPolicy};
 

@@ -10,6 +10,12 @@
 //! [`Action`]: send bytes, wait then send (Busy / ResponseNotReady), or finish with a
 //! [`Verdict`]. Nonces come from the caller's RNG; the verification time from the caller.
 //! Any error is final: the state machine refuses further input.
+//!
+//! With a [`QuoteRequest`] in the configuration (Redfish `SPDMGetSignedMeasurements`), the
+//! last step instead asks for the caller's indices with the caller's nonce: one unsigned
+//! GET_MEASUREMENTS per index but the last, then a signed one for the last (or one signed
+//! request for all when no index is named). The whole L1 transcript, signature included, is
+//! kept in [`Verdict::signed_measurements`] so a third party can check it.
 
 use std::time::Duration;
 
@@ -58,6 +64,83 @@ pub struct RequesterConfig {
     pub not_ready_retries: u8,
     /// Upper bound on a peer-requested ResponseNotReady delay.
     pub max_not_ready_delay: Duration,
+    /// A caller's signed-measurements request; `None` for a plain attestation.
+    pub quote: Option<QuoteRequest>,
+}
+
+/// Highest measurement index one can ask for by number (0 is "count", 0xFF is "all").
+pub const MAX_MEASUREMENT_INDEX: u8 = 0xFE;
+
+/// What a caller asks to have signed: measurement indices (empty = all) and its nonce.
+/// Only slot 0 is attested, so only slot 0 can sign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuoteRequest {
+    indices: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+}
+
+/// Why a signed-measurements request was refused. Nothing was sent.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuoteError {
+    /// The nonce is not 32 bytes written as 64 hex digits.
+    #[error("the nonce must be 32 bytes as 64 hex digits")]
+    Nonce,
+    /// An index outside 1..=254.
+    #[error("measurement index {0} is outside 1..=254")]
+    Index(u64),
+    /// The same index twice.
+    #[error("measurement index {0} is named twice")]
+    DuplicateIndex(u64),
+    /// A slot other than 0, the only one attested.
+    #[error("slot {0} is unknown: only slot 0 is attested")]
+    Slot(u64),
+}
+
+impl QuoteRequest {
+    /// Parses the D-Bus arguments of `SPDMGetSignedMeasurements`.
+    ///
+    /// # Errors
+    /// [`QuoteError`].
+    pub fn parse(indices: &[u64], nonce_hex: &str, slot: u64) -> Result<Self, QuoteError> {
+        let nonce = crate::hex::hex_decode(nonce_hex)
+            .and_then(|b| <[u8; NONCE_LEN]>::try_from(b).ok())
+            .ok_or(QuoteError::Nonce)?;
+        if slot != 0 {
+            return Err(QuoteError::Slot(slot));
+        }
+        // At most 254 distinct indices fit, so `out` stays small whatever the caller sends.
+        let mut out: Vec<u8> = Vec::with_capacity(indices.len().min(256));
+        for &i in indices {
+            let index = u8::try_from(i)
+                .ok()
+                .filter(|b| (1..=MAX_MEASUREMENT_INDEX).contains(b))
+                .ok_or(QuoteError::Index(i))?;
+            if out.contains(&index) {
+                return Err(QuoteError::DuplicateIndex(i));
+            }
+            out.push(index);
+        }
+        Ok(QuoteRequest {
+            indices: out,
+            nonce,
+        })
+    }
+
+    /// The caller's nonce.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+}
+
+/// A signed statement over measurements, as a third party checks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedMeasurements {
+    /// L1: VCA || every GET_MEASUREMENTS/MEASUREMENTS pair, the last MEASUREMENTS with
+    /// its signature (the final `signature_len` bytes). The signature is over
+    /// `combined_spdm_prefix("responder-measurements signing") || H(L1 without signature)`.
+    pub transcript: Vec<u8>,
+    /// Length of the signature at the end of `transcript`.
+    pub signature_len: usize,
 }
 
 impl RequesterConfig {
@@ -76,6 +159,7 @@ impl RequesterConfig {
             busy_delay: Duration::from_millis(100),
             not_ready_retries: 3,
             max_not_ready_delay: Duration::from_secs(2),
+            quote: None,
         }
     }
 }
@@ -146,6 +230,9 @@ pub struct Verdict {
     pub measurements: Vec<MeasurementResult>,
     /// Overall outcome.
     pub outcome: Outcome,
+    /// The signed statement asked for with [`RequesterConfig::quote`].
+    #[serde(skip)]
+    pub signed_measurements: Option<SignedMeasurements>,
 }
 
 fn hex_bytes<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -207,6 +294,12 @@ pub struct Requester {
     chain_bytes: Vec<u8>,
     verified: Option<VerifiedChain>,
     summary_hash: Vec<u8>,
+    /// Quote indices still to ask for, in order.
+    quote_left: std::collections::VecDeque<u8>,
+    /// The raw L1 of a quote, kept from VCA on.
+    quote_l1: Option<Vec<u8>>,
+    /// Whether the awaited MEASUREMENTS carries a signature.
+    expect_signed: bool,
 }
 
 impl Requester {
@@ -217,6 +310,14 @@ impl Requester {
         let mut measurement_nonce = [0u8; NONCE_LEN];
         rng.fill_bytes(&mut challenge_nonce);
         rng.fill_bytes(&mut measurement_nonce);
+        let quote_left = config
+            .quote
+            .as_ref()
+            .map(|q| q.indices.iter().copied().collect())
+            .unwrap_or_default();
+        if let Some(q) = &config.quote {
+            measurement_nonce = q.nonce;
+        }
         let mut req = Requester {
             config,
             state: State::ExpectVersion,
@@ -233,6 +334,9 @@ impl Requester {
             chain_bytes: Vec::new(),
             verified: None,
             summary_hash: Vec::new(),
+            quote_left,
+            quote_l1: None,
+            expect_signed: true,
         };
         let first = req.send(Message::new(
             SPDM_VERSION_10,
@@ -284,7 +388,7 @@ impl Requester {
             hash_len,
             signature_len,
             summary_hash: true,
-            signed_measurements: true,
+            signed_measurements: self.expect_signed,
         }
     }
 
@@ -422,15 +526,10 @@ impl Requester {
                     .map_err(|()| Error::BadSignature("CHALLENGE_AUTH"))?;
                 self.summary_hash = auth.summary_hash.unwrap_or_default();
                 self.state = State::ExpectMeasurements;
-                Ok(self.send12(Payload::GetMeasurements(GetMeasurements {
-                    raw_bitstream: false,
-                    new_measurement: false,
-                    operation: OPERATION_ALL,
-                    signature: Some(SignatureRequest {
-                        nonce: self.measurement_nonce,
-                        slot_id: 0,
-                    }),
-                })))
+                if self.config.quote.is_some() {
+                    self.quote_l1 = Some(self.transcript.vca().to_vec());
+                }
+                Ok(self.request_measurements())
             }
             (State::ExpectMeasurements, Payload::Measurements(m)) => {
                 let algs = self.algorithms()?;
@@ -447,19 +546,37 @@ impl Requester {
                     }
                     *slot = true;
                 }
+                let pending = self.pending.clone();
+                if let Some(l1) = &mut self.quote_l1 {
+                    l1.extend_from_slice(&pending);
+                    l1.extend_from_slice(response);
+                }
+                if !self.expect_signed {
+                    self.transcript
+                        .append_l(&pending, response)
+                        .map_err(|_| Error::ApiMisuse("transcript"))?;
+                    self.state = State::ExpectMeasurements;
+                    return Ok(self.request_measurements());
+                }
                 let signature = m
                     .signature
                     .as_deref()
                     .ok_or(Error::PeerMisbehaved("MEASUREMENTS is unsigned"))?;
                 let unsigned = strip_signature(response, signature.len())?;
-                let pending = self.pending.clone();
                 let l1 = self
                     .transcript
                     .finish_l1(&pending, unsigned)
                     .map_err(|_| Error::ApiMisuse("transcript"))?;
                 self.check_signature(algs, CONTEXT_MEASUREMENTS, &l1, signature)
                     .map_err(|()| Error::BadSignature("MEASUREMENTS"))?;
-                if algs.base_hash.digest(&encode_record(&m.blocks)) != self.summary_hash {
+                // The summary hash covers all blocks; a quote of some indices cannot be
+                // checked against it (its signature over L1 already binds what it says).
+                let all = self
+                    .config
+                    .quote
+                    .as_ref()
+                    .is_none_or(|q| q.indices.is_empty());
+                if all && algs.base_hash.digest(&encode_record(&m.blocks)) != self.summary_hash {
                     return Err(Error::PeerMisbehaved(
                         "measurement summary hash does not match the measurements",
                     ));
@@ -468,6 +585,25 @@ impl Requester {
             }
             _ => Err(Error::ApiMisuse("state and response disagree")),
         }
+    }
+
+    /// The next GET_MEASUREMENTS: signed for all (no quote, or a quote of all), else one
+    /// index, signed when it is the last one.
+    fn request_measurements(&mut self) -> Action {
+        let (operation, signed) = match self.quote_left.pop_front() {
+            None => (OPERATION_ALL, true),
+            Some(index) => (index, self.quote_left.is_empty()),
+        };
+        self.expect_signed = signed;
+        self.send12(Payload::GetMeasurements(GetMeasurements {
+            raw_bitstream: false,
+            new_measurement: false,
+            operation,
+            signature: signed.then_some(SignatureRequest {
+                nonce: self.measurement_nonce,
+                slot_id: 0,
+            }),
+        }))
     }
 
     fn vca(&mut self, response: &[u8]) -> Result<(), Error> {
@@ -642,6 +778,10 @@ impl Requester {
             measurement_mode: mode,
             measurements: results,
             outcome,
+            signed_measurements: self.quote_l1.take().map(|transcript| SignedMeasurements {
+                transcript,
+                signature_len: algs.base_asym.signature_len(),
+            }),
         });
         self.state = State::Finished;
         if outcome == Outcome::Rejected {
@@ -661,4 +801,42 @@ fn strip_signature(response: &[u8], sig_len: usize) -> Result<&[u8], Error> {
 
 fn len_u32(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod quote_tests {
+    use super::*;
+
+    #[test]
+    fn quote_requests_parse_or_are_refused() {
+        let nonce = "ab".repeat(32);
+        let q = QuoteRequest::parse(&[3, 1, 254], &nonce.to_uppercase(), 0).unwrap();
+        assert_eq!(q.indices, vec![3, 1, 254]);
+        assert_eq!(q.nonce(), &[0xab; 32]);
+        assert!(
+            QuoteRequest::parse(&[], &nonce, 0)
+                .unwrap()
+                .indices
+                .is_empty()
+        );
+        let bad = [
+            (vec![], "ab".repeat(31), 0, QuoteError::Nonce),
+            (vec![], "ab".repeat(33), 0, QuoteError::Nonce),
+            (
+                vec![],
+                format!("{}g0", "ab".repeat(31)),
+                0,
+                QuoteError::Nonce,
+            ),
+            (vec![], String::new(), 0, QuoteError::Nonce),
+            (vec![0], nonce.clone(), 0, QuoteError::Index(0)),
+            (vec![255], nonce.clone(), 0, QuoteError::Index(255)),
+            (vec![1 << 40], nonce.clone(), 0, QuoteError::Index(1 << 40)),
+            (vec![2, 2], nonce.clone(), 0, QuoteError::DuplicateIndex(2)),
+            (vec![], nonce.clone(), 1, QuoteError::Slot(1)),
+        ];
+        for (indices, n, slot, want) in bad {
+            assert_eq!(QuoteRequest::parse(&indices, &n, slot), Err(want));
+        }
+    }
 }
