@@ -226,16 +226,11 @@ impl Handle {
         &self,
         request: CertificateRequest,
     ) -> Result<CertificateAnswer, CertificateError> {
-        let gone = || CertificateError::Busy("the pairing actor is not running".into());
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Certificates { request, reply })
-            .await
-            .map_err(|_| gone())?;
-        tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .map_err(|_| CertificateError::Busy("the pairing actor did not answer in time".into()))?
-            .map_err(|_| gone())?
+        self.ask(Command::Certificates { request, reply }, rx, |why| {
+            CertificateError::Busy(why.into())
+        })
+        .await
     }
 
     /// Sends a trust-store request and waits for its result (the anchor's id).
@@ -246,16 +241,11 @@ impl Handle {
     /// # Cancel safety
     /// As [`Handle::provision`].
     pub async fn anchors(&self, request: AnchorRequest) -> Result<String, CertificateError> {
-        let gone = || CertificateError::Busy("the pairing actor is not running".into());
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Anchors { request, reply })
-            .await
-            .map_err(|_| gone())?;
-        tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .map_err(|_| CertificateError::Busy("the pairing actor did not answer in time".into()))?
-            .map_err(|_| gone())?
+        self.ask(Command::Anchors { request, reply }, rx, |why| {
+            CertificateError::Busy(why.into())
+        })
+        .await
     }
 
     /// Sends `FactoryReset.Reset()` and waits until the reset is done.
@@ -268,14 +258,8 @@ impl Handle {
     /// As [`Handle::provision`].
     pub async fn factory_reset(&self) -> Result<(), String> {
         let (reply, rx) = oneshot::channel();
-        self.commands
-            .send(Command::FactoryReset { reply })
+        self.ask(Command::FactoryReset { reply }, rx, str::to_owned)
             .await
-            .map_err(|_| "the pairing actor is not running".to_owned())?;
-        tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .map_err(|_| "the pairing actor did not answer in time".to_owned())?
-            .map_err(|_| "the pairing actor is not running".to_owned())?
     }
 
     async fn request(
@@ -283,12 +267,27 @@ impl Handle {
         cmd: Command,
         rx: oneshot::Receiver<Result<(), Refusal>>,
     ) -> Result<(), Refusal> {
-        let gone = || Refusal::Unavailable("the pairing actor is not running".into());
-        self.commands.send(cmd).await.map_err(|_| gone())?;
+        self.ask(cmd, rx, |why| Refusal::Unavailable(why.into()))
+            .await
+    }
+
+    /// Sends `cmd` and waits for its reply on `rx`; a gone or silent actor becomes the
+    /// error `unavailable` makes of the reason.
+    async fn ask<T, E>(
+        &self,
+        cmd: Command,
+        rx: oneshot::Receiver<Result<T, E>>,
+        unavailable: impl Fn(&'static str) -> E,
+    ) -> Result<T, E> {
+        const GONE: &str = "the pairing actor is not running";
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| unavailable(GONE))?;
         // Identity creation on a TPM takes a few hundred milliseconds; nothing else waits.
         tokio::time::timeout(Duration::from_secs(30), rx)
             .await
-            .map_err(|_| Refusal::Unavailable("the pairing actor did not answer in time".into()))?
-            .map_err(|_| gone())?
+            .map_err(|_| unavailable("the pairing actor did not answer in time"))?
+            .map_err(|_| unavailable(GONE))?
     }
 }
