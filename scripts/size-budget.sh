@@ -11,9 +11,9 @@
 #   BIN_DIR=dir scripts/size-budget.sh  # measure binaries built elsewhere (no cargo call)
 set -euo pipefail
 
-# What we reached (4433072 bytes, README "Size on flash"), rounded up by 6.0 % so growth is
-# caught.
-BUDGET_BYTES=${BUDGET_BYTES:-4700000}
+# What we reached (4667416 bytes with the certificate and ComponentIntegrity objects of issues
+# 17 and 15; README "Size on flash"), rounded up by 5 % so growth is caught.
+BUDGET_BYTES=${BUDGET_BYTES:-4900000}
 GOAL_BYTES=4000000
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
