@@ -399,40 +399,34 @@ mod path_args {
     }
 }
 
-/// `xyz.openbmc_project.Object.Delete` on the CA certificate.
+/// Which of our own two certificates a [`CertificateDelete`] object stands for.
+#[derive(Clone, Copy, Debug)]
+enum OwnCertificate {
+    /// The per-BMC CA certificate.
+    Ca,
+    /// The identity leaf.
+    Leaf,
+}
+
+/// `xyz.openbmc_project.Object.Delete` on the CA certificate or the identity leaf.
 #[derive(Debug)]
-pub struct CaDelete {
+pub struct CertificateDelete {
     handle: Handle,
+    of: OwnCertificate,
 }
 
 #[zbus::interface(name = "xyz.openbmc_project.Object.Delete")]
-impl CaDelete {
-    /// Falls back to a newly self-issued CA certificate for the same key (seed 004: a
-    /// deleted server certificate is replaced by a self-signed one). The object stays.
+impl CertificateDelete {
+    /// Falls back to a newly issued certificate for the same key (seed 004: a deleted
+    /// server certificate is replaced by a self-signed one): a self-issued CA certificate,
+    /// or a new leaf under the current CA certificate. The object stays.
     #[zbus(name = "Delete")]
     async fn delete(&self) -> Result<(), Error> {
-        self.handle
-            .certificates(CertificateRequest::DeleteCa)
-            .await?;
-        Ok(())
-    }
-}
-
-/// `xyz.openbmc_project.Object.Delete` on the identity leaf.
-#[derive(Debug)]
-pub struct LeafDelete {
-    handle: Handle,
-}
-
-#[zbus::interface(name = "xyz.openbmc_project.Object.Delete")]
-impl LeafDelete {
-    /// Falls back to a newly issued leaf for the same identity key, under the current CA
-    /// certificate. The object stays.
-    #[zbus(name = "Delete")]
-    async fn delete(&self) -> Result<(), Error> {
-        self.handle
-            .certificates(CertificateRequest::DeleteLeaf)
-            .await?;
+        let request = match self.of {
+            OwnCertificate::Ca => CertificateRequest::DeleteCa,
+            OwnCertificate::Leaf => CertificateRequest::DeleteLeaf,
+        };
+        self.handle.certificates(request).await?;
         Ok(())
     }
 }
@@ -521,9 +515,9 @@ pub async fn sync(
         (Some(_), None) => {
             remove::<Certificate>(server, CERT_CA_PATH).await?;
             remove::<CaReplace>(server, CERT_CA_PATH).await?;
-            remove::<CaDelete>(server, CERT_CA_PATH).await?;
+            remove::<CertificateDelete>(server, CERT_CA_PATH).await?;
             remove::<Certificate>(server, CERT_IDENTITY_PATH).await?;
-            remove::<LeafDelete>(server, CERT_IDENTITY_PATH).await?;
+            remove::<CertificateDelete>(server, CERT_IDENTITY_PATH).await?;
             remove_csr(server).await?;
         }
         (None, Some(chain)) => {
@@ -536,8 +530,9 @@ pub async fn sync(
             server
                 .at(
                     CERT_CA_PATH,
-                    CaDelete {
+                    CertificateDelete {
                         handle: handle.clone(),
+                        of: OwnCertificate::Ca,
                     },
                 )
                 .await?;
@@ -550,8 +545,9 @@ pub async fn sync(
             server
                 .at(
                     CERT_IDENTITY_PATH,
-                    LeafDelete {
+                    CertificateDelete {
                         handle: handle.clone(),
+                        of: OwnCertificate::Leaf,
                     },
                 )
                 .await?;
