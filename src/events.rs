@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use bmc_pairing_core::pairing::{AttestationOutcome, AttestPurpose, PeerId, RecheckCause};
+use bmc_pairing_core::pairing::{AttestPurpose, AttestationOutcome, PeerId, RecheckCause};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -355,7 +355,9 @@ impl Emitter {
                 ("Purpose", purpose_name(purpose).to_owned()),
                 (
                     "Outcome",
-                    outcome.map_or("NoVerdict", AttestationOutcome::as_str).to_owned(),
+                    outcome
+                        .map_or("NoVerdict", AttestationOutcome::as_str)
+                        .to_owned(),
                 ),
                 ("Reason", reason),
             ],
@@ -381,7 +383,12 @@ pub fn journal_entry(event: &Event, identifier: &str) -> Vec<u8> {
         ("SYSLOG_IDENTIFIER".into(), identifier.to_owned()),
         ("BMC_PAIRING_EVENT".into(), event.full_name()),
     ];
-    fields.extend(event.metadata.iter().map(|(k, v)| (snake_case(k), v.clone())));
+    fields.extend(
+        event
+            .metadata
+            .iter()
+            .map(|(k, v)| (snake_case(k), v.clone())),
+    );
     let mut out = Vec::new();
     for (k, v) in fields {
         out.extend_from_slice(k.as_bytes());
@@ -513,10 +520,10 @@ pub async fn deliver(
         if !journal.send(&journal_entry(&event, "bmc-pairing-manager")) {
             log_line(&event);
         }
-        if let Some(conn) = &bus {
-            if !create_entry(conn, &event).await {
-                tracing::debug!(event = %event.full_name(), "no event-log entry (xyz.openbmc_project.Logging is not on the bus)");
-            }
+        if let Some(conn) = &bus
+            && !create_entry(conn, &event).await
+        {
+            tracing::debug!(event = %event.full_name(), "no event-log entry (xyz.openbmc_project.Logging is not on the bus)");
         }
     }
     while let Ok(event) = events.try_recv() {
@@ -626,7 +633,10 @@ mod tests {
         assert!(changes(&at(120 * day, false), &at(120 * day, false), now, &mut w).is_empty());
         let past = changes(&at(120 * day, false), &at(90 * day, true), now, &mut w);
         assert_eq!(names(&past), ["CertificateExpired"]);
-        assert_eq!(past[0].get("NotAfter"), Some((90 * day).to_string().as_str()));
+        assert_eq!(
+            past[0].get("NotAfter"),
+            Some((90 * day).to_string().as_str())
+        );
         assert!(changes(&at(90 * day, true), &at(90 * day, true), now, &mut w).is_empty());
     }
 
@@ -647,7 +657,9 @@ mod tests {
             "MESSAGE=The attestation of the BMC at '[fd00::2]:4194' (Reattest) failed with 'NoVerdict'.\n"
         ));
         assert!(text.contains("\nPRIORITY=4\n"));
-        assert!(text.contains("\nBMC_PAIRING_EVENT=xyz.openbmc_project.BmcPairing.Pairing.AttestationFailed\n"));
+        assert!(text.contains(
+            "\nBMC_PAIRING_EVENT=xyz.openbmc_project.BmcPairing.Pairing.AttestationFailed\n"
+        ));
         assert!(text.contains("\nPURPOSE=Reattest\n"));
         let mut binary = b"REASON\n".to_vec();
         binary.extend_from_slice(&17u64.to_le_bytes());
@@ -674,10 +686,17 @@ mod tests {
                 let severity = e["severity"].as_str().or(default).unwrap().to_owned();
                 let meta: Vec<String> = e["metadata"]
                     .as_sequence()
-                    .map(|m| m.iter().map(|x| x["name"].as_str().unwrap().to_owned()).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|x| x["name"].as_str().unwrap().to_owned())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let message = e["en"]["message"].as_str().unwrap().to_owned();
-                defined.insert(e["name"].as_str().unwrap().to_owned(), (severity, meta, message));
+                defined.insert(
+                    e["name"].as_str().unwrap().to_owned(),
+                    (severity, meta, message),
+                );
             }
         }
         let mut made = Vec::new();
@@ -685,10 +704,20 @@ mod tests {
         let mut v = view();
         v.identity_mismatch = true;
         v.attestation = AttestationOutcome::Rejected;
-        made.extend(changes(&snapshot(vec![]), &snapshot(vec![v.clone()]), 0, &mut w));
+        made.extend(changes(
+            &snapshot(vec![]),
+            &snapshot(vec![v.clone()]),
+            0,
+            &mut w,
+        ));
         v.unpaired_by_peer = true;
         made.extend(changes(&snapshot(vec![]), &snapshot(vec![v]), 0, &mut w));
-        made.extend(changes(&snapshot(vec![view()]), &snapshot(vec![]), 0, &mut w));
+        made.extend(changes(
+            &snapshot(vec![view()]),
+            &snapshot(vec![]),
+            0,
+            &mut w,
+        ));
         let ident = |expired| Snapshot {
             identity: IdentityView {
                 not_after: 10,

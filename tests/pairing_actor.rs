@@ -789,7 +789,10 @@ async fn events_follow_pairing_quarantine_and_unpairing_and_health_counts_the_li
     let paired = bmc.take_events();
     assert_eq!(names(&paired), ["PeerPaired"]);
     assert_eq!(paired[0].get("PeerId"), Some("bmc_b"));
-    assert_eq!(paired[0].get("IdentityFingerprint"), Some(fp(2).to_hex().as_str()));
+    assert_eq!(
+        paired[0].get("IdentityFingerprint"),
+        Some(fp(2).to_hex().as_str())
+    );
     let health = bmc.handle.snapshot.borrow().peers[&id].health;
     assert!(health.handshakes >= 1, "{health:?}");
     assert_eq!(health.reconnects, 0);
@@ -812,7 +815,10 @@ async fn events_follow_pairing_quarantine_and_unpairing_and_health_counts_the_li
         .await
         .unwrap();
     let quarantined = bmc.take_events();
-    assert_eq!(names(&quarantined), ["AttestationFailed", "PeerQuarantined"]);
+    assert_eq!(
+        names(&quarantined),
+        ["AttestationFailed", "PeerQuarantined"]
+    );
     assert_eq!(quarantined[0].get("Purpose"), Some("Reattest"));
     assert_eq!(quarantined[0].get("Outcome"), Some("Rejected"));
 
@@ -823,7 +829,10 @@ async fn events_follow_pairing_quarantine_and_unpairing_and_health_counts_the_li
     // No event carries key material: only ids, names, addresses and public-key hashes.
     for e in paired.iter().chain(&quarantined).chain(&unpaired) {
         for (k, v) in &e.metadata {
-            assert!(!v.contains("PRIVATE KEY") && !v.contains("-----BEGIN"), "{k}={v}");
+            assert!(
+                !v.contains("PRIVATE KEY") && !v.contains("-----BEGIN"),
+                "{k}={v}"
+            );
         }
     }
     bmc.stop().await;

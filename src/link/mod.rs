@@ -93,7 +93,9 @@ pub enum LinkEvent {
 /// written by the sessions at each answered ping, read by the peer objects on D-Bus when
 /// asked (no signal, no wake-up for it).
 #[derive(Clone, Debug, Default)]
-pub struct RoundTrips(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Fingerprint, std::time::Duration>>>);
+pub struct RoundTrips(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Fingerprint, std::time::Duration>>>,
+);
 
 impl RoundTrips {
     /// An empty table.

@@ -123,22 +123,45 @@ mod tests {
             h.fill(&mut s, now);
             s.peers[&id].health
         };
-        assert_eq!(published(&mut h, ConnState::InProgress, 10).last_state_change, 10);
+        assert_eq!(
+            published(&mut h, ConnState::InProgress, 10).last_state_change,
+            10
+        );
         assert!(!h.outgoing(&id, Outgoing::Attempt));
-        assert!(h.outgoing(&id, Outgoing::Down), "a dial that opened nothing");
+        assert!(
+            h.outgoing(&id, Outgoing::Down),
+            "a dial that opened nothing"
+        );
         assert!(!h.outgoing(&id, Outgoing::Attempt));
         assert!(h.outgoing(&id, Outgoing::Up));
         let up = published(&mut h, ConnState::Connected, 12);
         assert_eq!(
-            (up.handshakes, up.failed_handshakes, up.reconnects, up.last_state_change),
+            (
+                up.handshakes,
+                up.failed_handshakes,
+                up.reconnects,
+                up.last_state_change
+            ),
             (1, 1, 0, 12)
         );
-        assert!(!h.outgoing(&id, Outgoing::Down), "a session that ended is no failed dial");
-        assert_eq!(published(&mut h, ConnState::NotConnected, 20).last_state_change, 20);
-        assert_eq!(published(&mut h, ConnState::NotConnected, 25).last_state_change, 20);
+        assert!(
+            !h.outgoing(&id, Outgoing::Down),
+            "a session that ended is no failed dial"
+        );
+        assert_eq!(
+            published(&mut h, ConnState::NotConnected, 20).last_state_change,
+            20
+        );
+        assert_eq!(
+            published(&mut h, ConnState::NotConnected, 25).last_state_change,
+            20
+        );
         h.incoming_up(&id);
         let back = published(&mut h, ConnState::Connected, 30);
-        assert_eq!((back.handshakes, back.reconnects, back.last_state_change), (2, 1, 30));
+        assert_eq!(
+            (back.handshakes, back.reconnects, back.last_state_change),
+            (2, 1, 30)
+        );
         // Unpaired: forgotten.
         h.fill(&mut snapshot(None), 40);
         assert_eq!(published(&mut h, ConnState::Connected, 50).reconnects, 0);
