@@ -330,3 +330,70 @@ fn without_the_logging_service_or_a_journal_socket_events_go_to_stderr() {
             .map(|_| ())
     });
 }
+
+/// A TPM cleared under a running daemon, and one cleared while it was down: `KeyLost`
+/// (critical) in the journal and the event log, once each.
+#[test]
+fn a_lost_tpm_key_is_logged_whether_the_daemon_ran_or_not() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm = bmc_test_support::swtpm::Swtpm::start(&tmp.path().join("swtpm"));
+    let mut a = Bmc::new(
+        tmp.path(),
+        "bmc-a",
+        json!({
+            "key_backend": {"type": "tpm", "tcti": tpm.tcti()},
+            "identity_check_interval_ms": 200,
+            "attestation": "off",
+        }),
+    );
+    let mut sinks = sinks(&rt, &mut a);
+    a.start();
+    a.provision("self").unwrap();
+
+    tpm.clear();
+    let (j, c) = sinks.wait("KeyLost", Duration::from_secs(15));
+    same_event(&j, &c, "2", "Critical");
+    assert_eq!(c.additional_data["KEY_BACKEND"], "tpm");
+    assert_eq!(
+        j["MESSAGE"],
+        "This BMC's pairing identity key in the 'tpm' store is lost."
+    );
+
+    a.provision("self").unwrap();
+    a.kill9();
+    tpm.clear();
+    a.start();
+    assert!(!a.provisioned());
+    wait_for(Duration::from_secs(10), "a second KeyLost", || {
+        let lost = sinks
+            .journal_events()
+            .iter()
+            .filter(|e| e.as_str() == format!("{NS}.KeyLost"))
+            .count();
+        let created = sinks
+            .double
+            .entries
+            .all()
+            .iter()
+            .filter(|e| e.message == format!("{NS}.KeyLost"))
+            .count();
+        (lost == 2 && created == 2).then_some(())
+    });
+    // Once: a restart with the key still gone reports nothing new.
+    a.kill9();
+    a.start();
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        sinks
+            .journal_events()
+            .iter()
+            .filter(|e| e.as_str() == format!("{NS}.KeyLost"))
+            .count(),
+        2
+    );
+}

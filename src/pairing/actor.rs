@@ -167,8 +167,13 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     /// Restores the state and resumes what it says (diallers of paired peers). Returns the
     /// actor, the handle for D-Bus and the receiver of its commands.
     pub fn new(parts: Parts<A, D>) -> (Self, Handle, mpsc::Receiver<Command>) {
+        // The core records an identity lost while we were down (as `Provisioned` false).
+        let lost_while_down = parts.persisted.provisioned && parts.keeper.fingerprint().is_none();
         let (pairing, actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
+        if lost_while_down {
+            parts.events.key_lost();
+        }
         let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
         let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(
             &pairing,
