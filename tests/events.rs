@@ -397,3 +397,63 @@ fn a_lost_tpm_key_is_logged_whether_the_daemon_ran_or_not() {
         2
     );
 }
+
+/// Our leaf nears its notAfter while the TPM hangs (no renewal), then passes it:
+/// `CertificateExpiring`, then `CertificateExpired`, once each; a renewal once the TPM
+/// answers brings no new event.
+#[test]
+fn our_certificate_expiring_then_expired_is_logged_once_each() {
+    const DAY: i64 = 24 * 3600;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm = bmc_test_support::swtpm::Swtpm::start(&tmp.path().join("swtpm"));
+    let mut a = Bmc::new(
+        tmp.path(),
+        "bmc-a",
+        json!({
+            "key_backend": {"type": "tpm", "tcti": tpm.tcti()},
+            "identity_check_interval_ms": 200,
+            "attestation": "off",
+        }),
+    );
+    let mut sinks = sinks(&rt, &mut a);
+    let clock = a.use_clock();
+    a.start();
+    a.provision("self").unwrap();
+    let identity = "xyz.openbmc_project.BmcPairing.Identity";
+    let not_after: i64 = a
+        .get(SEED_BUS, SEED_PATH, identity, "NotAfter")
+        .split_whitespace()
+        .last()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    tpm.freeze();
+    clock.set_now(not_after - 20 * DAY);
+    let (j, c) = sinks.wait("CertificateExpiring", Duration::from_secs(20));
+    same_event(&j, &c, "4", "Warning");
+    assert_eq!(c.additional_data["CERTIFICATE"], "identity");
+    assert_eq!(c.additional_data["NOT_AFTER"], not_after.to_string());
+
+    clock.set_now(not_after + DAY);
+    let (j, c) = sinks.wait("CertificateExpired", Duration::from_secs(20));
+    same_event(&j, &c, "3", "Error");
+    assert_eq!(c.additional_data["CERTIFICATE"], "identity");
+
+    tpm.thaw();
+    wait_for(
+        Duration::from_secs(40),
+        "renewal once the TPM answers",
+        || (a.get(SEED_BUS, SEED_PATH, identity, "Expired") == "b false").then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        sinks.journal_events(),
+        ["CertificateExpiring", "CertificateExpired"].map(|n| format!("{NS}.{n}"))
+    );
+}
