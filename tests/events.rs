@@ -457,3 +457,49 @@ fn our_certificate_expiring_then_expired_is_logged_once_each() {
         ["CertificateExpiring", "CertificateExpired"].map(|n| format!("{NS}.{n}"))
     );
 }
+
+/// Another BMC answers at a paired peer's address (a swapped board): A refuses it, raises
+/// `IdentityMismatch` on the peer object and logs `IdentityMismatch` once.
+#[test]
+fn another_identity_at_a_peers_address_is_logged_as_an_identity_mismatch() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let quick = json!({"attestation": "off", "backoff_initial_ms": 50, "backoff_max_ms": 200,
+                       "heartbeat_interval_ms": 200, "heartbeat_timeout_ms": 600});
+    let mut a = Bmc::new(tmp.path(), "bmc-a", quick.clone());
+    let mut b = Bmc::new(tmp.path(), "bmc-b", quick.clone());
+    let mut sinks = sinks(&rt, &mut a);
+    a.start();
+    b.start();
+    pair(&a, &b);
+    sinks.wait("PeerPaired", Duration::from_secs(10));
+
+    // B's board is swapped: another BMC, with its own identity, at B's address and port.
+    b.kill9();
+    let mut c = Bmc::builder(tmp.path(), "bmc-c")
+        .ip(b.ip)
+        .port(b.port)
+        .config(quick)
+        .build();
+    c.start();
+    c.provision("self").unwrap();
+    let (j, c_entry) = sinks.wait("IdentityMismatch", Duration::from_secs(20));
+    same_event(&j, &c_entry, "4", "Warning");
+    assert_eq!(c_entry.additional_data["PEER_ID"], "bmc_b");
+    assert_eq!(c_entry.additional_data["ADDRESS"], b.ip.to_string());
+    let peer = a.peer_paths().remove(0);
+    assert_eq!(
+        a.get(SEED_BUS, &peer, PEER_IFACE, "IdentityMismatch"),
+        "b true"
+    );
+    // Refused again at every dial, reported once.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        sinks.journal_events(),
+        ["PeerPaired", "IdentityMismatch"].map(|n| format!("{NS}.{n}"))
+    );
+}
