@@ -182,6 +182,9 @@ pub struct Config {
     /// File whose content identifies this boot (the kernel's per-boot UUID); its digest is
     /// the boot identifier our `Hello` carries.
     pub boot_id_path: PathBuf,
+    /// journald's native-protocol socket; events ([`crate::events`]) are written there as
+    /// structured entries when it exists.
+    pub journal_socket: PathBuf,
 }
 
 impl Config {
@@ -223,7 +226,11 @@ struct RawConfig {
     lldpd_socket: Option<PathBuf>,
     reattest_interval_s: u64,
     boot_id_path: PathBuf,
+    journal_socket: PathBuf,
 }
+
+/// `journal_socket` default: systemd-journald's native-protocol socket.
+pub const DEFAULT_JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 /// `reattest_interval_s` default: once a day.
 pub const DEFAULT_REATTEST_INTERVAL: Duration = Duration::from_secs(24 * 3600);
@@ -264,6 +271,7 @@ impl Default for RawConfig {
             lldpd_socket: None,
             reattest_interval_s: DEFAULT_REATTEST_INTERVAL.as_secs(),
             boot_id_path: PathBuf::from(DEFAULT_BOOT_ID_PATH),
+            journal_socket: PathBuf::from(DEFAULT_JOURNAL_SOCKET),
         }
     }
 }
@@ -344,6 +352,7 @@ fn validate(
         check.absolute("lldpd_socket", p)?;
     }
     check.absolute("boot_id_path", &raw.boot_id_path)?;
+    check.absolute("journal_socket", &raw.journal_socket)?;
     if raw.reattest_interval_s != 0 && raw.reattest_interval_s < 60 {
         return Err(invalid(
             "reattest_interval_s",
@@ -505,6 +514,7 @@ fn validate(
         lldpd_socket: raw.lldpd_socket,
         reattest_interval,
         boot_id_path: raw.boot_id_path,
+        journal_socket: raw.journal_socket,
     })
 }
 

@@ -20,6 +20,7 @@ use crate::discovery::lldp_dbus::LldpDbus;
 use crate::discovery::lldpd::LldpdSource;
 use crate::discovery::static_peers::StaticPeers;
 use crate::discovery::{self, Source};
+use crate::events::{self, Emitter, Journal};
 use crate::identity::cert::ChainFiles;
 use crate::identity::store::{self, Probe};
 use crate::kit::{self, Bus, StartError};
@@ -159,6 +160,9 @@ pub async fn run(
     let (credentials, credentials_rx) = watch::channel(None);
     let (link_tx, link_rx) = mpsc::unbounded_channel();
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
+    // Events queue from the start; they are delivered once the bus connection exists.
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let round_trips = crate::link::RoundTrips::new();
     let (discovery_tx, discovery_rx) = mpsc::channel(64);
     let (admission_tx, admission_rx) = mpsc::channel(16);
     start_discovery(&config, &bus, discovery_tx, &tracker, &cancel);
@@ -231,6 +235,7 @@ pub async fn run(
                 initial: config.backoff_initial,
                 max: config.backoff_max,
             },
+            round_trips: round_trips.clone(),
         },
         credentials_rx,
     );
@@ -262,6 +267,8 @@ pub async fn run(
         link_events_tx: link_tx.clone(),
         discovery: discovery_rx,
         notices: notices_tx,
+        events: Emitter::new(events_tx, opened.store.backend().to_string()),
+        round_trips: round_trips.clone(),
         tracker: tracker.clone(),
         cancel: cancel.clone(),
     });
@@ -282,6 +289,7 @@ pub async fn run(
             pins,
             farewells,
             admission: Some(admission_tx),
+            round_trips,
         },
         sessions,
         link_tx,
@@ -297,6 +305,12 @@ pub async fn run(
         }
     };
     tracing::info!(port = config.port, name = %config.bmc_name, "bmc-pairing-manager ready");
+    tracker.spawn(events::deliver(
+        events_rx,
+        Journal::new(&config.journal_socket),
+        Some(conn.clone()),
+        cancel.clone(),
+    ));
     tracker.spawn(dbus::publish(
         conn.clone(),
         handle,

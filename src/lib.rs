@@ -15,6 +15,7 @@
 //! - [`persist`]: crash-safe writes of state files (temp, fsync, rename, fsync dir).
 //! - [`daemon`]: wiring of the `bmc-pairing-manager` daemon.
 //! - [`dbus`]: the D-Bus objects (PDI Provisioning, seed 000 manager, per-peer objects).
+//! - [`events`]: the pairing events, to the journal and to phosphor-logging's `Create`.
 //! - [`discovery`]: where peers can be reached (LLDP, static); a hint, never trust.
 //! - [`identity`]: the `KeyStore` trait, its backends, and the identity certificate chain.
 //! - [`spdm`]: the SPDM transport (DSP0287 and emulator framing) and measured files.
@@ -26,6 +27,7 @@ pub mod contract;
 pub mod daemon;
 pub mod dbus;
 pub mod discovery;
+pub mod events;
 pub mod identity;
 pub mod kit;
 pub mod link;

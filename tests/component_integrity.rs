@@ -9,7 +9,9 @@
 //! `SPDMGetSignedMeasurements` with a fresh random nonce. The signature it gets back is then
 //! checked by Python `cryptography`, independently of our SPDM code, over the returned
 //! transcript with the returned public key; the same transcript with another nonce in it
-//! must not verify.
+//! must not verify. It also reads the associations as bmcweb and the mapper would: the
+//! `authenticating` endpoint (an inventory item standing for the peer) and the certificate
+//! that identified the responder, in both spellings the upstream YAML uses.
 #![cfg(test)]
 
 use std::collections::HashMap;
@@ -27,6 +29,10 @@ const INTEGRITY: &str = "xyz.openbmc_project.Attestation.ComponentIntegrity";
 const IDENTITY: &str = "xyz.openbmc_project.Attestation.IdentityAuthentication";
 const MEASUREMENT_SET: &str = "xyz.openbmc_project.Attestation.MeasurementSet";
 const CERTIFICATE: &str = "xyz.openbmc_project.Certs.Certificate";
+const ASSOCIATIONS: &str = "xyz.openbmc_project.Association.Definitions";
+const ITEM: &str = "xyz.openbmc_project.Inventory.Item";
+const TRUSTED_COMPONENT: &str = "xyz.openbmc_project.Inventory.Item.TrustedComponent";
+const TPM: &str = "/xyz/openbmc_project/inventory/bmc_pairing/tpm";
 const INVALID_ARGUMENT: &str = "xyz.openbmc_project.Common.Error.InvalidArgument";
 
 type Quote = (OwnedObjectPath, String, String, String, String, String);
@@ -241,12 +247,13 @@ fn objects_match_the_upstream_yaml() {
     assert_eq!(
         object_interfaces(&pair.a.bus.address, ATT_BUS, &path).unwrap(),
         vec![
+            ASSOCIATIONS.to_owned(),
             INTEGRITY.to_owned(),
             IDENTITY.to_owned(),
             MEASUREMENT_SET.to_owned()
         ]
     );
-    for iface in [INTEGRITY, IDENTITY, MEASUREMENT_SET] {
+    for iface in [INTEGRITY, IDENTITY, MEASUREMENT_SET, ASSOCIATIONS] {
         if let Err(problems) = check_object(
             &pair.a.bus.address,
             ATT_BUS,
@@ -259,21 +266,82 @@ fn objects_match_the_upstream_yaml() {
             );
         }
     }
-    let cert = format!(
+    // The whole chain (B's identity leaf and its per-BMC CA), each a Certificate; the leaf
+    // also carries its associations.
+    let leaf = format!(
         "/xyz/openbmc_project/certs/devices/{}/slot_0",
         expected_id(&pair.b)
     );
+    let issuer = format!("{leaf}_issuer_1");
+    for (cert, ifaces) in [
+        (&leaf, vec![ASSOCIATIONS, CERTIFICATE]),
+        (&issuer, vec![CERTIFICATE]),
+    ] {
+        assert_eq!(
+            object_interfaces(&pair.a.bus.address, ATT_BUS, cert).unwrap(),
+            ifaces,
+            "{cert}"
+        );
+        for iface in ifaces {
+            if let Err(problems) = check_object(
+                &pair.a.bus.address,
+                ATT_BUS,
+                cert,
+                &yaml_path_for(&root, iface),
+            ) {
+                panic!(
+                    "{cert} differs from the upstream {iface}:\n{}",
+                    problems.join("\n")
+                );
+            }
+        }
+    }
+    assert!(
+        object_interfaces(&pair.a.bus.address, ATT_BUS, &format!("{leaf}_issuer_2")).is_err(),
+        "a chain of two certificates"
+    );
+    // The inventory item `authenticating` names. Upstream's Inventory.Item YAML is not in
+    // the shared copy, so its two properties are checked here by name and type.
+    let item = format!(
+        "/xyz/openbmc_project/inventory/bmc_pairing/peers/{}",
+        expected_id(&pair.b)
+    );
+    let served = bmc_test_support::pdi::introspect(&pair.a.bus.address, ATT_BUS, &item).unwrap();
+    let props = &served[ITEM].properties;
+    assert_eq!(props["PrettyName"].0, "s");
+    assert_eq!(props["Present"].0, "b");
+    assert_eq!(props.len(), 2);
+    // File keys: no TPM, so no TrustedComponent.
+    assert!(object_interfaces(&pair.a.bus.address, ATT_BUS, TPM).is_err());
+}
+
+/// With its keys in a TPM, bmc-attestation shows the TPM as an inventory item and a
+/// TrustedComponent, exactly as the upstream YAML defines it.
+#[test]
+fn the_tpm_is_a_trusted_component() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::new(tmp.path(), "bmc-a", KeyKind::Tpm, json!({}));
+    a.start();
+    assert_eq!(
+        object_interfaces(&a.bus.address, ATT_BUS, TPM).unwrap(),
+        vec![ITEM.to_owned(), TRUSTED_COMPONENT.to_owned()]
+    );
     if let Err(problems) = check_object(
-        &pair.a.bus.address,
+        &a.bus.address,
         ATT_BUS,
-        &cert,
-        &yaml_path_for(&root, CERTIFICATE),
+        TPM,
+        &yaml_path_for(&upstream_pdi_root(), TRUSTED_COMPONENT),
     ) {
         panic!(
-            "{cert} differs from the upstream Certificate:\n{}",
+            "the TPM differs from the upstream TrustedComponent:\n{}",
             problems.join("\n")
         );
     }
+    assert_eq!(
+        a.property(TPM, TRUSTED_COMPONENT, "TrustedComponentType"),
+        json!("xyz.openbmc_project.Inventory.Item.TrustedComponent.ComponentAttachType.Unknown")
+    );
+    assert_eq!(a.property(TPM, ITEM, "Present"), json!(true));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,6 +389,53 @@ async fn bmcweb_sequence_and_an_independently_checked_signature() {
         text(&identity, "ResponderVerificationStatus"),
         "xyz.openbmc_project.Attestation.IdentityAuthentication.VerificationStatus.Success"
     );
+
+    // The associations, as the mapper reads them to answer bmcweb's
+    // `<path>/authenticating` (TargetComponentURI) and the certificate links.
+    let leaf_path = format!(
+        "/xyz/openbmc_project/certs/devices/{}/slot_0",
+        expected_id(&pair.b)
+    );
+    let associations = |m: HashMap<String, OwnedValue>| -> Vec<(String, String, String)> {
+        Vec::try_from(m["Associations"].clone()).unwrap()
+    };
+    let on_component = associations(get_all(&conn, &path, ASSOCIATIONS).await);
+    let item = format!(
+        "/xyz/openbmc_project/inventory/bmc_pairing/peers/{}",
+        expected_id(&pair.b)
+    );
+    assert_eq!(
+        on_component,
+        vec![
+            (
+                "authenticating".into(),
+                "authenticated_by".into(),
+                item.clone()
+            ),
+            (
+                "responder_identitified_by".into(),
+                "identifying_responder".into(),
+                leaf_path.clone()
+            ),
+        ]
+    );
+    assert_eq!(
+        associations(get_all(&conn, &leaf_path, ASSOCIATIONS).await),
+        vec![(
+            "identifying_responder".into(),
+            "responder_identified_by".into(),
+            path.clone()
+        )]
+    );
+    // Each endpoint implements what the YAML requires of it.
+    let target = get_all(&conn, &item, ITEM).await;
+    assert!(bool::try_from(target["Present"].clone()).unwrap());
+    assert!(text(&target, "PrettyName").contains(&pair.b.endpoint()));
+    let leaf = get_all(&conn, &leaf_path, CERTIFICATE).await;
+    // The rest of the chain: the leaf's issuer is the next object.
+    let issuer = get_all(&conn, &format!("{leaf_path}_issuer_1"), CERTIFICATE).await;
+    assert_eq!(text(&leaf, "Issuer"), text(&issuer, "Subject"));
+    assert_ne!(text(&leaf, "Subject"), text(&issuer, "Subject"));
 
     // SPDMGetSignedMeasurements with a fresh nonce, two indices (one unsigned exchange,
     // then the signed one) and for all indices.
@@ -543,7 +658,15 @@ async fn new_objects_are_announced_for_the_mapper() {
     let cert = format!("/xyz/openbmc_project/certs/devices/{id}/slot_0");
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !(seen.contains_key(&component) && seen.contains_key(&cert)) {
+    let complete = |seen: &HashMap<String, Vec<String>>| {
+        seen.get(&component).is_some_and(|i| i.len() == 4)
+            && seen.get(&cert).is_some_and(|i| i.len() == 2)
+            && seen.contains_key(&format!("{cert}_issuer_1"))
+            && seen.contains_key(&format!(
+                "/xyz/openbmc_project/inventory/bmc_pairing/peers/{id}"
+            ))
+    };
+    while !complete(&seen) {
         let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, added.next()).await else {
             break;
         };
@@ -560,15 +683,30 @@ async fn new_objects_are_announced_for_the_mapper() {
     assert_eq!(
         on_component,
         vec![
+            ASSOCIATIONS.to_owned(),
             INTEGRITY.to_owned(),
             IDENTITY.to_owned(),
             MEASUREMENT_SET.to_owned()
         ],
         "{seen:?}"
     );
+    let mut on_cert = seen.get(&cert).cloned().unwrap_or_default();
+    on_cert.sort();
     assert_eq!(
-        seen.get(&cert),
+        on_cert,
+        vec![ASSOCIATIONS.to_owned(), CERTIFICATE.to_owned()],
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get(&format!("{cert}_issuer_1")),
         Some(&vec![CERTIFICATE.to_owned()]),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.get(&format!(
+            "/xyz/openbmc_project/inventory/bmc_pairing/peers/{id}"
+        )),
+        Some(&vec![ITEM.to_owned()]),
         "{seen:?}"
     );
 }

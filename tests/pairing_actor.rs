@@ -273,6 +273,7 @@ struct Bmc {
     tracker: TaskTracker,
     chain: ChainFiles,
     store: Arc<FileKeyStore>,
+    events: mpsc::UnboundedReceiver<bmc_pairing_manager::events::Event>,
 }
 
 impl Bmc {
@@ -298,6 +299,7 @@ impl Bmc {
         let (credentials, _credentials_rx) = watch::channel(None);
         let (link_tx, link_rx) = mpsc::unbounded_channel();
         let (notices_tx, notices) = mpsc::unbounded_channel();
+        let (events_tx, events) = mpsc::unbounded_channel();
         let (discovery_tx, discovery_rx) = mpsc::channel(16);
         let (_admission_tx, admission_rx) = mpsc::channel(16);
         let state_path = dir.join("state.json");
@@ -349,6 +351,8 @@ impl Bmc {
             link_events_tx: link_tx.clone(),
             discovery: discovery_rx,
             notices: notices_tx,
+            events: bmc_pairing_manager::events::Emitter::new(events_tx, "file"),
+            round_trips: bmc_pairing_manager::link::RoundTrips::new(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
         });
@@ -364,7 +368,17 @@ impl Bmc {
             tracker,
             chain,
             store,
+            events,
         }
+    }
+
+    /// The names of the events emitted so far and not yet taken.
+    fn take_events(&mut self) -> Vec<bmc_pairing_manager::events::Event> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            out.push(e);
+        }
+        out
     }
 
     /// Stops the actor and every task it started (a kill, as far as state goes: only what
@@ -761,5 +775,65 @@ async fn factory_reset_forgets_peers_and_erases_the_identity_for_good() {
     let bmc = Bmc::start(dir.path(), &net, &attestor);
     assert!(!bmc.handle.snapshot.borrow().provisioned);
     assert!(bmc.handle.snapshot.borrow().peers.is_empty());
+    bmc.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_follow_pairing_quarantine_and_unpairing_and_health_counts_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let (net, attestor) = (FakeNet::default(), FakeAttestor::default());
+    let (mut bmc, id) = paired(dir.path(), &net, &attestor, AttestationOutcome::Trusted).await;
+    let names = |events: &[bmc_pairing_manager::events::Event]| {
+        events.iter().map(|e| e.name).collect::<Vec<_>>()
+    };
+    let paired = bmc.take_events();
+    assert_eq!(names(&paired), ["PeerPaired"]);
+    assert_eq!(paired[0].get("PeerId"), Some("bmc_b"));
+    assert_eq!(
+        paired[0].get("IdentityFingerprint"),
+        Some(fp(2).to_hex().as_str())
+    );
+    let health = bmc.handle.snapshot.borrow().peers[&id].health;
+    assert!(health.handshakes >= 1, "{health:?}");
+    assert_eq!(health.reconnects, 0);
+    assert_ne!(health.last_state_change, 0);
+
+    // The link drops and comes back: a reconnect, and the dials that failed meanwhile.
+    net.set_down(endpoint(2), true);
+    bmc.peer_state(&id, ConnState::NotConnected).await;
+    Bmc::settle().await;
+    net.set_down(endpoint(2), false);
+    let snap = bmc.peer_state(&id, ConnState::Connected).await;
+    let health = snap.peers[&id].health;
+    assert_eq!(health.reconnects, 1, "{health:?}");
+    assert!(health.failed_handshakes >= 1, "{health:?}");
+    assert!(health.handshakes >= 2, "{health:?}");
+    assert!(bmc.take_events().is_empty(), "a reconnect is no event");
+
+    // A failed re-attestation quarantines it: both are reported.
+    reattest_as(&bmc, &attestor, &id, AttestationOutcome::Rejected)
+        .await
+        .unwrap();
+    let quarantined = bmc.take_events();
+    assert_eq!(
+        names(&quarantined),
+        ["AttestationFailed", "PeerQuarantined"]
+    );
+    assert_eq!(quarantined[0].get("Purpose"), Some("Reattest"));
+    assert_eq!(quarantined[0].get("Outcome"), Some("Rejected"));
+
+    bmc.handle.unpair(id.clone()).await.unwrap();
+    let unpaired = bmc.take_events();
+    assert_eq!(names(&unpaired), ["PeerUnpaired"]);
+    assert_eq!(unpaired[0].get("UnpairedBy"), Some("ThisBmc"));
+    // No event carries key material: only ids, names, addresses and public-key hashes.
+    for e in paired.iter().chain(&quarantined).chain(&unpaired) {
+        for (k, v) in &e.metadata {
+            assert!(
+                !v.contains("PRIVATE KEY") && !v.contains("-----BEGIN"),
+                "{k}={v}"
+            );
+        }
+    }
     bmc.stop().await;
 }

@@ -21,7 +21,14 @@ PDI (`<root>/xyz/openbmc_project/<Path>/<Name>.interface.yaml` and
     YAML turned into a boolean), and defaults sdbus++ cannot render
   * `service_names` in the mapping form (crashes sdbus++) and malformed names
   * paths, names and duplicates
-  * YAML files that are neither *.interface.yaml nor *.errors.yaml
+  * `<Name>.events.yaml` (sdbusplus's event definitions, which the pinned
+    sdbus++ 2.17 predates): the rules of sdbusplus's events schema (version,
+    errors with severity and errno, events without, UpperCamelCase names,
+    metadata names, types and flags, en.message or redfish-mapping), plus
+    every `{Placeholder}` of a message naming a metadata item of its event
+    and no name defined twice
+  * YAML files that are neither *.interface.yaml, *.errors.yaml nor
+    *.events.yaml
 
 Usage: check-pdi-yaml.py YAML_ROOT
 Exit status 0 when clean, 1 when any finding, 2 on usage errors.
@@ -55,6 +62,21 @@ SERVICE_KEYS_SHORT = {"default", "description"}
 SERVICE_KEYS_LONG = {"name", "value", "description"}
 ASSOC_KEYS = {"name", "description", "reverse_name", "required_endpoint_interfaces"}
 ERROR_KEYS = {"name", "description", "errno"}
+# *.events.yaml (sdbusplus tools/sdbusplus/schemas/events.schema.yaml)
+EVENTS_TOP_KEYS = {"version", "errors", "events"}
+EVENT_KEYS = {"name", "deprecated", "metadata", "en", "redfish-mapping"}
+EVENT_ERROR_KEYS = EVENT_KEYS | {"severity", "errno"}
+EVENT_META_KEYS = {"name", "description", "type", "primary"}
+EVENT_LANG_KEYS = {"description", "message", "resolution"}
+EVENT_SEVERITIES = {"emergency", "alert", "critical", "error", "warning", "notice",
+                    "informational", "debug"}
+VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+EVENT_NAME_RE = re.compile(r"^[A-Z][A-Za-z0-9]*$")
+EVENT_META_NAME_RE = re.compile(r"^[A-Z][A-Z0-9a-z]*$")
+EVENT_META_TYPE_RE = re.compile(r"^(string|size|u?int64|double|object_path|enum\[.+\])$")
+ERRNO_RE = re.compile(r"^E[A-Z0-9]+$")
+REDFISH_MAP_RE = re.compile(r"^[A-Z_][a-zA-Z0-9_]*(\.[A-Z_][a-zA-Z0-9_]*)*$")
+PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
 
 PROPERTY_FLAGS = {"const", "readonly", "emits_change", "emits_invalidation",
                   "explicit", "deprecated", "hidden", "unprivileged"}
@@ -243,10 +265,12 @@ class Checker:
                     kind, stem = "interface", fn[: -len(".interface.yaml")]
                 elif fn.endswith(".errors.yaml"):
                     kind, stem = "errors", fn[: -len(".errors.yaml")]
+                elif fn.endswith(".events.yaml"):
+                    kind, stem = "events", fn[: -len(".events.yaml")]
                 else:
                     self.report(path, 1, "unrecognized file name",
-                                f"'{fn}' is neither <Name>.interface.yaml nor <Name>.errors.yaml; "
-                                "sdbus++ and meson would ignore it")
+                                f"'{fn}' is neither <Name>.interface.yaml, <Name>.errors.yaml "
+                                "nor <Name>.events.yaml; sdbus++ and meson would ignore it")
                     continue
                 parts = os.path.dirname(rel).split(os.sep) if os.path.dirname(rel) else []
                 parts.append(stem)
@@ -265,6 +289,8 @@ class Checker:
                     continue
                 if kind == "interface":
                     self.interfaces[iface] = (path, data)
+                elif kind == "events":
+                    self.check_events(iface, path, data)
                 else:
                     self.load_errors(iface, path, data)
 
@@ -293,6 +319,96 @@ class Checker:
             if "errno" in e and not isinstance(e["errno"], str):
                 self.report(path, line_of(e, "errno"), "bad errno", f"{n}: {e['errno']!r} is not a string")
         self.errors[iface] = names
+
+    # -- events (sdbusplus events schema)
+    def check_events(self, ns, path, data):
+        if not isinstance(data, dict):
+            self.report(path, line_of(data, fallback=1), "events file is not a mapping",
+                        "an *.events.yaml holds 'version' and 'errors' / 'events' lists")
+            return
+        self.keys(path, data, EVENTS_TOP_KEYS, ns)
+        v = data.get("version")
+        if not isinstance(v, str) or not VERSION_RE.match(v):
+            self.report(path, line_of(data, "version", fallback=1), "bad version",
+                        f"{ns}: version must be a string X.Y.Z (the Redfish registry version), got {v!r}")
+        seen = set()
+        for section, is_error in (("errors", True), ("events", False)):
+            if section in data and (not isinstance(data[section], list) or not data[section]):
+                self.report(path, line_of(data, section), "empty or not a list",
+                            f"{ns}: '{section}' must be a non-empty list")
+                continue
+            for i, e in self.as_list(path, data, section, ns):
+                self.check_event(ns, path, e, f"{section}[{i}]", is_error, seen)
+
+    def check_event(self, ns, path, e, where, is_error, seen):
+        n = e.get("name")
+        if not isinstance(n, str) or not EVENT_NAME_RE.match(n):
+            self.report(path, line_of(e, "name"), "bad event name",
+                        f"{where}: {n!r} is not UpperCamelCase")
+            n = None
+        elif n in seen:
+            self.report(path, line_of(e, "name"), "duplicate event", f"{ns}.{n}")
+        else:
+            seen.add(n)
+        where = f"{ns}.{n}" if n else where
+        self.keys(path, e, EVENT_ERROR_KEYS if is_error else EVENT_KEYS, where)
+        if is_error:
+            sev = e.get("severity")
+            if sev not in EVENT_SEVERITIES:
+                self.report(path, line_of(e, "severity", fallback=line_of(e)), "bad severity",
+                            f"{where}: {sev!r} (an error needs one of {', '.join(sorted(EVENT_SEVERITIES))})")
+            errno = e.get("errno")
+            if not isinstance(errno, str) or not ERRNO_RE.match(errno):
+                self.report(path, line_of(e, "errno", fallback=line_of(e)), "bad errno",
+                            f"{where}: {errno!r} (an error needs an errno such as EIO)")
+        names = set()
+        meta = e.get("metadata")
+        if meta is not None and (not isinstance(meta, list) or not meta):
+            self.report(path, line_of(e, "metadata"), "empty or not a list",
+                        f"{where}: 'metadata' must be a non-empty list (or absent)")
+        for i, m in self.as_list(path, e, "metadata", where):
+            mw = f"{where}.metadata[{i}]"
+            self.keys(path, m, EVENT_META_KEYS, mw)
+            mn = m.get("name")
+            if not isinstance(mn, str) or not EVENT_META_NAME_RE.match(mn):
+                self.report(path, line_of(m, "name", fallback=line_of(m)), "bad metadata name",
+                            f"{mw}: {mn!r} is not CamelCase")
+            elif mn in names:
+                self.report(path, line_of(m, "name"), "duplicate metadata", f"{where}: {mn}")
+            else:
+                names.add(mn)
+            t = m.get("type")
+            if not isinstance(t, str) or not EVENT_META_TYPE_RE.match(t):
+                self.report(path, line_of(m, "type", fallback=line_of(m)), "bad metadata type",
+                            f"{mw}: {t!r} (string, size, int64, uint64, double, object_path or enum[...])")
+            if not isinstance(m.get("description"), str):
+                self.report(path, line_of(m), "missing description", f"{mw} has no description")
+            if "primary" in m and not isinstance(m["primary"], bool):
+                self.report(path, line_of(m, "primary"), "bad primary",
+                            f"{mw}: {m['primary']!r} is not a boolean")
+        has_en, has_map = "en" in e, "redfish-mapping" in e
+        if has_en == has_map:
+            self.report(path, line_of(e), "message or mapping",
+                        f"{where}: needs exactly one of 'en' and 'redfish-mapping'")
+        if has_map and (not isinstance(e["redfish-mapping"], str)
+                        or not REDFISH_MAP_RE.match(e["redfish-mapping"])):
+            self.report(path, line_of(e, "redfish-mapping"), "bad redfish-mapping",
+                        f"{where}: {e['redfish-mapping']!r}")
+        if has_en:
+            en = e["en"]
+            if not isinstance(en, dict):
+                self.report(path, line_of(e, "en"), "en is not a mapping", where)
+                return
+            self.keys(path, en, EVENT_LANG_KEYS, f"{where}.en")
+            msg = en.get("message")
+            if not isinstance(msg, str) or not msg.strip():
+                self.report(path, line_of(en, "message", fallback=line_of(en)), "missing message",
+                            f"{where}.en needs a message")
+                return
+            for ph in PLACEHOLDER_RE.findall(msg):
+                if ph not in names:
+                    self.report(path, line_of(en, "message"), "undefined placeholder",
+                                f"{where}: '{{{ph}}}' in the message is not a metadata name of the event")
 
     # -- generic helpers
     def keys(self, path, obj, allowed, where):

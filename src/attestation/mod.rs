@@ -206,7 +206,11 @@ pub async fn run(
         config.trust_anchors_dir.clone(),
         config.max_attestations,
     );
-    let conn = match dbus::serve(&bus, service, config.port, status_rx.clone()).await {
+    let tpm = matches!(
+        config.identity.key_backend,
+        crate::config::KeyBackend::Tpm { .. }
+    );
+    let conn = match dbus::serve(&bus, service, config.port, status_rx.clone(), tpm).await {
         Ok(c) => c,
         Err(e) => {
             kit::stop(&cancel, &tracker).await;

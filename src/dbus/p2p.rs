@@ -32,7 +32,15 @@ pub(crate) fn handle(
 ) -> (Handle, mpsc::Receiver<Command>, watch::Sender<Snapshot>) {
     let (commands, rx) = mpsc::channel(4);
     let (tx, snapshot) = watch::channel(snapshot);
-    (Handle { commands, snapshot }, rx, tx)
+    (
+        Handle {
+            commands,
+            snapshot,
+            round_trips: crate::link::RoundTrips::new(),
+        },
+        rx,
+        tx,
+    )
 }
 
 /// `method` on `iface` at `path` with `body`: the reply body, or the D-Bus error name and

@@ -101,6 +101,19 @@ pub fn changed_properties(old: &PeerView, new: &PeerView) -> HashMap<&'static st
     if old.unpaired_by_peer != new.unpaired_by_peer {
         out.insert("UnpairedByPeer", Value::from(new.unpaired_by_peer));
     }
+    let (h, was) = (&new.health, &old.health);
+    if h.handshakes != was.handshakes {
+        out.insert("Handshakes", Value::from(h.handshakes));
+    }
+    if h.failed_handshakes != was.failed_handshakes {
+        out.insert("FailedHandshakes", Value::from(h.failed_handshakes));
+    }
+    if h.reconnects != was.reconnects {
+        out.insert("Reconnects", Value::from(h.reconnects));
+    }
+    if h.last_state_change != was.last_state_change {
+        out.insert("LastStateChange", Value::from(h.last_state_change));
+    }
     out
 }
 
@@ -209,6 +222,45 @@ impl Peer {
     async fn last_seen(&self) -> zbus::fdo::Result<u64> {
         self.view(|v| v.last_seen)
     }
+
+    /// Sessions opened with it (either direction) since this daemon started.
+    #[zbus(property(emits_changed_signal = "true"), name = "Handshakes")]
+    async fn handshakes(&self) -> zbus::fdo::Result<u64> {
+        self.view(|v| v.health.handshakes)
+    }
+
+    /// Our dials to it that opened no session, since this daemon started.
+    #[zbus(property(emits_changed_signal = "true"), name = "FailedHandshakes")]
+    async fn failed_handshakes(&self) -> zbus::fdo::Result<u64> {
+        self.view(|v| v.health.failed_handshakes)
+    }
+
+    /// Times its State became Connected again after it had been lost.
+    #[zbus(property(emits_changed_signal = "true"), name = "Reconnects")]
+    async fn reconnects(&self) -> zbus::fdo::Result<u64> {
+        self.view(|v| v.health.reconnects)
+    }
+
+    /// Unix time (seconds) of the last change of State (or of this daemon's start).
+    #[zbus(property(emits_changed_signal = "true"), name = "LastStateChange")]
+    async fn last_state_change(&self) -> zbus::fdo::Result<u64> {
+        self.view(|v| v.health.last_state_change)
+    }
+
+    /// The last heartbeat round trip with it, in microseconds; 0 if none yet. Read on
+    /// demand: it changes with every answered ping, so it is not signalled.
+    #[zbus(
+        property(emits_changed_signal = "false"),
+        name = "LastHeartbeatRoundTrip"
+    )]
+    async fn last_heartbeat_round_trip(&self) -> zbus::fdo::Result<u64> {
+        let hex = self.view(|v| v.fingerprint.clone())?;
+        let rtt = bmc_pairing_core::keys::Fingerprint::from_hex(&hex)
+            .ok()
+            .and_then(|fp| self.handle.round_trips.get(&fp))
+            .unwrap_or_default();
+        Ok(u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX))
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +288,12 @@ mod tests {
             attestation: AttestationOutcome::Rejected,
             attested_at: 5,
             unpaired_by_peer: true,
+            health: crate::pairing::handle::PeerHealth {
+                handshakes: 3,
+                failed_handshakes: 1,
+                reconnects: 2,
+                last_state_change: 9,
+            },
         }
     }
 
@@ -281,6 +339,12 @@ mod tests {
             5
         );
         assert!(p2p::get::<bool>(&client, PATH, INTERFACE, "UnpairedByPeer").await);
+        let u = |name| p2p::get::<u64>(&client, PATH, INTERFACE, name);
+        assert_eq!(u("Handshakes").await, 3);
+        assert_eq!(u("FailedHandshakes").await, 1);
+        assert_eq!(u("Reconnects").await, 2);
+        assert_eq!(u("LastStateChange").await, 9);
+        assert_eq!(u("LastHeartbeatRoundTrip").await, 0, "none measured yet");
         let mut told = view();
         told.unpaired_by_peer = false;
         assert_eq!(

@@ -335,6 +335,8 @@ pub struct Parties {
     pub boot_id: u64,
     /// The peer's pinned identity.
     pub pin: crate::identity::Fingerprint,
+    /// Where heartbeat round trips are recorded.
+    pub round_trips: super::RoundTrips,
 }
 
 /// Keeps an outgoing session to one peer alive until `cancel`. `link` identifies this
@@ -381,7 +383,10 @@ pub async fn run_outgoing(
             Ok(mut conn) => {
                 backoff.reset();
                 let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
-                let end = session::run(&mut conn, timing, &cancel).await;
+                let end = session::run_measured(&mut conn, timing, &cancel, |rtt| {
+                    parties.round_trips.record(parties.pin, rtt);
+                })
+                .await;
                 tracing::info!(peer = %link, reason = %end, "outgoing session ended");
                 if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
                     told_unpaired();

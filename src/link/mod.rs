@@ -88,3 +88,37 @@ pub enum LinkEvent {
         presented: Fingerprint,
     },
 }
+
+/// The last heartbeat round-trip time per peer identity, in either direction's session:
+/// written by the sessions at each answered ping, read by the peer objects on D-Bus when
+/// asked (no signal, no wake-up for it).
+#[derive(Clone, Debug, Default)]
+pub struct RoundTrips(
+    std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Fingerprint, std::time::Duration>>>,
+);
+
+impl RoundTrips {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `rtt` for `peer`.
+    pub fn record(&self, peer: Fingerprint, rtt: std::time::Duration) {
+        if let Ok(mut t) = self.0.lock() {
+            t.insert(peer, rtt);
+        }
+    }
+
+    /// The last one recorded for `peer`.
+    pub fn get(&self, peer: &Fingerprint) -> Option<std::time::Duration> {
+        self.0.lock().ok().and_then(|t| t.get(peer).copied())
+    }
+
+    /// Forgets every peer not in `keep` (unpaired ones).
+    pub fn retain(&self, keep: impl Fn(&Fingerprint) -> bool) {
+        if let Ok(mut t) = self.0.lock() {
+            t.retain(|fp, _| keep(fp));
+        }
+    }
+}

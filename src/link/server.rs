@@ -65,6 +65,8 @@ pub struct Settings {
     /// Where to ask for admission of an authenticated but unpinned client; without it such a
     /// client is closed.
     pub admission: Option<mpsc::Sender<Admission>>,
+    /// Where heartbeat round trips are recorded.
+    pub round_trips: super::RoundTrips,
 }
 
 /// The addresses of pinned (and admitted) peers. Written by the pairing actor; read by the
@@ -564,7 +566,11 @@ async fn handle(
         name: opened.name,
         boot_id: opened.boot_id,
     });
-    let end = session::run(&mut conn, timing, &token).await;
+    let round_trips = settings.round_trips.clone();
+    let end = session::run_measured(&mut conn, timing, &token, |rtt| {
+        round_trips.record(fp, rtt);
+    })
+    .await;
     tracing::info!(reason = %end, "incoming session ended");
     if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
         let _ = events.send(LinkEvent::ToldUnpaired { fingerprint: fp });

@@ -166,6 +166,22 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     timing: Timing,
     cancel: &CancellationToken,
 ) -> End {
+    run_measured(conn, timing, cancel, |_| {}).await
+}
+
+/// [`run`], telling `round_trip` the time from each of our pings to the peer's `Alive` for
+/// it (the same sequence number). Nothing extra is sent or awaited for it.
+///
+/// # Cancel safety
+/// As [`run`].
+pub async fn run_measured<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    timing: Timing,
+    cancel: &CancellationToken,
+    round_trip: impl Fn(Duration),
+) -> End {
+    // Our last ping not yet answered: its sequence number and when it left.
+    let mut pending: Option<(u64, Instant)> = None;
     let mut hb = Heartbeat::new(
         Instant::now().into_std(),
         timing.heartbeat_interval,
@@ -189,7 +205,14 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                             return End::Connection(e);
                         }
                     }
-                    Ok(Some(Frame::Alive { .. })) => {}
+                    Ok(Some(Frame::Alive { seq: answered })) => {
+                        if let Some((sent_seq, sent_at)) = pending
+                            && sent_seq == answered
+                        {
+                            pending = None;
+                            round_trip(sent_at.elapsed());
+                        }
+                    }
                     Ok(Some(Frame::Bye { reason })) => return End::Bye(reason),
                     Ok(Some(other @ Frame::Hello { .. })) => return End::BadOpening(other),
                     Ok(None) => return End::Closed,
@@ -204,6 +227,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                         if let Err(e) = conn.write_frame(&Frame::Ping { seq }).await {
                             return End::Connection(e);
                         }
+                        pending = Some((seq, Instant::now()));
                     }
                     Tick::Wait => {}
                 }

@@ -22,11 +22,13 @@ use tokio_util::task::TaskTracker;
 use super::attest::{Attest, AttestError};
 use super::dial::{Dial, DialFailure};
 use super::handle::{Command, Handle, Notice, Snapshot};
+use super::health::Health;
 use super::identity::{IdentityNews, Keeper};
 use super::links::Links;
 use super::reset::Reset;
 use crate::clock;
 use crate::discovery::{self, Neighbour};
+use crate::events::{self, Emitter};
 use crate::identity::Fingerprint;
 use crate::kit::{Chained, ErrorChain};
 use crate::link::LinkEvent;
@@ -38,6 +40,7 @@ use crate::persist;
 enum Done {
     Attested {
         purpose: AttestPurpose,
+        address: SocketAddr,
         result: Result<AttestationReport, AttestError>,
     },
     Binding {
@@ -102,6 +105,10 @@ pub struct Parts<A, D> {
     pub discovery: mpsc::Receiver<discovery::Event>,
     /// Signals for D-Bus.
     pub notices: mpsc::UnboundedSender<Notice>,
+    /// Where events go ([`crate::events`]).
+    pub events: Emitter,
+    /// The sessions' heartbeat round trips, shown on the peer objects.
+    pub round_trips: crate::link::RoundTrips,
     /// Every task the actor starts runs under it.
     pub tracker: TaskTracker,
     /// Shutdown.
@@ -127,6 +134,10 @@ pub struct Actor<A, D> {
     neighbours: BTreeMap<(String, String), Neighbour>,
     snapshot: watch::Sender<Snapshot>,
     notices: mpsc::UnboundedSender<Notice>,
+    events: Emitter,
+    event_watch: events::Watch,
+    health: Health,
+    round_trips: crate::link::RoundTrips,
     self_replies: Vec<oneshot::Sender<Result<(), Refusal>>>,
     admission_replies: HashMap<Fingerprint, Vec<oneshot::Sender<bool>>>,
     reattest_replies: HashMap<PeerId, oneshot::Sender<Result<(), Refusal>>>,
@@ -156,8 +167,13 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     /// Restores the state and resumes what it says (diallers of paired peers). Returns the
     /// actor, the handle for D-Bus and the receiver of its commands.
     pub fn new(parts: Parts<A, D>) -> (Self, Handle, mpsc::Receiver<Command>) {
+        // The core records an identity lost while we were down (as `Provisioned` false).
+        let lost_while_down = parts.persisted.provisioned && parts.keeper.fingerprint().is_none();
         let (pairing, actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
+        if lost_while_down {
+            parts.events.key_lost();
+        }
         let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
         let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(
             &pairing,
@@ -190,6 +206,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             neighbours: BTreeMap::new(),
             snapshot,
             notices: parts.notices,
+            events: parts.events,
+            event_watch: events::Watch::default(),
+            health: Health::default(),
+            round_trips: parts.round_trips.clone(),
             self_replies: Vec::new(),
             admission_replies: HashMap::new(),
             reattest_replies: HashMap::new(),
@@ -203,6 +223,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         let handle = Handle {
             commands: commands_tx,
             snapshot: snapshot_rx,
+            round_trips: parts.round_trips,
         };
         (actor, handle, commands_rx)
     }
@@ -345,7 +366,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 }
                 actions
             }
-            IdentityNews::Lost => self.pairing.identity_lost(),
+            IdentityNews::Lost => {
+                self.events.key_lost();
+                self.pairing.identity_lost()
+            }
             IdentityNews::Erased(result) => {
                 let result = result.map_err(|e| {
                     tracing::error!(error = %ErrorChain(&e), "factory reset not finished; the next start-up finishes it");
@@ -375,6 +399,9 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 ..
             } => {
                 tracing::info!(peer = %fingerprint, name = ?name, "incoming session up");
+                if let Some(id) = self.peer_of(&fingerprint) {
+                    self.health.incoming_up(&id);
+                }
                 let mut actions = self.pairing.incoming_up(&fingerprint, now);
                 let booted = self.pairing.peer_booted(&fingerprint, boot_id);
                 if booted.iter().any(|a| matches!(a, Action::Attest { .. })) {
@@ -417,7 +444,21 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         if event == Outgoing::Up {
             tracing::info!(peer = %id, "outgoing session up");
         }
-        self.pairing.outgoing(&id, event, now)
+        let counted = self.health.outgoing(&id, event);
+        let mut actions = self.pairing.outgoing(&id, event, now);
+        if counted && !actions.contains(&Action::Publish) {
+            actions.push(Action::Publish);
+        }
+        actions
+    }
+
+    /// The paired peer whose pin is `fingerprint`.
+    fn peer_of(&self, fingerprint: &Fingerprint) -> Option<PeerId> {
+        self.pairing
+            .peers()
+            .iter()
+            .find(|(_, p)| p.record.fingerprint == *fingerprint)
+            .map(|(id, _)| id.clone())
     }
 
     /// Where a neighbour's pairing channel is: its preferred address and its port (LLDP does
@@ -483,19 +524,33 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     fn done(&mut self, done: Done) {
         let now = self.unix_now();
         let actions = match done {
-            Done::Attested { purpose, result } => {
+            Done::Attested {
+                purpose,
+                address,
+                result,
+            } => {
                 match &result {
                     Ok(r) if r.outcome.vouches() => {
                         tracing::info!(?purpose, outcome = r.outcome.as_str(), fingerprint = ?r.fingerprint, "peer attested");
                     }
-                    Ok(r) => tracing::warn!(
-                        ?purpose,
-                        "attestation refused the peer ({}): {}",
-                        r.outcome.as_str(),
-                        r.reason.as_deref().unwrap_or("no reason given")
-                    ),
+                    Ok(r) => {
+                        let reason = r.reason.as_deref().unwrap_or("no reason given");
+                        tracing::warn!(
+                            ?purpose,
+                            "attestation refused the peer ({}): {reason}",
+                            r.outcome.as_str(),
+                        );
+                        self.events
+                            .attestation_failed(&purpose, address, Some(r.outcome), reason);
+                    }
                     Err(e) => {
                         tracing::warn!(?purpose, error = %ErrorChain(e), "attestation reached no verdict");
+                        self.events.attestation_failed(
+                            &purpose,
+                            address,
+                            None,
+                            &ErrorChain(e).to_string(),
+                        );
                     }
                 }
                 self.pairing.attested(purpose, result.map_err(Chained), now)
@@ -571,7 +626,11 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 let attest = self.attest.clone();
                 self.spawn_work(async move {
                     let result = attest.attest(address, policy).await;
-                    Done::Attested { purpose, result }
+                    Done::Attested {
+                        purpose,
+                        address,
+                        result,
+                    }
                 });
             }
             Action::CheckBinding {
@@ -617,6 +676,13 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             }
             Action::SyncPins => {
                 let pins = self.pairing.pins();
+                let paired: Vec<Fingerprint> = self
+                    .pairing
+                    .peers()
+                    .values()
+                    .map(|p| p.record.fingerprint)
+                    .collect();
+                self.round_trips.retain(|fp| paired.contains(fp));
                 self.listener.pins.replace(pins.iter().copied());
                 self.listener
                     .pinned_addresses
@@ -661,16 +727,19 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             }
             Action::EraseIdentity => self.keeper.erase(self.reset.clone()),
             Action::Publish => {
-                let identity = self
-                    .keeper
-                    .view(clock::floored_now(self.pairing.time_floor()));
+                let now = clock::floored_now(self.pairing.time_floor());
+                let identity = self.keeper.view(now);
+                let now = clock::unix_secs(now);
                 self.snapshot.send_if_modified(|s| {
-                    let new = Snapshot::of(
+                    let mut new = Snapshot::of(
                         &self.pairing,
                         identity,
                         self.keeper.chain(),
                         self.keeper.trust_store(),
                     );
+                    self.health.fill(&mut new, now);
+                    // Events are what changed between two published states.
+                    self.events.published(s, &new, now, &mut self.event_watch);
                     let changed = *s != new;
                     *s = new;
                     changed

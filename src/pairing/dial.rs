@@ -89,6 +89,8 @@ pub struct DialSettings {
     pub timing: Timing,
     /// Reconnect backoff.
     pub retry: Retry,
+    /// Where heartbeat round trips are recorded.
+    pub round_trips: crate::link::RoundTrips,
 }
 
 /// [`Dial`] over mutual TLS 1.3 with the current [`Credentials`].
@@ -160,6 +162,7 @@ impl Dial for TlsDialer {
                     our_name: settings.our_name,
                     boot_id: settings.boot_id,
                     pin,
+                    round_trips: settings.round_trips,
                 },
                 settings.timing,
                 settings.retry,

@@ -96,6 +96,21 @@ pub struct PeerView {
     pub attested_at: u64,
     /// It told us its operator unpaired us; it is no longer dialled or accepted.
     pub unpaired_by_peer: bool,
+    /// Its link's health since this daemon started ([`super::health`]).
+    pub health: PeerHealth,
+}
+
+/// A peer's link health since this daemon started (not persisted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerHealth {
+    /// Sessions opened with it, either direction.
+    pub handshakes: u64,
+    /// Our dials to it that did not open a session.
+    pub failed_handshakes: u64,
+    /// Times its `State` became Connected again after a session was lost.
+    pub reconnects: u64,
+    /// Unix seconds of the last change of its `State` (or of the daemon's start).
+    pub last_state_change: u64,
 }
 
 /// What D-Bus shows of this BMC's identity certificates (all 0 / false without one).
@@ -160,6 +175,7 @@ impl Snapshot {
                             attestation: peer.record.attestation,
                             attested_at: peer.record.attested_at,
                             unpaired_by_peer: peer.record.unpaired_by_peer,
+                            health: PeerHealth::default(),
                         },
                     )
                 })
@@ -175,6 +191,8 @@ pub struct Handle {
     pub commands: mpsc::Sender<Command>,
     /// The latest state.
     pub snapshot: watch::Receiver<Snapshot>,
+    /// The peers' last heartbeat round trips (read on demand, not in the snapshot).
+    pub round_trips: crate::link::RoundTrips,
 }
 
 impl Handle {

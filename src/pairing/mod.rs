@@ -8,12 +8,14 @@
 //! - [`attest`]: the [`attest::Attest`] trait and its D-Bus client of `bmc-attestation`;
 //! - [`dial`]: the [`dial::Dial`] trait and its mutual-TLS implementation;
 //! - [`handle`]: how the D-Bus layer talks to the actor;
+//! - [`health`]: per-peer link health (sessions, failed dials, reconnects, last change);
 //! - [`reset`]: `FactoryReset.Reset()` on disk, atomic through an intent marker.
 
 pub mod actor;
 pub mod attest;
 pub mod dial;
 pub mod handle;
+pub mod health;
 pub mod identity;
 pub mod links;
 pub mod reset;

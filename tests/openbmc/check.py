@@ -149,7 +149,7 @@ def yaml_tree(src):
     out = []
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            if f.endswith((".interface.yaml", ".errors.yaml")):
+            if f.endswith((".interface.yaml", ".errors.yaml", ".events.yaml")):
                 out.append(os.path.relpath(os.path.join(dirpath, f), root))
     return sorted(out)
 

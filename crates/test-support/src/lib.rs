@@ -27,6 +27,7 @@ pub mod dmtf;
 pub mod factory;
 pub mod fakeclock;
 pub mod flood;
+pub mod logging_double;
 pub mod netns;
 pub mod openssl;
 pub mod pdi;

@@ -78,7 +78,7 @@ if [ -n "${yamlroot}" ]; then
     [ -n "${yamldir}" ] || die "--yaml-root needs --yaml-dir (\${yaml_dir} of phosphor-dbus-yaml.bbclass)"
     if [ -d "${yamlroot}" ]; then
         yamldest="${destdir}${yamldir}"
-        (cd "${yamlroot}" && find . -type f \( -name '*.interface.yaml' -o -name '*.errors.yaml' \) | LC_ALL=C sort) |
+        (cd "${yamlroot}" && find . -type f \( -name '*.interface.yaml' -o -name '*.errors.yaml' -o -name '*.events.yaml' \) | LC_ALL=C sort) |
         while read -r f; do
             install -d -m 0755 "${yamldest}/$(dirname "$f")"
             install -m 0644 "${yamlroot}/$f" "${yamldest}/$f"

@@ -8,7 +8,12 @@
 //! | `/xyz/openbmc_project/attestation/peers/<id>` | `xyz.openbmc_project.BmcPairing.Attestation.Peer` ([`peer`]) |
 //! | `/xyz/openbmc_project/component_integrity/<id>` | upstream `Attestation.ComponentIntegrity`, `.IdentityAuthentication`, `.MeasurementSet` ([`component_integrity`]) |
 //! | `/xyz/openbmc_project/component_integrity`, `/xyz/openbmc_project/certs/devices` | `org.freedesktop.DBus.ObjectManager` (InterfacesAdded for the mapper) |
-//! | `/xyz/openbmc_project/certs/devices/<id>/slot_0` | `xyz.openbmc_project.Certs.Certificate`: the peer's proven leaf |
+//! | `/xyz/openbmc_project/certs/devices/<id>/slot_0` | `xyz.openbmc_project.Certs.Certificate`: the peer's proven leaf, and `Association.Definitions` ([`inventory`]) |
+//! | `/xyz/openbmc_project/certs/devices/<id>/slot_0_issuer_<n>` | `xyz.openbmc_project.Certs.Certificate`: the rest of its chain, `n` = 1 for the leaf's issuer up to the root |
+//! | `/xyz/openbmc_project/component_integrity/<id>` | also `Association.Definitions` ([`inventory`]) |
+//! | `/xyz/openbmc_project/inventory/bmc_pairing/peers/<id>` | `xyz.openbmc_project.Inventory.Item`: the peer BMC, target of `authenticating` |
+//! | `/xyz/openbmc_project/inventory/bmc_pairing/tpm` | `xyz.openbmc_project.Inventory.Item`, `.Inventory.Item.TrustedComponent`: this BMC's TPM (TPM key backend only) |
+//! | `/xyz/openbmc_project/inventory` | `org.freedesktop.DBus.ObjectManager` (upstream asks it of every service with inventory items) |
 //!
 //! One file per interface. [`serve`] builds the connection with every root object served
 //! before the bus name is owned. [`Service`] holds what the methods share: the requester
@@ -31,6 +36,7 @@
 
 pub mod component_integrity;
 pub mod error;
+pub mod inventory;
 pub mod peer;
 pub mod requester;
 pub mod responder;
@@ -561,15 +567,61 @@ async fn remove_component(server: &ObjectServer, id: &str) -> Result<(), Error> 
     server
         .remove::<component_integrity::ComponentIntegrity, _>(path.as_str())
         .await?;
-    // A peer that never proved an identity has no certificate object.
+    server
+        .remove::<inventory::Definitions, _>(path.as_str())
+        .await?;
+    server
+        .remove::<inventory::Item, _>(inventory::peer_item_path(id).as_str())
+        .await?;
+    // A peer that never proved an identity has no certificate objects.
     let cert = component_integrity::slot_certificate_path(id);
-    match server
-        .remove::<crate::dbus::certificate::Certificate, _>(cert.as_str())
-        .await
-    {
+    gone(
+        server
+            .remove::<inventory::Definitions, _>(cert.as_str())
+            .await,
+    )?;
+    remove_certificates_from(server, id, 0).await
+}
+
+/// `Ok` for a removal that found nothing to remove.
+fn gone(result: zbus::Result<bool>) -> Result<(), Error> {
+    match result {
         Ok(_) | Err(zbus::Error::InterfaceNotFound) => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The certificate object of position `n` of peer `id`'s chain, counted from the leaf
+/// (`slot_0`) towards the root (`slot_0_issuer_<n>`).
+pub fn chain_certificate_path(id: &str, n: usize) -> String {
+    match n {
+        0 => component_integrity::slot_certificate_path(id),
+        n => format!(
+            "{}_issuer_{n}",
+            component_integrity::slot_certificate_path(id)
+        ),
+    }
+}
+
+/// Removes the certificate objects of peer `id` from position `from` (leaf = 0) on.
+async fn remove_certificates_from(
+    server: &ObjectServer,
+    id: &str,
+    from: usize,
+) -> Result<(), Error> {
+    // A chain is at most a few certificates; stop at the first position with none.
+    for n in from.. {
+        let path = chain_certificate_path(id, n);
+        match server
+            .remove::<crate::dbus::certificate::Certificate, _>(path.as_str())
+            .await
+        {
+            Ok(_) => {}
+            Err(zbus::Error::InterfaceNotFound) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 impl Service {
@@ -604,10 +656,26 @@ impl Service {
                 ),
             )
             .await?;
+        // The peer BMC as the inventory item this object authenticates (before the
+        // association that names it).
+        server
+            .at(
+                inventory::peer_item_path(id).as_str(),
+                inventory::Item::new(format!("Peer BMC at {addr}")),
+            )
+            .await?;
+        server
+            .at(
+                path.as_str(),
+                inventory::Definitions::new(inventory::component_associations(id, None)),
+            )
+            .await?;
         Ok(())
     }
 
-    /// Serves (or updates) the proven leaf of `chain` as the slot-0 certificate of `id`.
+    /// Serves (or updates) the proven chain (root first) of `id`: the leaf as the slot-0
+    /// certificate, its issuers after it, and the associations between the leaf and the
+    /// ComponentIntegrity object.
     async fn publish_certificate(
         &self,
         server: &ObjectServer,
@@ -616,24 +684,57 @@ impl Service {
         chain: &[Vec<u8>],
     ) -> Result<(), Error> {
         use crate::dbus::certificate::{Certificate, CertificateProperties};
-        let Some(props) = chain
-            .last()
-            .and_then(|leaf| CertificateProperties::from_der(leaf).ok())
-        else {
+        let parsed: Option<Vec<CertificateProperties>> = chain
+            .iter()
+            .rev()
+            .map(|der| CertificateProperties::from_der(der).ok())
+            .collect();
+        let Some(parsed) = parsed.filter(|p| !p.is_empty()) else {
             return Ok(());
         };
-        let path = component_integrity::slot_certificate_path(id);
-        match server.interface::<_, Certificate>(path.as_str()).await {
-            Ok(iface) => {
-                let emitter = SignalEmitter::new(
-                    conn,
-                    ObjectPath::try_from(path.as_str()).map_err(zbus::Error::from)?,
-                )?;
-                iface.get_mut().await.update(props, &emitter).await?;
+        let count = parsed.len();
+        for (n, props) in parsed.into_iter().enumerate() {
+            let path = chain_certificate_path(id, n);
+            let emitter = SignalEmitter::new(
+                conn,
+                ObjectPath::try_from(path.as_str()).map_err(zbus::Error::from)?,
+            )?;
+            match server.interface::<_, Certificate>(path.as_str()).await {
+                Ok(iface) => iface.get_mut().await.update(props, &emitter).await?,
+                Err(_) => {
+                    server.at(path.as_str(), Certificate::new(props)).await?;
+                }
             }
-            Err(_) => {
-                server.at(path.as_str(), Certificate::new(props)).await?;
-            }
+        }
+        // A shorter chain than before: its old issuers go.
+        remove_certificates_from(server, id, count).await?;
+        let leaf = chain_certificate_path(id, 0);
+        let component = component_integrity::component_path(id);
+        if server
+            .interface::<_, inventory::Definitions>(leaf.as_str())
+            .await
+            .is_err()
+        {
+            server
+                .at(
+                    leaf.as_str(),
+                    inventory::Definitions::new(inventory::leaf_associations(&component)),
+                )
+                .await?;
+        }
+        if let Ok(iface) = server
+            .interface::<_, inventory::Definitions>(component.as_str())
+            .await
+        {
+            let emitter = SignalEmitter::new(
+                conn,
+                ObjectPath::try_from(component.as_str()).map_err(zbus::Error::from)?,
+            )?;
+            iface
+                .get_mut()
+                .await
+                .update(inventory::component_associations(id, Some(&leaf)), &emitter)
+                .await?;
         }
         Ok(())
     }
@@ -698,10 +799,21 @@ pub async fn serve(
     service: Service,
     responder_port: u16,
     responder_status: watch::Receiver<Option<Fingerprint>>,
+    tpm: bool,
 ) -> zbus::Result<zbus::Connection> {
     let builder = match bus {
         Bus::System => zbus::connection::Builder::system()?,
         Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())?,
+    };
+    let builder = if tpm {
+        builder
+            .serve_at(
+                inventory::TPM_PATH,
+                inventory::Item::new("TPM 2.0 holding this BMC's pairing and SPDM identity keys"),
+            )?
+            .serve_at(inventory::TPM_PATH, inventory::TrustedComponent)?
+    } else {
+        builder
     };
     builder
         .serve_at(ROOT_PATH, requester::Requester::new(service))?
@@ -720,6 +832,7 @@ pub async fn serve(
             component_integrity::DEVICE_CERTS_PATH,
             zbus::fdo::ObjectManager,
         )?
+        .serve_at(inventory::INVENTORY_ROOT, zbus::fdo::ObjectManager)?
         .name(BUS_NAME)?
         .build()
         .await

@@ -68,7 +68,7 @@ def expected_tree(yaml_root):
     if os.path.isdir(yaml_root):
         for dirpath, _d, files in os.walk(yaml_root):
             for f in files:
-                if f.endswith((".interface.yaml", ".errors.yaml")):
+                if f.endswith((".interface.yaml", ".errors.yaml", ".events.yaml")):
                     rel = os.path.relpath(os.path.join(dirpath, f), yaml_root)
                     e[f"{PATHS['yamldir']}/{rel}"] = 0o644
     return e
