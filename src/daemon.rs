@@ -220,6 +220,7 @@ pub async fn run(
             .await
             .map_err(|_| StartError::Panicked("loading the identity"))?
     };
+    let mailboxes = crate::link::mailbox::Mailboxes::new();
     let dial = TlsDialer::new(
         DialSettings {
             device: device.clone(),
@@ -231,6 +232,7 @@ pub async fn run(
                 initial: config.backoff_initial,
                 max: config.backoff_max,
             },
+            mailboxes: mailboxes.clone(),
         },
         credentials_rx,
     );
@@ -264,6 +266,8 @@ pub async fn run(
         notices: notices_tx,
         tracker: tracker.clone(),
         cancel: cancel.clone(),
+        group_authority: config.group_authority,
+        mailboxes: mailboxes.clone(),
     });
     tracker.spawn(actor.run(commands));
     tracker.spawn(server::serve(
@@ -282,6 +286,7 @@ pub async fn run(
             pins,
             farewells,
             admission: Some(admission_tx),
+            mailboxes,
         },
         sessions,
         link_tx,

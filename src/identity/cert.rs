@@ -75,7 +75,7 @@ impl rcgen::SigningKey for RcgenSigner<'_> {
     }
 }
 
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     // Positive, and never a leading zero byte, so the DER INTEGER keeps all 16 bytes.

@@ -335,6 +335,8 @@ pub struct Parties {
     pub boot_id: u64,
     /// The peer's pinned identity.
     pub pin: crate::identity::Fingerprint,
+    /// Where the session registers for the actor's group frames.
+    pub mailboxes: super::mailbox::Mailboxes,
 }
 
 /// Keeps an outgoing session to one peer alive until `cancel`. `link` identifies this
@@ -380,8 +382,16 @@ pub async fn run_outgoing(
         match attempt {
             Ok(mut conn) => {
                 backoff.reset();
+                // Registered before the actor hears of the session, so what it sends at
+                // session start arrives.
+                let mut mailbox = parties.mailboxes.register(parties.pin);
                 let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
-                let end = session::run(&mut conn, timing, &cancel).await;
+                let port = session::GroupPort {
+                    mailbox: &mut mailbox,
+                    events: &events,
+                };
+                let end = session::run_with(&mut conn, timing, &cancel, Some(port)).await;
+                drop(mailbox);
                 tracing::info!(peer = %link, reason = %end, "outgoing session ended");
                 if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
                     told_unpaired();

@@ -65,6 +65,8 @@ pub struct Settings {
     /// Where to ask for admission of an authenticated but unpinned client; without it such a
     /// client is closed.
     pub admission: Option<mpsc::Sender<Admission>>,
+    /// Where sessions register for the actor's group frames.
+    pub mailboxes: super::mailbox::Mailboxes,
 }
 
 /// The addresses of pinned (and admitted) peers. Written by the pairing actor; read by the
@@ -558,13 +560,21 @@ async fn handle(
         refusals.note("session cap", &e);
         return;
     }
+    // Registered before the actor hears of the session, so what it sends at session start
+    // arrives.
+    let mut mailbox = settings.mailboxes.register(fp);
     let _ = events.send(LinkEvent::IncomingUp {
         session: id,
         fingerprint: fp,
         name: opened.name,
         boot_id: opened.boot_id,
     });
-    let end = session::run(&mut conn, timing, &token).await;
+    let port = session::GroupPort {
+        mailbox: &mut mailbox,
+        events: &events,
+    };
+    let end = session::run_with(&mut conn, timing, &token, Some(port)).await;
+    drop(mailbox);
     tracing::info!(reason = %end, "incoming session ended");
     if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
         let _ = events.send(LinkEvent::ToldUnpaired { fingerprint: fp });

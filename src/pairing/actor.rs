@@ -34,8 +34,12 @@ use crate::link::server::{Admission, PinnedAddresses, Sessions};
 use crate::link::tls::PinSet;
 use crate::persist;
 
+mod group;
+
 /// The result of work the actor ran for the core.
 enum Done {
+    /// Group work (signing, joining) finished.
+    Group(group::GroupDone),
     Attested {
         purpose: AttestPurpose,
         result: Result<AttestationReport, AttestError>,
@@ -106,6 +110,10 @@ pub struct Parts<A, D> {
     pub tracker: TaskTracker,
     /// Shutdown.
     pub cancel: CancellationToken,
+    /// This BMC is the group authority.
+    pub group_authority: bool,
+    /// Where the actor reaches running sessions with group frames.
+    pub mailboxes: crate::link::mailbox::Mailboxes,
 }
 
 /// The pairing actor.
@@ -134,6 +142,7 @@ pub struct Actor<A, D> {
     done_rx: mpsc::UnboundedReceiver<Done>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    group: group::GroupState,
 }
 
 /// Loads `state.json`. A corrupt file is moved aside (kept for inspection) and the daemon
@@ -156,14 +165,19 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     /// Restores the state and resumes what it says (diallers of paired peers). Returns the
     /// actor, the handle for D-Bus and the receiver of its commands.
     pub fn new(parts: Parts<A, D>) -> (Self, Handle, mpsc::Receiver<Command>) {
-        let (pairing, actions) =
+        let (mut pairing, mut actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
-        let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
+        if parts.group_authority {
+            actions.extend(pairing.enable_group_authority());
+        }
+        let mut keeper = parts.keeper;
+        keeper.set_group_member(pairing.membership().is_some());
+        let identity = keeper.view(clock::floored_now(pairing.time_floor()));
         let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(
             &pairing,
             identity,
-            parts.keeper.chain(),
-            parts.keeper.trust_store(),
+            keeper.chain(),
+            keeper.trust_store(),
         ));
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -182,7 +196,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             check_interval: parts.check_interval,
             attest: parts.attest,
             dial: parts.dial,
-            keeper: parts.keeper,
+            keeper,
             links,
             listener: parts.listener,
             link_events: parts.link_events,
@@ -197,6 +211,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             done_rx,
             tracker: parts.tracker,
             cancel: parts.cancel,
+            group: group::GroupState::new(parts.mailboxes),
         };
         actor.observe_time();
         actor.execute(actions);
@@ -375,6 +390,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 ..
             } => {
                 tracing::info!(peer = %fingerprint, name = ?name, "incoming session up");
+                self.group_session_up(&fingerprint);
                 let mut actions = self.pairing.incoming_up(&fingerprint, now);
                 let booted = self.pairing.peer_booted(&fingerprint, boot_id);
                 if booted.iter().any(|a| matches!(a, Action::Attest { .. })) {
@@ -397,6 +413,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             LinkEvent::OutgoingAttempt { link } => self.outgoing(&link, Outgoing::Attempt, now),
             LinkEvent::OutgoingUp { link } => self.outgoing(&link, Outgoing::Up, now),
             LinkEvent::OutgoingDown { link } => self.outgoing(&link, Outgoing::Down, now),
+            LinkEvent::Group { fingerprint, frame } => self.group_frame(fingerprint, frame),
             LinkEvent::OutgoingRefused { link, presented } => match self.links.current(&link) {
                 Some(id) => {
                     let id = id.clone();
@@ -416,6 +433,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         };
         if event == Outgoing::Up {
             tracing::info!(peer = %id, "outgoing session up");
+            if let Some(peer) = self.pairing.peers().get(&id) {
+                let fingerprint = peer.record.fingerprint;
+                self.group_session_up(&fingerprint);
+            }
         }
         self.pairing.outgoing(&id, event, now)
     }
@@ -483,6 +504,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     fn done(&mut self, done: Done) {
         let now = self.unix_now();
         let actions = match done {
+            Done::Group(done) => self.group_done(done),
             Done::Attested { purpose, result } => {
                 match &result {
                     Ok(r) if r.outcome.vouches() => {
@@ -679,6 +701,8 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             Action::PeerProvisioned(ok) => {
                 let _ = self.notices.send(Notice::PeerProvisioned(ok));
             }
+            Action::PublishGroupList(list) => self.publish_group_list(list),
+            Action::RequestSigning { authority } => self.request_signing(authority),
         }
     }
 }

@@ -89,6 +89,8 @@ pub struct DialSettings {
     pub timing: Timing,
     /// Reconnect backoff.
     pub retry: Retry,
+    /// Where sessions register for the actor's group frames.
+    pub mailboxes: crate::link::mailbox::Mailboxes,
 }
 
 /// [`Dial`] over mutual TLS 1.3 with the current [`Credentials`].
@@ -160,6 +162,7 @@ impl Dial for TlsDialer {
                     our_name: settings.our_name,
                     boot_id: settings.boot_id,
                     pin,
+                    mailboxes: settings.mailboxes,
                 },
                 settings.timing,
                 settings.retry,

@@ -12,7 +12,7 @@
 //! SignRequest (0x05): csr_len u16 BE | PKCS#10 DER (1..=MAX_CSR_LEN)          member → authority
 //! SignReply   (0x06): status u8 (0 signed, 1 BadCSR) | cert_len u16 BE | certificate DER
 //!                     | root_len u16 BE | group root DER (both 0..=MAX_CERT_LEN; empty unless signed)
-//! Revocations (0x07): list_len u16 BE | signed revocation list (1..=MAX_REVOCATIONS_LEN,
+//! GroupList   (0x07): list_len u16 BE | signed group list: members and revocations (1..=MAX_GROUP_LIST_LEN,
 //!                     layout in `pairing::group`)                             authority → member
 //! ```
 //! Types 0x05..=0x0F belong to the group authority (issue 17), 0x10..=0x1F to the trust
@@ -31,10 +31,10 @@ const LEN_FIELD: usize = 2;
 pub const MAX_CSR_LEN: usize = 2048;
 /// Largest certificate a `SignReply` carries (each of the two).
 pub const MAX_CERT_LEN: usize = 2048;
-/// Largest signed revocation list a `Revocations` frame carries.
-pub const MAX_REVOCATIONS_LEN: usize = 4352;
-/// Largest payload of any frame type (a `Revocations` frame).
-pub const MAX_PAYLOAD: usize = 2 + MAX_REVOCATIONS_LEN;
+/// Largest signed group list a `GroupList` frame carries.
+pub const MAX_GROUP_LIST_LEN: usize = 4352;
+/// Largest payload of any frame type (a `GroupList` frame).
+pub const MAX_PAYLOAD: usize = 2 + MAX_GROUP_LIST_LEN;
 /// Largest whole frame, length field included.
 pub const MAX_FRAME_LEN: usize = LEN_FIELD + 2 + MAX_PAYLOAD;
 /// Longest name a `Hello` carries (a DNS label).
@@ -120,8 +120,8 @@ pub enum Frame {
         /// The group root certificate, DER (empty when refused).
         root: Vec<u8>,
     },
-    /// The group authority's current signed revocation list.
-    Revocations {
+    /// The group authority's current signed group list (members and revocations).
+    GroupList {
         /// The list as signed (see `pairing::group::RevocationList`).
         list: Vec<u8>,
     },
@@ -133,7 +133,7 @@ const TYPE_PING: u8 = 3;
 const TYPE_BYE: u8 = 4;
 const TYPE_SIGN_REQUEST: u8 = 5;
 const TYPE_SIGN_REPLY: u8 = 6;
-const TYPE_REVOCATIONS: u8 = 7;
+const TYPE_GROUP_LIST: u8 = 7;
 
 /// A frame that can never become valid by reading more bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -290,9 +290,9 @@ impl Frame {
                 put_bytes(&mut body, certificate, min, max, "bad certificate length")?;
                 put_bytes(&mut body, root, min, max, "bad root length")?;
             }
-            Frame::Revocations { list } => {
-                body.push(TYPE_REVOCATIONS);
-                put_bytes(&mut body, list, 1, MAX_REVOCATIONS_LEN, "bad list length")?;
+            Frame::GroupList { list } => {
+                body.push(TYPE_GROUP_LIST);
+                put_bytes(&mut body, list, 1, MAX_GROUP_LIST_LEN, "bad list length")?;
             }
         }
         let len = u16::try_from(body.len()).map_err(|_| InvalidFrame::BadLength(body.len()))?;
@@ -372,8 +372,8 @@ impl Frame {
                     root: r.bytes(min, max, "bad root length")?,
                 }
             }
-            TYPE_REVOCATIONS => Frame::Revocations {
-                list: r.bytes(1, MAX_REVOCATIONS_LEN, "bad list length")?,
+            TYPE_GROUP_LIST => Frame::GroupList {
+                list: r.bytes(1, MAX_GROUP_LIST_LEN, "bad list length")?,
             },
             other => return Err(InvalidFrame::UnknownType(other)),
         };
@@ -424,8 +424,8 @@ mod tests {
                 certificate: Vec::new(),
                 root: Vec::new()
             }),
-            proptest::collection::vec(any::<u8>(), 1..=MAX_REVOCATIONS_LEN)
-                .prop_map(|list| Frame::Revocations { list }),
+            proptest::collection::vec(any::<u8>(), 1..=MAX_GROUP_LIST_LEN)
+                .prop_map(|list| Frame::GroupList { list }),
         ]
     }
 
@@ -581,8 +581,8 @@ mod tests {
             Err(InvalidFrame::Malformed("unknown sign status"))
         );
         // The largest frame of all fits the length field and the global cap.
-        let biggest = Frame::Revocations {
-            list: vec![0; MAX_REVOCATIONS_LEN],
+        let biggest = Frame::GroupList {
+            list: vec![0; MAX_GROUP_LIST_LEN],
         }
         .to_bytes()
         .unwrap();

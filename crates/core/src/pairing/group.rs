@@ -547,7 +547,7 @@ mod tests {
         let bytes = sign(&list, &key);
         let root_key = PublicKey::from_spki_der(spki);
         assert_eq!(GroupList::verify(&bytes, &root_key), Ok(list.clone()));
-        assert!(bytes.len() <= crate::link::frame::MAX_REVOCATIONS_LEN);
+        assert!(bytes.len() <= crate::link::frame::MAX_GROUP_LIST_LEN);
         assert_eq!(
             GroupList::verify(&sign(&list, &other), &root_key),
             Err(ListError::BadSignature)
@@ -579,7 +579,7 @@ mod tests {
                 })
                 .collect(),
         };
-        assert!(sign(&full, &key).len() <= crate::link::frame::MAX_REVOCATIONS_LEN);
+        assert!(sign(&full, &key).len() <= crate::link::frame::MAX_GROUP_LIST_LEN);
         let over = GroupList {
             revoked: full.revoked.iter().chain(&full.revoked).cloned().collect(),
             ..full
