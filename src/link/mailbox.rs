@@ -67,6 +67,18 @@ impl Mailboxes {
     }
 }
 
+impl Mailboxes {
+    /// Queues `frame` for one running session of `peer` (a request that must be answered
+    /// once); false if it has none.
+    pub fn send_one(&self, peer: &Fingerprint, frame: &Frame) -> bool {
+        let guard = self.lock();
+        guard
+            .1
+            .get(peer)
+            .is_some_and(|senders| senders.iter().any(|(_, tx)| tx.send(frame.clone()).is_ok()))
+    }
+}
+
 impl Mailbox {
     /// The next frame the actor queued for this session.
     ///

@@ -151,12 +151,12 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             (Ok(id), Some(root)) => (id, root),
             (Err(why), _) => {
                 tracing::warn!(peer = %from, reason = %why, "SignRequest refused (BadCSR)");
-                self.group.mailboxes.send(&from, &refused());
+                self.group.mailboxes.send_one(&from, &refused());
                 return;
             }
             (Ok(_), None) => {
                 tracing::warn!(peer = %from, "SignRequest refused: the group root is not ready");
-                self.group.mailboxes.send(&from, &refused());
+                self.group.mailboxes.send_one(&from, &refused());
                 return;
             }
         };
@@ -274,7 +274,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             } => match result {
                 Ok(certificate) => {
                     tracing::info!(peer = %id, "signed a member's CA certificate under the group root");
-                    self.group.mailboxes.send(
+                    self.group.mailboxes.send_one(
                         &requester,
                         &Frame::SignReply {
                             status: SignStatus::Signed,
@@ -286,7 +286,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 }
                 Err(e) => {
                     tracing::error!(peer = %id, error = %e, "cannot sign the member's CA certificate");
-                    self.group.mailboxes.send(&requester, &refused());
+                    self.group.mailboxes.send_one(&requester, &refused());
                     Vec::new()
                 }
             },
@@ -299,11 +299,11 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                         return Vec::new();
                     }
                 };
+                // One session carries it: one request, one answer.
                 let sent = csr.is_ok_and(|csr| {
                     self.group
                         .mailboxes
-                        .send(&authority, &Frame::SignRequest { csr })
-                        > 0
+                        .send_one(&authority, &Frame::SignRequest { csr })
                 });
                 if sent {
                     tracing::info!(authority = %authority, "asked the group authority to sign our CA key");
