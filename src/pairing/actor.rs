@@ -309,6 +309,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 let now = clock::floored_now(self.pairing.time_floor());
                 self.keeper.certificates(request, now, reply);
             }
+            Command::SignCsr { csr, reply } => self.sign_csr_locally(csr, reply),
             Command::Anchors { request, reply } => {
                 let now = clock::floored_now(self.pairing.time_floor());
                 let result = self.keeper.anchors_request(request, now);

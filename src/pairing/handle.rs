@@ -53,6 +53,13 @@ pub enum Command {
         /// The anchor's id, or why nothing changed.
         reply: oneshot::Sender<Result<String, CertificateError>>,
     },
+    /// `Certs.Authority.SignCSR` on the group authority: a PKCS#10 request (DER).
+    SignCsr {
+        /// The request.
+        csr: Vec<u8>,
+        /// The member's CA certificate and the group root (DER), or why nothing was signed.
+        reply: oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateError>>,
+    },
     /// `FactoryReset.Reset()`.
     FactoryReset {
         /// Done, or why it could not be finished now (the next start-up finishes it).
@@ -124,6 +131,8 @@ pub struct Snapshot {
     pub chain: Option<IdentityChain>,
     /// The trust store's anchors (DER).
     pub trust_store: Vec<Arc<[u8]>>,
+    /// This BMC is the group authority (it serves `Certs.Authority`).
+    pub group_authority: bool,
 }
 
 impl Snapshot {
@@ -138,6 +147,7 @@ impl Snapshot {
             identity,
             chain,
             trust_store,
+            group_authority: p.group_authority(),
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p
@@ -243,6 +253,23 @@ impl Handle {
     pub async fn anchors(&self, request: AnchorRequest) -> Result<String, CertificateError> {
         let (reply, rx) = oneshot::channel();
         self.ask(Command::Anchors { request, reply }, rx, |why| {
+            CertificateError::Busy(why.into())
+        })
+        .await
+    }
+
+    /// Asks the group authority to sign the PKCS#10 request `csr` (DER): the member's CA
+    /// certificate and the group root, DER.
+    ///
+    /// # Errors
+    /// [`CertificateError::Refused`] when the core's rule refuses it; as
+    /// [`Handle::certificates`] otherwise.
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn sign_csr(&self, csr: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), CertificateError> {
+        let (reply, rx) = oneshot::channel();
+        self.ask(Command::SignCsr { csr, reply }, rx, |why| {
             CertificateError::Busy(why.into())
         })
         .await

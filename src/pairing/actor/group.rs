@@ -22,6 +22,9 @@ use crate::pairing::identity::{
     AnchorRequest, CertificateAnswer, CertificateError, CertificateRequest,
 };
 
+/// Where a `SignCSR` call's answer goes.
+pub(super) type SignCsrReply = oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateError>>;
+
 /// How long a member waits for the authority's answer before it may ask again.
 const JOIN_RETRY: Duration = Duration::from_secs(30);
 
@@ -60,6 +63,13 @@ pub(super) enum GroupDone {
         id: PeerId,
         root: Arc<[u8]>,
         result: Result<Vec<u8>, String>,
+    },
+    /// A `SignCSR` call's certificate was issued (or not).
+    SignedLocally {
+        id: PeerId,
+        root: Arc<[u8]>,
+        result: Result<Vec<u8>, String>,
+        reply: SignCsrReply,
     },
     /// Our CSR for the authority is ready (or not).
     CsrReady {
@@ -181,6 +191,46 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         });
     }
 
+    /// `Certs.Authority.SignCSR`: the same rule as a request over the channel, the peer
+    /// found by the CSR's key. A refusal is answered at once and changes nothing.
+    pub(super) fn sign_csr_locally(&mut self, csr: Vec<u8>, reply: SignCsrReply) {
+        let now = self.unix_now();
+        let decision =
+            csr_key(&csr).and_then(|key| self.pairing.may_sign(None, &key.fingerprint(), now));
+        let (id, root) = match (decision, self.group.root.clone()) {
+            (Ok(id), Some(root)) => (id, root),
+            (Err(why), _) => {
+                tracing::info!(reason = %why, "SignCSR refused");
+                let _ = reply.send(Err(CertificateError::Refused(format!("BadCSR: {why}"))));
+                return;
+            }
+            (Ok(_), None) => {
+                let _ = reply.send(Err(CertificateError::Busy(
+                    "the group root is not ready yet".into(),
+                )));
+                return;
+            }
+        };
+        let store = self.keeper.store();
+        let at = clock::floored_now(self.pairing.time_floor());
+        self.spawn_work(async move {
+            let issuer = root.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                root::sign_member_ca(store.as_ref(), &issuer, &csr, at)
+            });
+            let result = match work.await {
+                Ok(r) => r.map_err(|e| ErrorChain(&e).to_string()),
+                Err(_) => Err("the signing task panicked".into()),
+            };
+            Done::Group(GroupDone::SignedLocally {
+                id,
+                root,
+                result,
+                reply,
+            })
+        });
+    }
+
     /// Asks `authority` to sign our CA key: a CSR first (through the keeper).
     pub(super) fn request_signing(&mut self, authority: Fingerprint) {
         if self
@@ -287,6 +337,23 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 Err(e) => {
                     tracing::error!(peer = %id, error = %e, "cannot sign the member's CA certificate");
                     self.group.mailboxes.send_one(&requester, &refused());
+                    Vec::new()
+                }
+            },
+            GroupDone::SignedLocally {
+                id,
+                root,
+                result,
+                reply,
+            } => match result {
+                Ok(certificate) => {
+                    tracing::info!(peer = %id, "SignCSR: signed a member's CA certificate under the group root");
+                    let _ = reply.send(Ok((certificate, root.to_vec())));
+                    self.pairing.signed(&id)
+                }
+                Err(e) => {
+                    tracing::error!(peer = %id, error = %e, "SignCSR: cannot sign");
+                    let _ = reply.send(Err(CertificateError::Internal(e)));
                     Vec::new()
                 }
             },
