@@ -174,3 +174,310 @@ fn three_bmcs_pair_from_the_authority_and_an_unpaired_member_is_refused_by_the_o
     assert_ne!(c.peer_state("bmc-b").as_deref(), Some("Connected"));
     assert_eq!(b.peer_state("bmc-a").as_deref(), Some("Connected"));
 }
+
+mod on_dbus {
+    //! `Certs.Authority.SignCSR` (seed 002) on two loopback BMCs with real bmc-attestation:
+    //! the introspection against the upstream YAML, a signed request, and every bad input
+    //! refused with nothing changed.
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::Duration;
+
+    use bmc_test_support::pdi::{
+        check_object, object_interfaces, upstream_pdi_root, yaml_path_for,
+    };
+    use bmc_test_support::{Bmc, SEED_BUS, pair, wait_for};
+    use serde_json::json;
+
+    const AUTHORITY: &str = "/xyz/openbmc_project/certs/ca/bmcpairing";
+    const AUTHORITY_IFACE: &str = "xyz.openbmc_project.Certs.Authority";
+    const ENTRY_IFACE: &str = "xyz.openbmc_project.Certs.Entry";
+    const DELETE_IFACE: &str = "xyz.openbmc_project.Object.Delete";
+    const INVALID_ARGUMENT: &str = "xyz.openbmc_project.Common.Error.InvalidArgument";
+
+    fn call(bmc: &Bmc, args: &[&str]) -> Result<String, String> {
+        let out = bmc.busctl(args);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
+
+    fn unquote(answer: &str) -> String {
+        let inner = answer
+            .trim_start_matches("s ")
+            .trim_start_matches("o ")
+            .trim()
+            .trim_matches('"');
+        inner.replace("\\n", "\n").replace("\\\"", "\"")
+    }
+
+    fn sign_csr(bmc: &Bmc, pem: &str) -> Result<String, String> {
+        call(
+            bmc,
+            &[
+                "call",
+                "--",
+                SEED_BUS,
+                AUTHORITY,
+                AUTHORITY_IFACE,
+                "SignCSR",
+                "s",
+                pem,
+            ],
+        )
+        .map(|o| unquote(&o))
+    }
+
+    /// A's D-Bus objects, its state (but the time floor, which follows the clock) and its
+    /// certificate files.
+    fn observable(a: &Bmc) -> (String, serde_json::Value, Vec<(String, Vec<u8>)>) {
+        let tree =
+            String::from_utf8_lossy(&a.busctl(&["tree", "--list", SEED_BUS]).stdout).into_owned();
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(a.state_dir().join("state.json")).unwrap())
+                .unwrap();
+        state.as_object_mut().unwrap().remove("time_floor");
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(a.cert_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_file())
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        (tree, state, files)
+    }
+
+    fn openssl(args: &[&str], dir: &Path) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    }
+
+    /// `GenerateCSR` on `bmc` with the upstream arguments (EC P-256, CN only): its CSR PEM.
+    fn csr_of(bmc: &Bmc, cn: &str) -> String {
+        let out = call(
+            bmc,
+            &[
+                "call",
+                SEED_BUS,
+                "/xyz/openbmc_project/certs/server/bmcpairing",
+                "xyz.openbmc_project.Certs.CSR.Create",
+                "GenerateCSR",
+                "asssssssssxssassssss",
+                "0",
+                "",
+                "",
+                cn,
+                "",
+                "",
+                "",
+                "",
+                "",
+                "0",
+                "prime256v1",
+                "EC",
+                "0",
+                "",
+                "",
+                "",
+                "",
+                "",
+            ],
+        )
+        .unwrap();
+        let path = unquote(&out);
+        unquote(
+            &call(
+                bmc,
+                &[
+                    "call",
+                    SEED_BUS,
+                    &path,
+                    "xyz.openbmc_project.Certs.CSR",
+                    "CSR",
+                ],
+            )
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn sign_csr_signs_only_a_paired_attested_peers_ca_key_and_refuses_bad_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut a = Bmc::new(tmp.path(), "bmc-a", json!({"group_authority": true}));
+        a.start();
+        let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
+        b.start();
+        pair(&a, &b);
+        // Served on the authority only, exactly as the upstream YAML says.
+        let root = upstream_pdi_root();
+        check_object(
+            &a.bus.address,
+            SEED_BUS,
+            AUTHORITY,
+            &yaml_path_for(&root, AUTHORITY_IFACE),
+        )
+        .unwrap();
+        assert!(
+            object_interfaces(&b.bus.address, SEED_BUS, AUTHORITY)
+                .map_or(true, |i| !i.iter().any(|n| n == AUTHORITY_IFACE)),
+            "a BMC that is not the authority serves no Certs.Authority"
+        );
+        wait_for(Duration::from_secs(20), "the group root", || {
+            a.cert_dir().join("group-root.der").exists().then_some(())
+        });
+
+        // Bad input: each refused with InvalidArgument, nothing changes.
+        let work = tmp.path().join("csrs");
+        std::fs::create_dir_all(&work).unwrap();
+        openssl(
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "stranger.key",
+                "-subj",
+                "/CN=stranger",
+                "-out",
+                "stranger.csr",
+            ],
+            &work,
+        );
+        openssl(
+            &[
+                "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "rsa.key", "-subj",
+                "/CN=rsa", "-out", "rsa.csr",
+            ],
+            &work,
+        );
+        let stranger = std::fs::read_to_string(work.join("stranger.csr")).unwrap();
+        let rsa = std::fs::read_to_string(work.join("rsa.csr")).unwrap();
+        let b_csr = csr_of(&b, "bmc-b member");
+        let own = csr_of(&a, "bmc-a");
+        let mut der = pem::parse(&b_csr).unwrap().into_contents();
+        let last = der.len() - 8;
+        der[last] ^= 0x01;
+        let forged = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", der));
+        let before = observable(&a);
+        for (what, input) in [
+            ("not PEM", "garbage".to_owned()),
+            ("a certificate, not a request", {
+                let der = std::fs::read(a.cert_dir().join("identity.der")).unwrap();
+                pem::encode(&pem::Pem::new("CERTIFICATE", der))
+            }),
+            ("oversized", "A".repeat(9000)),
+            ("a signature that does not verify", forged),
+            ("a key nobody attested", stranger),
+            ("an RSA key", rsa),
+            ("the authority's own CA key", own),
+            ("two requests", b_csr.clone() + &b_csr),
+        ] {
+            // dbus-send, which (unlike busctl) prints the D-Bus error name.
+            let out = Command::new("dbus-send")
+                .arg(format!("--bus={}", a.bus.address))
+                .args([
+                    "--print-reply",
+                    &format!("--dest={SEED_BUS}"),
+                    AUTHORITY,
+                    &format!("{AUTHORITY_IFACE}.SignCSR"),
+                ])
+                .arg(format!("string:{input}"))
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{what} was accepted");
+            assert!(
+                stderr.starts_with(&format!("Error {INVALID_ARGUMENT}: ")),
+                "{what}: {stderr}"
+            );
+            assert_eq!(observable(&a), before, "{what} changed something");
+        }
+
+        // B's own CA key, attested when A paired with it: signed.
+        let entry = sign_csr(&a, &b_csr).unwrap();
+        assert!(entry.starts_with(&format!("{AUTHORITY}/entry/")), "{entry}");
+        for iface in [ENTRY_IFACE, DELETE_IFACE] {
+            check_object(
+                &a.bus.address,
+                SEED_BUS,
+                &entry,
+                &yaml_path_for(&root, iface),
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            a.get(SEED_BUS, &entry, ENTRY_IFACE, "Status"),
+            "s \"xyz.openbmc_project.Certs.Entry.State.Complete\""
+        );
+        let json = call(
+            &a,
+            &[
+                "--json=short",
+                "get-property",
+                SEED_BUS,
+                &entry,
+                ENTRY_IFACE,
+                "ClientCertificate",
+            ],
+        )
+        .unwrap();
+        let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let issued = json["data"].as_str().unwrap().to_owned();
+        let blocks = pem::parse_many(&issued).unwrap();
+        assert_eq!(
+            blocks.len(),
+            2,
+            "the member's CA certificate, then the group root"
+        );
+        std::fs::write(work.join("member.pem"), pem::encode(&blocks[0])).unwrap();
+        std::fs::write(work.join("root.pem"), pem::encode(&blocks[1])).unwrap();
+        openssl(&["verify", "-CAfile", "root.pem", "member.pem"], &work);
+        let member = bmc_pairing_manager::identity::summarize(blocks[0].contents()).unwrap();
+        let b_ca = bmc_pairing_manager::identity::summarize(
+            &std::fs::read(b.cert_dir().join("ca.der")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(member.public_key, b_ca.public_key, "for B's CA key");
+        assert_eq!(
+            blocks[1].contents(),
+            std::fs::read(a.cert_dir().join("group-root.der")).unwrap()
+        );
+        // Its properties are the authority's to write.
+        assert!(
+            call(
+                &a,
+                &[
+                    "set-property",
+                    SEED_BUS,
+                    &entry,
+                    ENTRY_IFACE,
+                    "Status",
+                    "s",
+                    "xyz.openbmc_project.Certs.Entry.State.Pending",
+                ],
+            )
+            .is_err()
+        );
+        // The caller deletes it once read.
+        call(&a, &["call", SEED_BUS, &entry, DELETE_IFACE, "Delete"]).unwrap();
+        assert!(
+            object_interfaces(&a.bus.address, SEED_BUS, &entry)
+                .map_or(true, |i| !i.iter().any(|n| n == ENTRY_IFACE))
+        );
+    }
+}
