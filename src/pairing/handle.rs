@@ -58,7 +58,7 @@ pub enum Command {
         /// The request.
         csr: Vec<u8>,
         /// The member's CA certificate and the group root (DER), or why nothing was signed.
-        reply: oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateError>>,
+        reply: SignCsrReply,
     },
     /// `FactoryReset.Reset()`.
     FactoryReset {
@@ -66,6 +66,10 @@ pub enum Command {
         reply: oneshot::Sender<Result<(), String>>,
     },
 }
+
+/// Where a `SignCSR` call's answer goes: the member's CA certificate and the group root
+/// (DER), or why nothing was signed.
+pub type SignCsrReply = oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateError>>;
 
 /// One-off events for D-Bus (signals, not state).
 #[derive(Clone, Debug, PartialEq, Eq)]

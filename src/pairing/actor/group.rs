@@ -22,8 +22,7 @@ use crate::pairing::identity::{
     AnchorRequest, CertificateAnswer, CertificateError, CertificateRequest,
 };
 
-/// Where a `SignCSR` call's answer goes.
-pub(super) type SignCsrReply = oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateError>>;
+use crate::pairing::handle::SignCsrReply;
 
 /// How long a member waits for the authority's answer before it may ask again.
 const JOIN_RETRY: Duration = Duration::from_secs(30);
