@@ -14,7 +14,9 @@
 //!   address, or accepted until a re-attestation passes, and a peer that unpaired us is
 //!   never dialled or accepted until an operator pairs it anew;
 //! - a pin changes only by `ProvisionPeer` (an operator-started probe that succeeded),
-//!   anchored admission after attestation, `Unpair`, or `FactoryReset.Reset()`; no link,
+//!   anchored admission after attestation, `Unpair`, `FactoryReset.Reset()`, or on a group
+//!   member its authority's root-signed group list (an introduced member that passed
+//!   attestation and the binding check, or a revoked member dropped); no link,
 //!   discovery, time or re-attestation event does (`Bye { Unpaired }` from the authenticated
 //!   peer marks its record but keeps the pin);
 //! - an unpaired identity is owed a `Bye { Unpaired }` ([`Pairing::farewells`]) until a
