@@ -682,7 +682,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                     let _ = reply.send(result);
                 }
             }
-            Action::EraseIdentity => self.keeper.erase(self.reset.clone()),
+            Action::EraseIdentity => {
+                self.forget_group();
+                self.keeper.erase(self.reset.clone());
+            }
             Action::Publish => {
                 let identity = self
                     .keeper

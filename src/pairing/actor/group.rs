@@ -105,6 +105,16 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         }
     }
 
+    /// `FactoryReset.Reset()`: the group root (erased with the keys) and the signed list
+    /// are forgotten, and a member no longer admits by its trust store. An authority signs
+    /// nothing until its next start, which creates a new group root.
+    pub(super) fn forget_group(&mut self) {
+        self.group.root = None;
+        self.group.signed = None;
+        self.group.joining = None;
+        self.keeper.set_group_member(false);
+    }
+
     /// Signs `list` with the group root key (creating the root first if needed).
     pub(super) fn publish_group_list(&mut self, list: GroupList) {
         let store = self.keeper.store();

@@ -47,6 +47,9 @@ pub enum SignRefusal {
     /// re-attestation interval.
     #[error("the peer is not attested now")]
     NotAttested,
+    /// The group list already names [`MAX_MEMBERS`] members.
+    #[error("the group is full")]
+    Full,
     /// The peer's key was revoked in this group (unpaired, then paired again without a new
     /// key): a new group root is needed to take it back.
     #[error("the peer's key is revoked in this group")]
@@ -122,6 +125,15 @@ impl Pairing {
             .is_some_and(|l| l.revokes(&peer.record.fingerprint, Some(csr_key)))
         {
             return Err(SignRefusal::Revoked);
+        }
+        if self.issued_list().is_some_and(|l| {
+            l.members.len() >= MAX_MEMBERS
+                && !l
+                    .members
+                    .iter()
+                    .any(|m| m.identity == peer.record.fingerprint)
+        }) {
+            return Err(SignRefusal::Full);
         }
         Ok(peer.record.id.clone())
     }
@@ -491,6 +503,22 @@ mod tests {
         assert_eq!(
             a2.may_sign(Some(&fp(2)), &fp(0xc2), NOW),
             Err(SignRefusal::Revoked)
+        );
+        // A full group signs nobody new.
+        let mut full = authority(vec![record(2, Some(fp(0xc2)))]);
+        let mut persisted = full.persisted();
+        persisted.group_list = Some(GroupList {
+            version: 5,
+            members: (20..20 + u8::try_from(MAX_MEMBERS).unwrap())
+                .map(member)
+                .collect(),
+            revoked: Vec::new(),
+        });
+        full = Pairing::restore(persisted, Some(fp(1)), settings()).0;
+        full.enable_group_authority();
+        assert_eq!(
+            full.may_sign(Some(&fp(2)), &fp(0xc2), NOW),
+            Err(SignRefusal::Full)
         );
         // Unpairing a peer that was never a member publishes nothing.
         let id3 = PeerId::try_from("bmc3".to_owned()).unwrap();

@@ -1366,6 +1366,8 @@ impl Pairing {
         self.admitting.clear();
         self.reattesting.clear();
         self.recheck_attempts.clear();
+        // An authority's group ends (its root key is erased with the identity; a new group
+        // starts at the next start of the daemon); a member leaves its group.
         self.group_list = None;
         self.membership = None;
         self.provisioned = false;
