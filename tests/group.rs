@@ -156,7 +156,8 @@ fn three_bmcs_pair_from_the_authority_and_an_unpaired_member_is_refused_by_the_o
         .busctl(&["call", SEED_BUS, &c_on_a, PEER_IFACE, "Unpair"]);
     assert!(out.status.success(), "{out:?}");
     wait_for(LIMIT, "B to drop C", || {
-        b.peer_state("bmc-c").is_none().then_some(())
+        // By path: reading a property of an object being removed would race.
+        (!b.bmc.peer_paths().iter().any(|p| p.ends_with("/bmc_c"))).then_some(())
     });
     let held = state(b);
     assert!(held["membership"]["list"]["version"].as_u64().unwrap() > version_before);
@@ -311,14 +312,103 @@ mod on_dbus {
         )
     }
 
-    #[test]
-    fn sign_csr_signs_only_a_paired_attested_peers_ca_key_and_refuses_bad_input() {
+    /// What the authority's request objects did, in order: (signal, object path, Status if
+    /// the signal carries it).
+    type Seen = Vec<(String, String, Option<String>)>;
+
+    /// Collects the signals `bmc`'s pairing manager emits under [`AUTHORITY`] while `act`
+    /// runs and for up to `window` after, until an InterfacesRemoved.
+    async fn request_signals(bmc: &Bmc, window: Duration, act: impl FnOnce()) -> Seen {
+        use futures_util::StreamExt;
+        use std::collections::HashMap;
+        use zbus::zvariant::{OwnedObjectPath, OwnedValue};
+        let conn = zbus::connection::Builder::address(bmc.bus.address.as_str())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        let owner = zbus::fdo::DBusProxy::new(&conn)
+            .await
+            .unwrap()
+            .get_name_owner(SEED_BUS.try_into().unwrap())
+            .await
+            .unwrap();
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender(owner.as_str())
+            .unwrap()
+            .path_namespace(AUTHORITY)
+            .unwrap()
+            .build();
+        let mut stream = zbus::MessageStream::for_match_rule(rule, &conn, None)
+            .await
+            .unwrap();
+        act();
+        let mut seen = Seen::new();
+        let deadline = tokio::time::Instant::now() + window;
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, stream.next()).await {
+            let header = msg.header();
+            let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+            let status = |props: &HashMap<String, OwnedValue>| {
+                props
+                    .get("Status")
+                    .and_then(|v| String::try_from(v.clone()).ok())
+            };
+            match member.as_str() {
+                "InterfacesAdded" => {
+                    let (path, ifaces): (
+                        OwnedObjectPath,
+                        HashMap<String, HashMap<String, OwnedValue>>,
+                    ) = msg.body().deserialize().unwrap();
+                    let st = ifaces.get(ENTRY_IFACE).and_then(status);
+                    seen.push((member, path.to_string(), st));
+                }
+                "InterfacesRemoved" => {
+                    let (path, _): (OwnedObjectPath, Vec<String>) =
+                        msg.body().deserialize().unwrap();
+                    seen.push((member, path.to_string(), None));
+                    break;
+                }
+                "PropertiesChanged" => {
+                    let (_, changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
+                        msg.body().deserialize().unwrap();
+                    let path = header.path().map(|p| p.to_string()).unwrap_or_default();
+                    seen.push((member, path, status(&changed)));
+                }
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sign_csr_signs_only_a_paired_attested_peers_ca_key_and_refuses_bad_input() {
         let tmp = tempfile::tempdir().unwrap();
         let mut a = Bmc::new(tmp.path(), "bmc-a", json!({"group_authority": true}));
         a.start();
         let mut b = Bmc::new(tmp.path(), "bmc-b", json!({}));
         b.start();
-        pair(&a, &b);
+        // B, paired with A by its operator, sends A its CSR over the channel: A shows that
+        // request as seed 002 shows one, Pending → Complete, and removes it.
+        let seen = request_signals(&a, Duration::from_secs(20), || pair(&a, &b)).await;
+        let channel = format!("{AUTHORITY}/entry/channel_1");
+        let pending = "xyz.openbmc_project.Certs.Entry.State.Pending".to_owned();
+        let complete = "xyz.openbmc_project.Certs.Entry.State.Complete".to_owned();
+        let statuses: Vec<(&str, Option<&String>)> = seen
+            .iter()
+            .filter(|(_, path, _)| *path == channel)
+            .map(|(m, _, s)| (m.as_str(), s.as_ref()))
+            .filter(|(m, s)| *m != "PropertiesChanged" || s.is_some())
+            .collect();
+        assert_eq!(
+            statuses,
+            vec![
+                ("InterfacesAdded", Some(&pending)),
+                ("PropertiesChanged", Some(&complete)),
+                ("InterfacesRemoved", None),
+            ],
+            "{seen:?}"
+        );
         // Served on the authority only, exactly as the upstream YAML says.
         let root = upstream_pdi_root();
         check_object(

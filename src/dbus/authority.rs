@@ -8,7 +8,10 @@
 //!   (`ClientCertificate`: the member's CA certificate then the group root, PEM; `Status`
 //!   Pending, then Complete) and `Object.Delete`, which the caller uses once it has read the
 //!   certificate (as bmcweb does in seed 002). The oldest are removed beyond
-//!   [`MAX_ENTRIES`].
+//!   [`MAX_ENTRIES`];
+//! - `<GROUP_AUTHORITY_PATH>/entry/channel_<n>` — a member's request over the pinned channel,
+//!   the same interface: Pending, then Complete or BadCSR, then removed (the member got its
+//!   answer in the channel).
 //!
 //! The rule is the core's (`Pairing::may_sign`): the CSR's key must be the attested CA key of
 //! a paired, admitted, freshly attested peer. A request it refuses (seed 002's BadCSR), and
@@ -25,7 +28,7 @@ use zbus::zvariant::OwnedObjectPath;
 
 use super::Error;
 use crate::contract::manager::GROUP_AUTHORITY_PATH;
-use crate::pairing::handle::Handle;
+use crate::pairing::handle::{Handle, SignRequestState};
 
 /// Longest `CSR` argument accepted (bytes of PEM).
 pub const MAX_CSR_PEM_LEN: usize = 8192;
@@ -236,4 +239,58 @@ mod tests {
             );
         }
     }
+}
+
+/// Object path of the channel request `request`.
+pub fn channel_request_path(request: u64) -> String {
+    format!("{GROUP_AUTHORITY_PATH}/entry/channel_{request}")
+}
+
+/// Shows a member's `SignRequest` over the channel as seed 002 shows a request: its
+/// `Certs.Entry` object appears Pending (InterfacesAdded), turns Complete or BadCSR
+/// (PropertiesChanged), and is removed once complete (InterfacesRemoved): the member has
+/// its answer, nobody else reads it.
+///
+/// # Errors
+/// zbus errors.
+pub async fn channel_request(
+    conn: &zbus::Connection,
+    request: u64,
+    state: SignRequestState,
+    client_certificate: String,
+) -> zbus::Result<()> {
+    let server = conn.object_server();
+    let path = channel_request_path(request);
+    match state {
+        SignRequestState::Pending => {
+            server
+                .at(
+                    path.as_str(),
+                    Entry {
+                        client_certificate: String::new(),
+                        status: state::PENDING,
+                    },
+                )
+                .await?;
+        }
+        SignRequestState::Complete | SignRequestState::BadCsr => {
+            let iface = server.interface::<_, Entry>(path.as_str()).await?;
+            let emitter = iface.signal_emitter().clone();
+            {
+                let mut entry = iface.get_mut().await;
+                entry.status = if state == SignRequestState::Complete {
+                    state::COMPLETE
+                } else {
+                    state::BAD_CSR
+                };
+                if !client_certificate.is_empty() {
+                    entry.client_certificate = client_certificate;
+                    entry.client_certificate_changed(&emitter).await?;
+                }
+                entry.status_changed(&emitter).await?;
+            }
+            remove_entry(server, &path).await?;
+        }
+    }
+    Ok(())
 }

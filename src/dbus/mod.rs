@@ -114,9 +114,14 @@ pub async fn publish(
                 shown = now;
             }
             Some(notice) = notices.recv() => {
-                let Notice::PeerProvisioned(ok) = notice;
-                if let Err(e) = emit_peer_provisioned(&conn, ok).await {
-                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot emit PeerProvisioned");
+                let result = match notice {
+                    Notice::PeerProvisioned(ok) => emit_peer_provisioned(&conn, ok).await,
+                    Notice::SignRequest { request, state, client_certificate } => {
+                        authority::channel_request(&conn, request, state, client_certificate).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot publish a notice");
                 }
             }
         }

@@ -76,6 +76,27 @@ pub type SignCsrReply = oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateEr
 pub enum Notice {
     /// `PeerProvisioned(b)`.
     PeerProvisioned(bool),
+    /// A member's `SignRequest` over the channel (group authority), as a `Certs.Entry`
+    /// object: created Pending, then Complete or BadCSR, then removed.
+    SignRequest {
+        /// Which request (the authority numbers them).
+        request: u64,
+        /// Where it stands.
+        state: SignRequestState,
+        /// The member's CA certificate then the group root, PEM, once Complete.
+        client_certificate: String,
+    },
+}
+
+/// The `Certs.Entry` `Status` of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignRequestState {
+    /// Received, being decided or signed.
+    Pending,
+    /// Signed.
+    Complete,
+    /// Refused.
+    BadCsr,
 }
 
 /// What D-Bus shows of a peer.

@@ -22,7 +22,7 @@ use crate::pairing::identity::{
     AnchorRequest, CertificateAnswer, CertificateError, CertificateRequest,
 };
 
-use crate::pairing::handle::SignCsrReply;
+use crate::pairing::handle::{Notice, SignCsrReply, SignRequestState};
 
 /// How long a member waits for the authority's answer before it may ask again.
 const JOIN_RETRY: Duration = Duration::from_secs(30);
@@ -36,6 +36,8 @@ pub(super) struct GroupState {
     root: Option<Arc<[u8]>>,
     /// Member to be: the authority asked, and when.
     joining: Option<(Fingerprint, Instant)>,
+    /// Authority: the number of the last channel request.
+    requests: u64,
 }
 
 impl GroupState {
@@ -45,6 +47,7 @@ impl GroupState {
             signed: None,
             root: None,
             joining: None,
+            requests: 0,
         }
     }
 }
@@ -59,6 +62,7 @@ pub(super) enum GroupDone {
     /// A member's CA certificate was issued (or not).
     Signed {
         requester: Fingerprint,
+        request: u64,
         id: PeerId,
         root: Arc<[u8]>,
         result: Result<Vec<u8>, String>,
@@ -162,7 +166,24 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         }
     }
 
+    /// Shows channel request `request` on D-Bus (a `Certs.Entry` object).
+    fn show_request(&self, request: u64, state: SignRequestState, client_certificate: String) {
+        let _ = self.notices.send(Notice::SignRequest {
+            request,
+            state,
+            client_certificate,
+        });
+    }
+
     fn sign_request(&mut self, from: Fingerprint, csr: Vec<u8>) {
+        if !self.pairing.group_authority() {
+            // Not ours to answer beyond "no": no object, no signature.
+            self.group.mailboxes.send_one(&from, &refused());
+            return;
+        }
+        self.group.requests += 1;
+        let request = self.group.requests;
+        self.show_request(request, SignRequestState::Pending, String::new());
         let now = self.unix_now();
         let decision = csr_key(&csr)
             .and_then(|key| self.pairing.may_sign(Some(&from), &key.fingerprint(), now));
@@ -171,11 +192,13 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             (Err(why), _) => {
                 tracing::warn!(peer = %from, reason = %why, "SignRequest refused (BadCSR)");
                 self.group.mailboxes.send_one(&from, &refused());
+                self.show_request(request, SignRequestState::BadCsr, String::new());
                 return;
             }
             (Ok(_), None) => {
                 tracing::warn!(peer = %from, "SignRequest refused: the group root is not ready");
                 self.group.mailboxes.send_one(&from, &refused());
+                self.show_request(request, SignRequestState::BadCsr, String::new());
                 return;
             }
         };
@@ -193,6 +216,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             };
             Done::Group(GroupDone::Signed {
                 requester: from,
+                request,
                 id,
                 root,
                 result,
@@ -327,12 +351,19 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             }
             GroupDone::Signed {
                 requester,
+                request,
                 id,
                 root,
                 result,
             } => match result {
                 Ok(certificate) => {
                     tracing::info!(peer = %id, "signed a member's CA certificate under the group root");
+                    let pem = |der: &[u8]| pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()));
+                    self.show_request(
+                        request,
+                        SignRequestState::Complete,
+                        pem(&certificate) + &pem(&root),
+                    );
                     self.group.mailboxes.send_one(
                         &requester,
                         &Frame::SignReply {
@@ -346,6 +377,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 Err(e) => {
                     tracing::error!(peer = %id, error = %e, "cannot sign the member's CA certificate");
                     self.group.mailboxes.send_one(&requester, &refused());
+                    self.show_request(request, SignRequestState::BadCsr, String::new());
                     Vec::new()
                 }
             },
