@@ -218,29 +218,6 @@ impl EntryDelete {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csr_arguments_are_one_bounded_pem_request() {
-        let ok = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", vec![1, 2, 3]));
-        assert_eq!(parse_csr_pem(&ok).unwrap(), vec![1, 2, 3]);
-        for bad in [
-            String::new(),
-            "not pem".to_owned(),
-            pem::encode(&pem::Pem::new("CERTIFICATE", vec![1])),
-            ok.clone() + &ok,
-            "A".repeat(MAX_CSR_PEM_LEN + 1),
-        ] {
-            assert!(
-                matches!(parse_csr_pem(&bad), Err(Error::InvalidArgument(_))),
-                "{bad:?}"
-            );
-        }
-    }
-}
-
 /// Object path of the channel request `request`.
 pub fn channel_request_path(request: u64) -> String {
     format!("{GROUP_AUTHORITY_PATH}/entry/channel_{request}")
@@ -293,4 +270,27 @@ pub async fn channel_request(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csr_arguments_are_one_bounded_pem_request() {
+        let ok = pem::encode(&pem::Pem::new("CERTIFICATE REQUEST", vec![1, 2, 3]));
+        assert_eq!(parse_csr_pem(&ok).unwrap(), vec![1, 2, 3]);
+        for bad in [
+            String::new(),
+            "not pem".to_owned(),
+            pem::encode(&pem::Pem::new("CERTIFICATE", vec![1])),
+            ok.clone() + &ok,
+            "A".repeat(MAX_CSR_PEM_LEN + 1),
+        ] {
+            assert!(
+                matches!(parse_csr_pem(&bad), Err(Error::InvalidArgument(_))),
+                "{bad:?}"
+            );
+        }
+    }
 }
