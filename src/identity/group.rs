@@ -11,12 +11,12 @@ use std::time::SystemTime;
 
 use bmc_pairing_core::pairing::group::GroupList;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
-    DnType, IsCa, Issuer, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyUsagePurpose,
+    SubjectPublicKeyInfo,
 };
 use time::OffsetDateTime;
 
-use super::cert::{CA_LIFETIME, NOT_BEFORE_MARGIN, RcgenSigner, random_serial};
+use super::cert::{CA_LIFETIME, NOT_BEFORE_MARGIN, RcgenSigner, copy_name, random_serial};
 use super::{Error, KeyRole, KeyStore, summarize};
 use crate::persist;
 
@@ -90,10 +90,14 @@ pub fn sign_member_ca(
     csr_der: &[u8],
     now: SystemTime,
 ) -> Result<Vec<u8>, Error> {
-    let requested =
-        CertificateSigningRequestParams::from_der(&csr_der.to_vec().into()).map_err(cert_err)?;
+    // Only the subject and the key are taken from the request (read with x509-parser, as
+    // the core's check did; rcgen's own CSR reader would also parse extensions we ignore).
+    use x509_parser::prelude::{FromDer, X509CertificationRequest};
+    let (_, csr) = X509CertificationRequest::from_der(csr_der).map_err(cert_err)?;
+    let info = &csr.certification_request_info;
+    let public_key = SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(cert_err)?;
     let mut params = CertificateParams::default();
-    params.distinguished_name = requested.params.distinguished_name;
+    params.distinguished_name = copy_name(&info.subject)?;
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -106,11 +110,11 @@ pub fn sign_member_ca(
     params.use_authority_key_identifier_extension = true;
     let signer = RcgenSigner::new(store, KeyRole::GroupRoot)?;
     let issuer = Issuer::from_ca_cert_der(&root_der.to_vec().into(), signer).map_err(cert_err)?;
-    let subject = CertificateSigningRequestParams {
-        params,
-        public_key: requested.public_key,
-    };
-    Ok(subject.signed_by(&issuer).map_err(cert_err)?.der().to_vec())
+    Ok(params
+        .signed_by(&public_key, &issuer)
+        .map_err(cert_err)?
+        .der()
+        .to_vec())
 }
 
 /// The group list signed with the group root key, as sent. Blocking.
