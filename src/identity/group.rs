@@ -156,3 +156,62 @@ pub fn check_issued(certificate: &[u8], root: &[u8]) -> Result<(), Error> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::file::FileKeyStore;
+    use std::time::Duration;
+
+    #[test]
+    fn the_root_is_a_key_of_its_own_and_signs_only_what_it_issued() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileKeyStore::new(dir.path().join("keys"));
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let root = ensure_root(&store, dir.path(), "auth", now).unwrap();
+        assert_eq!(ensure_root(&store, dir.path(), "auth", now).unwrap(), root);
+        let root_key = summarize(&root).unwrap().public_key;
+        assert_eq!(root_key, store.public_key(KeyRole::GroupRoot).unwrap());
+        assert!(store.public_key(KeyRole::Ca).is_err(), "no other key made");
+
+        let member = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(vec!["ignored.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "bmc-b pairing CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let csr = params.serialize_request(&member).unwrap();
+        let cert = sign_member_ca(&store, &root, csr.der(), now).unwrap();
+        check_issued(&cert, &root).unwrap();
+        let (_, parsed) =
+            <x509_parser::prelude::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(
+                &cert,
+            )
+            .unwrap();
+        assert_eq!(
+            parsed.public_key().raw,
+            rcgen::PublicKeyData::subject_public_key_info(&member).as_slice()
+        );
+        // Our profile, not the request's: path length 0, no SAN.
+        let bc = parsed.basic_constraints().unwrap().unwrap().value;
+        assert_eq!((bc.ca, bc.path_len_constraint), (true, Some(0)));
+        assert!(parsed.subject_alternative_name().unwrap().is_none());
+        assert!(
+            parsed
+                .subject()
+                .iter_common_name()
+                .any(|cn| cn.as_str() == Ok("bmc-b pairing CA"))
+        );
+
+        // Another root, a swapped pair, garbage: refused.
+        let other_dir = tempfile::tempdir().unwrap();
+        let other_store = FileKeyStore::new(other_dir.path().join("keys"));
+        let other = ensure_root(&other_store, other_dir.path(), "auth", now).unwrap();
+        assert!(check_issued(&cert, &other).is_err());
+        assert!(check_issued(&root, &cert).is_err());
+        assert!(check_issued(b"x", &root).is_err());
+        // A certificate on disk for another key is replaced.
+        std::fs::write(root_path(dir.path()), &other).unwrap();
+        assert_ne!(ensure_root(&store, dir.path(), "auth", now).unwrap(), other);
+    }
+}
