@@ -146,6 +146,9 @@ pub struct Config {
     pub bmc_name: String,
     /// How peers come to be trusted.
     pub trust_mode: TrustMode,
+    /// This BMC is the group authority (`"group_authority": true`): it signs its paired,
+    /// attested peers' CA keys under its group root and sends them the group list.
+    pub group_authority: bool,
     /// Interval between our `Ping`s on an established session.
     pub heartbeat_interval: Duration,
     /// A session with no frame from the peer for this long is dead.
@@ -209,6 +212,7 @@ struct RawConfig {
     state_dir: PathBuf,
     key_backend: Option<RawKeyBackend>,
     trust_mode: TrustMode,
+    group_authority: bool,
     heartbeat_interval_ms: u64,
     heartbeat_timeout_ms: u64,
     handshake_timeout_ms: u64,
@@ -254,6 +258,7 @@ impl Default for RawConfig {
             state_dir: PathBuf::from(defaults::STATE_DIR),
             key_backend: None,
             trust_mode: TrustMode::FirstContact,
+            group_authority: false,
             heartbeat_interval_ms: 2000,
             heartbeat_timeout_ms: 6000,
             handshake_timeout_ms: 5000,
@@ -498,6 +503,7 @@ fn validate(
         identity,
         bmc_name,
         trust_mode: raw.trust_mode,
+        group_authority: raw.group_authority,
         heartbeat_interval,
         heartbeat_timeout,
         handshake_timeout,

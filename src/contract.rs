@@ -42,6 +42,9 @@ pub mod manager {
     /// Our trust store (`Certs.Install`, an ObjectManager): one `Certs.Certificate` object
     /// per anchor below it, named by the anchor's SHA-256.
     pub const AUTHORITY_PATH: &str = "/xyz/openbmc_project/certs/authority/bmcpairing";
+    /// The group authority's `Certs.Authority` (seed 002's `SignCSR`), on a BMC configured
+    /// as group authority only; its request objects are `<GROUP_AUTHORITY_PATH>/entry/<n>`.
+    pub const GROUP_AUTHORITY_PATH: &str = "/xyz/openbmc_project/certs/ca/bmcpairing";
     /// The upstream factory-reset interface, served at [`MANAGER_PATH`].
     pub const FACTORY_RESET_INTERFACE: &str = "xyz.openbmc_project.Common.FactoryReset";
 }

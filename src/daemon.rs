@@ -224,6 +224,7 @@ pub async fn run(
             .await
             .map_err(|_| StartError::Panicked("loading the identity"))?
     };
+    let mailboxes = crate::link::mailbox::Mailboxes::new();
     let dial = TlsDialer::new(
         DialSettings {
             device: device.clone(),
@@ -236,6 +237,7 @@ pub async fn run(
                 max: config.backoff_max,
             },
             round_trips: round_trips.clone(),
+            mailboxes: mailboxes.clone(),
         },
         credentials_rx,
     );
@@ -271,6 +273,8 @@ pub async fn run(
         round_trips: round_trips.clone(),
         tracker: tracker.clone(),
         cancel: cancel.clone(),
+        group_authority: config.group_authority,
+        mailboxes: mailboxes.clone(),
     });
     tracker.spawn(actor.run(commands));
     tracker.spawn(server::serve(
@@ -290,6 +294,7 @@ pub async fn run(
             farewells,
             admission: Some(admission_tx),
             round_trips,
+            mailboxes,
         },
         sessions,
         link_tx,

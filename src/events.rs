@@ -569,6 +569,7 @@ mod tests {
             identity: IdentityView::default(),
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
         }
     }
 

@@ -250,6 +250,7 @@ impl Attest for FakeAttestor {
                 fingerprint: None,
                 common_name: None,
                 reason: Some("pin mismatch".into()),
+                ca_key: None,
             });
         }
         Ok(AttestationReport {
@@ -257,6 +258,7 @@ impl Attest for FakeAttestor {
             fingerprint: Some(who),
             common_name: Some(name),
             reason: None,
+            ca_key: None,
         })
     }
 }
@@ -355,6 +357,8 @@ impl Bmc {
             round_trips: bmc_pairing_manager::link::RoundTrips::new(),
             tracker: tracker.clone(),
             cancel: cancel.clone(),
+            group_authority: false,
+            mailboxes: bmc_pairing_manager::link::mailbox::Mailboxes::new(),
         });
         tracker.spawn(actor.run(commands));
         Bmc {

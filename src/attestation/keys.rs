@@ -250,7 +250,7 @@ impl KeyStore for KeyFile {
     fn public_key(&self, role: KeyRole) -> Result<PublicKey, Error> {
         match role {
             KeyRole::Identity => Ok(self.public.clone()),
-            KeyRole::Ca => Err(Error::KeyMissing(role)),
+            KeyRole::Ca | KeyRole::GroupRoot => Err(Error::KeyMissing(role)),
         }
     }
 

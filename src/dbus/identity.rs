@@ -64,6 +64,7 @@ mod tests {
         let snapshot = Snapshot {
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
             provisioned: true,
             peer_connected: ConnState::NotDetermined,
             peers: BTreeMap::new(),
@@ -87,6 +88,7 @@ mod tests {
         state.send_replace(Snapshot {
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
             identity: IdentityView {
                 expired: true,
                 ..snapshot.identity

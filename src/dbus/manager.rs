@@ -61,6 +61,7 @@ mod tests {
         let (handle, mut commands, _state) = p2p::handle(Snapshot {
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
             provisioned: true,
             peer_connected: ConnState::InProgress,
             peers: BTreeMap::new(),

@@ -5,6 +5,7 @@
 //! turns the pairing actor's snapshots into PropertiesChanged, InterfacesAdded/Removed and
 //! `PeerProvisioned`. Interface methods only forward to the actor; they hold no state.
 
+pub mod authority;
 pub mod certificate;
 pub mod certs;
 pub mod error;
@@ -32,8 +33,8 @@ use crate::pairing::handle::{Handle, Notice, Snapshot};
 use bmc_pairing_core::pairing::PeerId;
 
 use crate::contract::manager::{
-    AUTHORITY_PATH, BUS_NAME, CERTS_PATH, MANAGER_PATH, PEERS_PATH, PROVISIONING_BUS_NAME,
-    PROVISIONING_PATH,
+    AUTHORITY_PATH, BUS_NAME, CERTS_PATH, GROUP_AUTHORITY_PATH, MANAGER_PATH, PEERS_PATH,
+    PROVISIONING_BUS_NAME, PROVISIONING_PATH,
 };
 
 /// Object path of a peer.
@@ -46,8 +47,17 @@ pub fn peer_path(id: &PeerId) -> String {
 /// # Errors
 /// zbus errors; `zbus::Error::NameTaken` when another daemon owns a name.
 pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection> {
-    let conn = bus
-        .builder()?
+    let group_authority = handle.snapshot.borrow().group_authority;
+    let mut builder = bus.builder()?;
+    if group_authority {
+        builder = builder
+            .serve_at(
+                GROUP_AUTHORITY_PATH,
+                authority::Authority::new(handle.clone()),
+            )?
+            .serve_at(GROUP_AUTHORITY_PATH, zbus::fdo::ObjectManager)?;
+    }
+    let conn = builder
         .serve_at(
             PROVISIONING_PATH,
             provisioning::Provisioning::new(handle.clone()),
@@ -104,9 +114,14 @@ pub async fn publish(
                 shown = now;
             }
             Some(notice) = notices.recv() => {
-                let Notice::PeerProvisioned(ok) = notice;
-                if let Err(e) = emit_peer_provisioned(&conn, ok).await {
-                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot emit PeerProvisioned");
+                let result = match notice {
+                    Notice::PeerProvisioned(ok) => emit_peer_provisioned(&conn, ok).await,
+                    Notice::SignRequest { request, state, client_certificate } => {
+                        authority::channel_request(&conn, request, state, client_certificate).await
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::warn!(error = %crate::kit::ErrorChain(&e), "cannot publish a notice");
                 }
             }
         }

@@ -301,6 +301,7 @@ mod tests {
         Snapshot {
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
             provisioned: true,
             peer_connected: ConnState::Connected,
             peers: BTreeMap::from([(id.clone(), view())]),
@@ -358,6 +359,7 @@ mod tests {
         state.send_replace(Snapshot {
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
             peers: BTreeMap::new(),
             ..snapshot(&id)
         });

@@ -75,6 +75,7 @@ mod tests {
         Snapshot {
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
             provisioned,
             peer_connected,
             peers: BTreeMap::new(),

@@ -75,7 +75,7 @@ impl rcgen::SigningKey for RcgenSigner<'_> {
     }
 }
 
-fn random_serial() -> SerialNumber {
+pub(crate) fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     // Positive, and never a leading zero byte, so the DER INTEGER keeps all 16 bytes.
@@ -173,7 +173,9 @@ fn leaf_names_issuer(leaf_der: &[u8], ca_der: &[u8]) -> bool {
 }
 
 /// The subject attributes of an existing certificate, for a CSR that keeps its name.
-fn copy_name(name: &x509_parser::x509::X509Name<'_>) -> Result<DistinguishedName, Error> {
+pub(crate) fn copy_name(
+    name: &x509_parser::x509::X509Name<'_>,
+) -> Result<DistinguishedName, Error> {
     let mut dn = DistinguishedName::new();
     for attr in name.iter_attributes() {
         let oid: Vec<u64> = attr

@@ -11,6 +11,7 @@ pub mod anchors;
 pub mod cert;
 pub mod csr;
 pub mod file;
+pub mod group;
 pub mod store;
 pub mod tpm;
 

@@ -337,6 +337,8 @@ pub struct Parties {
     pub pin: crate::identity::Fingerprint,
     /// Where heartbeat round trips are recorded.
     pub round_trips: super::RoundTrips,
+    /// Where the session registers for the actor's group frames.
+    pub mailboxes: super::mailbox::Mailboxes,
 }
 
 /// Keeps an outgoing session to one peer alive until `cancel`. `link` identifies this
@@ -382,11 +384,19 @@ pub async fn run_outgoing(
         match attempt {
             Ok(mut conn) => {
                 backoff.reset();
+                // Registered before the actor hears of the session, so what it sends at
+                // session start arrives.
+                let mut mailbox = parties.mailboxes.register(parties.pin);
                 let _ = events.send(LinkEvent::OutgoingUp { link: link.clone() });
-                let end = session::run_measured(&mut conn, timing, &cancel, |rtt| {
+                let port = session::GroupPort {
+                    mailbox: &mut mailbox,
+                    events: &events,
+                };
+                let end = session::run_with(&mut conn, timing, &cancel, Some(port), |rtt| {
                     parties.round_trips.record(parties.pin, rtt);
                 })
                 .await;
+                drop(mailbox);
                 tracing::info!(peer = %link, reason = %end, "outgoing session ended");
                 if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
                     told_unpaired();

@@ -9,6 +9,7 @@
 
 pub mod client;
 pub mod connection;
+pub mod mailbox;
 pub mod server;
 pub mod session;
 pub mod tls;
@@ -79,6 +80,14 @@ pub enum LinkEvent {
     FarewellDelivered {
         /// The identity told.
         fingerprint: Fingerprint,
+    },
+    /// A pinned peer sent a group frame (`SignRequest`, `SignReply`, `GroupList`) inside an
+    /// authenticated session (either direction).
+    Group {
+        /// The authenticated peer.
+        fingerprint: Fingerprint,
+        /// The frame.
+        frame: bmc_pairing_core::link::frame::Frame,
     },
     /// Something answered at the peer's address with a well-formed chain for another key.
     OutgoingRefused {

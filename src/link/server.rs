@@ -67,6 +67,8 @@ pub struct Settings {
     pub admission: Option<mpsc::Sender<Admission>>,
     /// Where heartbeat round trips are recorded.
     pub round_trips: super::RoundTrips,
+    /// Where sessions register for the actor's group frames.
+    pub mailboxes: super::mailbox::Mailboxes,
 }
 
 /// The addresses of pinned (and admitted) peers. Written by the pairing actor; read by the
@@ -560,6 +562,9 @@ async fn handle(
         refusals.note("session cap", &e);
         return;
     }
+    // Registered before the actor hears of the session, so what it sends at session start
+    // arrives.
+    let mut mailbox = settings.mailboxes.register(fp);
     let _ = events.send(LinkEvent::IncomingUp {
         session: id,
         fingerprint: fp,
@@ -567,10 +572,15 @@ async fn handle(
         boot_id: opened.boot_id,
     });
     let round_trips = settings.round_trips.clone();
-    let end = session::run_measured(&mut conn, timing, &token, |rtt| {
+    let port = session::GroupPort {
+        mailbox: &mut mailbox,
+        events: &events,
+    };
+    let end = session::run_with(&mut conn, timing, &token, Some(port), |rtt| {
         round_trips.record(fp, rtt);
     })
     .await;
+    drop(mailbox);
     tracing::info!(reason = %end, "incoming session ended");
     if matches!(end, session::End::Bye(ByeReason::Unpaired)) {
         let _ = events.send(LinkEvent::ToldUnpaired { fingerprint: fp });

@@ -11,7 +11,11 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 
+use tokio::sync::mpsc;
+
+use super::LinkEvent;
 use super::connection::{self, Connection};
+use super::mailbox::Mailbox;
 use bmc_pairing_core::link::frame::{ByeReason, Frame};
 use bmc_pairing_core::link::heartbeat::{Heartbeat, Tick};
 
@@ -166,18 +170,29 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
     timing: Timing,
     cancel: &CancellationToken,
 ) -> End {
-    run_measured(conn, timing, cancel, |_| {}).await
+    run_with(conn, timing, cancel, None, |_| {}).await
 }
 
-/// [`run`], telling `round_trip` the time from each of our pings to the peer's `Alive` for
-/// it (the same sequence number). Nothing extra is sent or awaited for it.
+/// Where a session hands the group frames it receives, and takes those to send.
+#[derive(Debug)]
+pub struct GroupPort<'a> {
+    /// Frames the actor queued for this peer.
+    pub mailbox: &'a mut Mailbox,
+    /// Where received group frames go (as [`LinkEvent::Group`]).
+    pub events: &'a mpsc::UnboundedSender<LinkEvent>,
+}
+
+/// As [`run`], carrying group frames both ways through `port`, and telling `round_trip` the
+/// time from each of our pings to the peer's `Alive` for it (the same sequence number).
+/// Nothing extra is sent or awaited for the measurement.
 ///
 /// # Cancel safety
-/// As [`run`].
-pub async fn run_measured<S: AsyncRead + AsyncWrite + Unpin>(
+/// Not cancel safe; use `cancel` to stop it (it then sends `Bye`).
+pub async fn run_with<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut Connection<S>,
     timing: Timing,
     cancel: &CancellationToken,
+    mut port: Option<GroupPort<'_>>,
     round_trip: impl Fn(Duration),
 ) -> End {
     // Our last ping not yet answered: its sequence number and when it left.
@@ -213,10 +228,29 @@ pub async fn run_measured<S: AsyncRead + AsyncWrite + Unpin>(
                             round_trip(sent_at.elapsed());
                         }
                     }
+                    Ok(Some(
+                        group @ (Frame::SignRequest { .. }
+                        | Frame::SignReply { .. }
+                        | Frame::GroupList { .. }),
+                    )) => {
+                        // Without a port (tests, a daemon without the group) they are
+                        // ignored like any frame this side has no use for.
+                        if let Some(port) = &port {
+                            let _ = port.events.send(LinkEvent::Group {
+                                fingerprint: port.mailbox.peer,
+                                frame: group,
+                            });
+                        }
+                    }
                     Ok(Some(Frame::Bye { reason })) => return End::Bye(reason),
                     Ok(Some(other @ Frame::Hello { .. })) => return End::BadOpening(other),
                     Ok(None) => return End::Closed,
                     Err(e) => return End::Connection(e),
+                }
+            }
+            Some(out) = next_outgoing(&mut port) => {
+                if let Err(e) = conn.write_frame(&out).await {
+                    return End::Connection(e);
                 }
             }
             () = sleep_until(deadline) => {
@@ -233,6 +267,14 @@ pub async fn run_measured<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         }
+    }
+}
+
+/// The next frame queued for the session; never ready without a port.
+async fn next_outgoing(port: &mut Option<GroupPort<'_>>) -> Option<Frame> {
+    match port {
+        Some(port) => port.mailbox.next().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -36,8 +36,12 @@ use crate::link::server::{Admission, PinnedAddresses, Sessions};
 use crate::link::tls::PinSet;
 use crate::persist;
 
+mod group;
+
 /// The result of work the actor ran for the core.
 enum Done {
+    /// Group work (signing, joining) finished.
+    Group(group::GroupDone),
     Attested {
         purpose: AttestPurpose,
         address: SocketAddr,
@@ -113,6 +117,10 @@ pub struct Parts<A, D> {
     pub tracker: TaskTracker,
     /// Shutdown.
     pub cancel: CancellationToken,
+    /// This BMC is the group authority.
+    pub group_authority: bool,
+    /// Where the actor reaches running sessions with group frames.
+    pub mailboxes: crate::link::mailbox::Mailboxes,
 }
 
 /// The pairing actor.
@@ -145,6 +153,7 @@ pub struct Actor<A, D> {
     done_rx: mpsc::UnboundedReceiver<Done>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    group: group::GroupState,
 }
 
 /// Loads `state.json`. A corrupt file is moved aside (kept for inspection) and the daemon
@@ -169,17 +178,22 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     pub fn new(parts: Parts<A, D>) -> (Self, Handle, mpsc::Receiver<Command>) {
         // The core records an identity lost while we were down (as `Provisioned` false).
         let lost_while_down = parts.persisted.provisioned && parts.keeper.fingerprint().is_none();
-        let (pairing, actions) =
+        let (mut pairing, mut actions) =
             Pairing::restore(parts.persisted, parts.keeper.fingerprint(), parts.settings);
         if lost_while_down {
             parts.events.key_lost();
         }
-        let identity = parts.keeper.view(clock::floored_now(pairing.time_floor()));
+        if parts.group_authority {
+            actions.extend(pairing.enable_group_authority());
+        }
+        let mut keeper = parts.keeper;
+        keeper.set_group_member(pairing.membership().is_some());
+        let identity = keeper.view(clock::floored_now(pairing.time_floor()));
         let (snapshot, snapshot_rx) = watch::channel(Snapshot::of(
             &pairing,
             identity,
-            parts.keeper.chain(),
-            parts.keeper.trust_store(),
+            keeper.chain(),
+            keeper.trust_store(),
         ));
         let (commands_tx, commands_rx) = mpsc::channel(16);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -198,7 +212,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             check_interval: parts.check_interval,
             attest: parts.attest,
             dial: parts.dial,
-            keeper: parts.keeper,
+            keeper,
             links,
             listener: parts.listener,
             link_events: parts.link_events,
@@ -217,6 +231,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             done_rx,
             tracker: parts.tracker,
             cancel: parts.cancel,
+            group: group::GroupState::new(parts.mailboxes),
         };
         actor.observe_time();
         actor.execute(actions);
@@ -315,6 +330,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 let now = clock::floored_now(self.pairing.time_floor());
                 self.keeper.certificates(request, now, reply);
             }
+            Command::SignCsr { csr, reply } => self.sign_csr_locally(csr, reply),
             Command::Anchors { request, reply } => {
                 let now = clock::floored_now(self.pairing.time_floor());
                 let result = self.keeper.anchors_request(request, now);
@@ -402,6 +418,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                 if let Some(id) = self.peer_of(&fingerprint) {
                     self.health.incoming_up(&id);
                 }
+                self.group_session_up(&fingerprint);
                 let mut actions = self.pairing.incoming_up(&fingerprint, now);
                 let booted = self.pairing.peer_booted(&fingerprint, boot_id);
                 if booted.iter().any(|a| matches!(a, Action::Attest { .. })) {
@@ -424,6 +441,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             LinkEvent::OutgoingAttempt { link } => self.outgoing(&link, Outgoing::Attempt, now),
             LinkEvent::OutgoingUp { link } => self.outgoing(&link, Outgoing::Up, now),
             LinkEvent::OutgoingDown { link } => self.outgoing(&link, Outgoing::Down, now),
+            LinkEvent::Group { fingerprint, frame } => self.group_frame(fingerprint, frame),
             LinkEvent::OutgoingRefused { link, presented } => match self.links.current(&link) {
                 Some(id) => {
                     let id = id.clone();
@@ -443,6 +461,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
         };
         if event == Outgoing::Up {
             tracing::info!(peer = %id, "outgoing session up");
+            if let Some(peer) = self.pairing.peers().get(&id) {
+                let fingerprint = peer.record.fingerprint;
+                self.group_session_up(&fingerprint);
+            }
         }
         let counted = self.health.outgoing(&id, event);
         let mut actions = self.pairing.outgoing(&id, event, now);
@@ -524,6 +546,7 @@ impl<A: Attest, D: Dial> Actor<A, D> {
     fn done(&mut self, done: Done) {
         let now = self.unix_now();
         let actions = match done {
+            Done::Group(done) => self.group_done(done),
             Done::Attested {
                 purpose,
                 address,
@@ -725,7 +748,10 @@ impl<A: Attest, D: Dial> Actor<A, D> {
                     let _ = reply.send(result);
                 }
             }
-            Action::EraseIdentity => self.keeper.erase(self.reset.clone()),
+            Action::EraseIdentity => {
+                self.forget_group();
+                self.keeper.erase(self.reset.clone());
+            }
             Action::Publish => {
                 let now = clock::floored_now(self.pairing.time_floor());
                 let identity = self.keeper.view(now);
@@ -748,6 +774,8 @@ impl<A: Attest, D: Dial> Actor<A, D> {
             Action::PeerProvisioned(ok) => {
                 let _ = self.notices.send(Notice::PeerProvisioned(ok));
             }
+            Action::PublishGroupList(list) => self.publish_group_list(list),
+            Action::RequestSigning { authority } => self.request_signing(authority),
         }
     }
 }

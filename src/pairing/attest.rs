@@ -207,13 +207,19 @@ fn read_reply(reply: &AttestReply) -> Result<AttestationReport, MalformedReply> 
     if outcome.vouches() && fingerprint.is_none() {
         return Err(MalformedReply::TrustedWithoutIdentity);
     }
-    // The chain is root first; the leaf names the peer.
-    let common_name = reply
+    // The chain is root first; the leaf names the peer, the certificate before it is the
+    // leaf's issuer (the peer's CA: what a group authority certifies for it).
+    let leaf = reply
         .chain
         .last()
         .and_then(|leaf| bmc_pairing_core::x509::summarize(leaf).ok())
-        .filter(|s| Some(s.public_key.fingerprint()) == fingerprint)
-        .and_then(|s| s.common_name);
+        .filter(|s| Some(s.public_key.fingerprint()) == fingerprint);
+    let ca_key = leaf.as_ref().and_then(|_| {
+        let issuer = reply.chain.len().checked_sub(2)?;
+        let ca = bmc_pairing_core::x509::summarize(reply.chain.get(issuer)?).ok()?;
+        Some(ca.public_key.fingerprint())
+    });
+    let common_name = leaf.and_then(|s| s.common_name);
     let reason = serde_json::from_str::<serde_json::Value>(&reply.verdict_json)
         .ok()
         .and_then(|v| v.get("error")?.as_str().map(str::to_owned));
@@ -222,6 +228,7 @@ fn read_reply(reply: &AttestReply) -> Result<AttestationReport, MalformedReply> 
         fingerprint,
         common_name,
         reason,
+        ca_key,
     })
 }
 

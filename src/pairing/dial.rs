@@ -91,6 +91,8 @@ pub struct DialSettings {
     pub retry: Retry,
     /// Where heartbeat round trips are recorded.
     pub round_trips: crate::link::RoundTrips,
+    /// Where sessions register for the actor's group frames.
+    pub mailboxes: crate::link::mailbox::Mailboxes,
 }
 
 /// [`Dial`] over mutual TLS 1.3 with the current [`Credentials`].
@@ -163,6 +165,7 @@ impl Dial for TlsDialer {
                     boot_id: settings.boot_id,
                     pin,
                     round_trips: settings.round_trips,
+                    mailboxes: settings.mailboxes,
                 },
                 settings.timing,
                 settings.retry,

@@ -53,6 +53,13 @@ pub enum Command {
         /// The anchor's id, or why nothing changed.
         reply: oneshot::Sender<Result<String, CertificateError>>,
     },
+    /// `Certs.Authority.SignCSR` on the group authority: a PKCS#10 request (DER).
+    SignCsr {
+        /// The request.
+        csr: Vec<u8>,
+        /// The member's CA certificate and the group root (DER), or why nothing was signed.
+        reply: SignCsrReply,
+    },
     /// `FactoryReset.Reset()`.
     FactoryReset {
         /// Done, or why it could not be finished now (the next start-up finishes it).
@@ -60,11 +67,36 @@ pub enum Command {
     },
 }
 
+/// Where a `SignCSR` call's answer goes: the member's CA certificate and the group root
+/// (DER), or why nothing was signed.
+pub type SignCsrReply = oneshot::Sender<Result<(Vec<u8>, Vec<u8>), CertificateError>>;
+
 /// One-off events for D-Bus (signals, not state).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// `PeerProvisioned(b)`.
     PeerProvisioned(bool),
+    /// A member's `SignRequest` over the channel (group authority), as a `Certs.Entry`
+    /// object: created Pending, then Complete or BadCSR, then removed.
+    SignRequest {
+        /// Which request (the authority numbers them).
+        request: u64,
+        /// Where it stands.
+        state: SignRequestState,
+        /// The member's CA certificate then the group root, PEM, once Complete.
+        client_certificate: String,
+    },
+}
+
+/// The `Certs.Entry` `Status` of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignRequestState {
+    /// Received, being decided or signed.
+    Pending,
+    /// Signed.
+    Complete,
+    /// Refused.
+    BadCsr,
 }
 
 /// What D-Bus shows of a peer.
@@ -139,6 +171,8 @@ pub struct Snapshot {
     pub chain: Option<IdentityChain>,
     /// The trust store's anchors (DER).
     pub trust_store: Vec<Arc<[u8]>>,
+    /// This BMC is the group authority (it serves `Certs.Authority`).
+    pub group_authority: bool,
 }
 
 impl Snapshot {
@@ -153,6 +187,7 @@ impl Snapshot {
             identity,
             chain,
             trust_store,
+            group_authority: p.group_authority(),
             provisioned: p.provisioned(),
             peer_connected: p.aggregate(),
             peers: p
@@ -261,6 +296,23 @@ impl Handle {
     pub async fn anchors(&self, request: AnchorRequest) -> Result<String, CertificateError> {
         let (reply, rx) = oneshot::channel();
         self.ask(Command::Anchors { request, reply }, rx, |why| {
+            CertificateError::Busy(why.into())
+        })
+        .await
+    }
+
+    /// Asks the group authority to sign the PKCS#10 request `csr` (DER): the member's CA
+    /// certificate and the group root, DER.
+    ///
+    /// # Errors
+    /// [`CertificateError::Refused`] when the core's rule refuses it; as
+    /// [`Handle::certificates`] otherwise.
+    ///
+    /// # Cancel safety
+    /// As [`Handle::provision`].
+    pub async fn sign_csr(&self, csr: Vec<u8>) -> Result<(Vec<u8>, Vec<u8>), CertificateError> {
+        let (reply, rx) = oneshot::channel();
+        self.ask(Command::SignCsr { csr, reply }, rx, |why| {
             CertificateError::Busy(why.into())
         })
         .await

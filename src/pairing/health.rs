@@ -111,6 +111,7 @@ mod tests {
             identity: IdentityView::default(),
             chain: None,
             trust_store: Vec::new(),
+            group_authority: false,
         }
     }
 

@@ -197,6 +197,9 @@ pub struct Keeper {
     ensure_after_change: Option<SystemTime>,
     /// Counts certificate changes, so a check that read the files before one is discarded.
     generation: u64,
+    /// This BMC joined a group: its trust store admits peers (the group root is in it)
+    /// whatever the configured trust mode.
+    group_member: bool,
     expired_reported: bool,
     done_tx: mpsc::UnboundedSender<Work>,
     done_rx: mpsc::UnboundedReceiver<Work>,
@@ -251,6 +254,7 @@ impl Keeper {
             changing: false,
             ensure_after_change: None,
             generation: 0,
+            group_member: false,
             expired_reported: false,
             done_tx,
             done_rx,
@@ -623,12 +627,45 @@ impl Keeper {
         Ok(id)
     }
 
-    /// The trust store, in anchored mode (in first-contact mode no anchor admits anyone).
+    /// The trust store, in anchored mode or on a group member (in first-contact mode
+    /// outside a group no anchor admits anyone).
     fn load_anchors(&self) -> Vec<Vec<u8>> {
         match self.parts.trust_mode {
             TrustMode::Anchored => anchors::load(self.parts.chain.dir()),
+            TrustMode::FirstContact if self.group_member => anchors::load(self.parts.chain.dir()),
             TrustMode::FirstContact => Vec::new(),
         }
+    }
+
+    /// This BMC is (or is no longer) a group member: its trust store admits peers from now
+    /// on (or only in anchored mode again).
+    pub fn set_group_member(&mut self, member: bool) {
+        if self.group_member == member {
+            return;
+        }
+        self.group_member = member;
+        self.anchors = self.load_anchors();
+        self.install();
+    }
+
+    /// The key store (for the group root's work, on blocking threads).
+    pub fn store(&self) -> Arc<dyn KeyStore> {
+        self.parts.store.clone()
+    }
+
+    /// The directory of the identity chain (the group root certificate lives there too).
+    pub fn cert_dir(&self) -> std::path::PathBuf {
+        self.parts.chain.dir().to_path_buf()
+    }
+
+    /// This BMC's name.
+    pub fn bmc_name(&self) -> &str {
+        &self.parts.bmc_name
+    }
+
+    /// Whether identity work (creation, a certificate change) is running now.
+    pub fn busy(&self) -> bool {
+        self.ensuring || self.changing
     }
 
     /// Publishes the listener's TLS configuration and the diallers' credentials for the

@@ -96,7 +96,7 @@ impl Reset {
     pub fn erase(&self, store: &dyn KeyStore) -> Result<(), ResetError> {
         self.chain.remove().map_err(ResetError::Certificates)?;
         sync_dir(self.chain.dir())?;
-        for role in [KeyRole::Identity, KeyRole::Ca] {
+        for role in [KeyRole::Identity, KeyRole::Ca, KeyRole::GroupRoot] {
             match store.delete(role) {
                 Ok(()) | Err(KeyError::KeyMissing(_)) => {}
                 Err(source) => return Err(ResetError::Key { role, source }),

@@ -28,17 +28,21 @@ pub enum KeyRole {
     Ca,
     /// The identity leaf: TLS client and server, SPDM responder.
     Identity,
+    /// The group root, on a BMC configured as group authority: signs members' CA
+    /// certificates and the group list, nothing else.
+    GroupRoot,
 }
 
 impl KeyRole {
     /// Every role, in creation order.
-    pub const ALL: [KeyRole; 2] = [KeyRole::Ca, KeyRole::Identity];
+    pub const ALL: [KeyRole; 3] = [KeyRole::Ca, KeyRole::Identity, KeyRole::GroupRoot];
 
     /// A short stable name, used in file names and logs.
     pub fn as_str(self) -> &'static str {
         match self {
             KeyRole::Ca => "ca",
             KeyRole::Identity => "identity",
+            KeyRole::GroupRoot => "group-root",
         }
     }
 }

@@ -446,7 +446,7 @@ impl RigBmc {
         command.env(
             "RUST_LOG",
             std::env::var("RUST_LOG")
-                .unwrap_or_else(|_| "info,bmc_pairing_manager::pairing::driver=debug".into()),
+                .unwrap_or_else(|_| "info,bmc_pairing_manager::pairing::actor=debug".into()),
         );
         let log = self.bmc.log_path();
         let launch = DaemonLaunch {

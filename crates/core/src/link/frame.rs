@@ -9,7 +9,14 @@
 //! Alive  (0x02): seq u64 BE           (answers Hello and Ping with their seq)
 //! Ping   (0x03): seq u64 BE
 //! Bye    (0x04): reason u8
+//! SignRequest (0x05): csr_len u16 BE | PKCS#10 DER (1..=MAX_CSR_LEN)          member → authority
+//! SignReply   (0x06): status u8 (0 signed, 1 BadCSR) | cert_len u16 BE | certificate DER
+//!                     | root_len u16 BE | group root DER (both 0..=MAX_CERT_LEN; empty unless signed)
+//! GroupList   (0x07): list_len u16 BE | signed group list: members and revocations (1..=MAX_GROUP_LIST_LEN,
+//!                     layout in `pairing::group`)                             authority → member
 //! ```
+//! Types 0x05..=0x0F belong to the group authority (issue 17), 0x10..=0x1F to the trust
+//! quorum. The group frames travel only inside an established, pinned session.
 //! `Hello`/`Alive` open a session (seed 000); `Ping`/`Alive` are the heartbeats, sent in
 //! both directions. `boot_id` is a random value the sender draws once per boot (0: none), so
 //! the receiver sees when its peer rebooted and re-attests it. The length is checked against [`MAX_FRAME_LEN`] before anything is
@@ -19,8 +26,15 @@
 pub const VERSION: u8 = 1;
 /// Bytes of the length field.
 const LEN_FIELD: usize = 2;
-/// Largest payload of any frame type.
-pub const MAX_PAYLOAD: usize = 8 + 8 + 1 + 63;
+/// Largest PKCS#10 request a `SignRequest` carries (a P-256 request with a long subject and
+/// a few alternative names is well under 1 KiB).
+pub const MAX_CSR_LEN: usize = 2048;
+/// Largest certificate a `SignReply` carries (each of the two).
+pub const MAX_CERT_LEN: usize = 2048;
+/// Largest signed group list a `GroupList` frame carries.
+pub const MAX_GROUP_LIST_LEN: usize = 4352;
+/// Largest payload of any frame type (a `GroupList` frame).
+pub const MAX_PAYLOAD: usize = 2 + MAX_GROUP_LIST_LEN;
 /// Largest whole frame, length field included.
 pub const MAX_FRAME_LEN: usize = LEN_FIELD + 2 + MAX_PAYLOAD;
 /// Longest name a `Hello` carries (a DNS label).
@@ -55,6 +69,15 @@ impl ByeReason {
     }
 }
 
+/// The authority's answer to a `SignRequest`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignStatus {
+    /// Signed: the certificate and the group root follow.
+    Signed,
+    /// Refused (seed 002's `BadCSR`): malformed, or not for this peer's attested key.
+    BadCsr,
+}
+
 /// One message of the pairing channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
@@ -83,12 +106,34 @@ pub enum Frame {
         /// Why.
         reason: ByeReason,
     },
+    /// A member asks the group authority to sign a CSR for its CA key.
+    SignRequest {
+        /// PKCS#10 DER.
+        csr: Vec<u8>,
+    },
+    /// The group authority's answer to a `SignRequest`.
+    SignReply {
+        /// Signed or refused.
+        status: SignStatus,
+        /// The member's new CA certificate, DER (empty when refused).
+        certificate: Vec<u8>,
+        /// The group root certificate, DER (empty when refused).
+        root: Vec<u8>,
+    },
+    /// The group authority's current signed group list (members and revocations).
+    GroupList {
+        /// The list as signed (see `pairing::group::RevocationList`).
+        list: Vec<u8>,
+    },
 }
 
 const TYPE_HELLO: u8 = 1;
 const TYPE_ALIVE: u8 = 2;
 const TYPE_PING: u8 = 3;
 const TYPE_BYE: u8 = 4;
+const TYPE_SIGN_REQUEST: u8 = 5;
+const TYPE_SIGN_REPLY: u8 = 6;
+const TYPE_GROUP_LIST: u8 = 7;
 
 /// A frame that can never become valid by reading more bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -137,6 +182,28 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(arr))
     }
 
+    fn u16(&mut self) -> Result<u16, InvalidFrame> {
+        let b = self.take(2)?;
+        let arr: [u8; 2] = b
+            .try_into()
+            .map_err(|_| InvalidFrame::Malformed("payload too short"))?;
+        Ok(u16::from_be_bytes(arr))
+    }
+
+    /// A `u16`-length-prefixed byte string of `min..=max` bytes.
+    fn bytes(
+        &mut self,
+        min: usize,
+        max: usize,
+        what: &'static str,
+    ) -> Result<Vec<u8>, InvalidFrame> {
+        let len = usize::from(self.u16()?);
+        if !(min..=max).contains(&len) {
+            return Err(InvalidFrame::Malformed(what));
+        }
+        Ok(self.take(len)?.to_vec())
+    }
+
     fn finish(&self) -> Result<(), InvalidFrame> {
         if self.rest.is_empty() {
             Ok(())
@@ -152,13 +219,32 @@ fn valid_name(name: &[u8]) -> bool {
         && name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
 }
 
+/// Appends `bytes` with its `u16` length, if it is `min..=max` bytes long.
+fn put_bytes(
+    body: &mut Vec<u8>,
+    bytes: &[u8],
+    min: usize,
+    max: usize,
+    what: &'static str,
+) -> Result<(), InvalidFrame> {
+    if !(min..=max).contains(&bytes.len()) {
+        return Err(InvalidFrame::Malformed(what));
+    }
+    let len = u16::try_from(bytes.len()).map_err(|_| InvalidFrame::Malformed(what))?;
+    body.extend_from_slice(&len.to_be_bytes());
+    body.extend_from_slice(bytes);
+    Ok(())
+}
+
 impl Frame {
     /// Appends the encoding of `self` to `out`.
     ///
     /// # Errors
-    /// [`InvalidFrame::Malformed`] if a `Hello` name is not a valid name; nothing is appended.
+    /// [`InvalidFrame::Malformed`] if a `Hello` name is not a valid name or a byte string is
+    /// outside its type's bounds (a refused `SignReply` must carry none); nothing is appended.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), InvalidFrame> {
-        let mut body = Vec::with_capacity(2 + MAX_PAYLOAD);
+        // Sized for the heartbeats; the rare group frames grow it.
+        let mut body = Vec::with_capacity(32);
         body.push(VERSION);
         match self {
             Frame::Hello { seq, boot_id, name } => {
@@ -186,6 +272,28 @@ impl Frame {
                 body.push(TYPE_BYE);
                 body.push(reason.to_u8());
             }
+            Frame::SignRequest { csr } => {
+                body.push(TYPE_SIGN_REQUEST);
+                put_bytes(&mut body, csr, 1, MAX_CSR_LEN, "bad csr length")?;
+            }
+            Frame::SignReply {
+                status,
+                certificate,
+                root,
+            } => {
+                body.push(TYPE_SIGN_REPLY);
+                let (min, max) = sign_reply_bounds(*status);
+                body.push(match status {
+                    SignStatus::Signed => 0,
+                    SignStatus::BadCsr => 1,
+                });
+                put_bytes(&mut body, certificate, min, max, "bad certificate length")?;
+                put_bytes(&mut body, root, min, max, "bad root length")?;
+            }
+            Frame::GroupList { list } => {
+                body.push(TYPE_GROUP_LIST);
+                put_bytes(&mut body, list, 1, MAX_GROUP_LIST_LEN, "bad list length")?;
+            }
         }
         let len = u16::try_from(body.len()).map_err(|_| InvalidFrame::BadLength(body.len()))?;
         out.extend_from_slice(&len.to_be_bytes());
@@ -198,7 +306,7 @@ impl Frame {
     /// # Errors
     /// As [`Frame::encode`].
     pub fn to_bytes(&self) -> Result<Vec<u8>, InvalidFrame> {
-        let mut out = Vec::with_capacity(MAX_FRAME_LEN);
+        let mut out = Vec::with_capacity(32);
         self.encode(&mut out)?;
         Ok(out)
     }
@@ -248,10 +356,37 @@ impl Frame {
             TYPE_BYE => Frame::Bye {
                 reason: ByeReason::from_u8(r.u8()?),
             },
+            TYPE_SIGN_REQUEST => Frame::SignRequest {
+                csr: r.bytes(1, MAX_CSR_LEN, "bad csr length")?,
+            },
+            TYPE_SIGN_REPLY => {
+                let status = match r.u8()? {
+                    0 => SignStatus::Signed,
+                    1 => SignStatus::BadCsr,
+                    _ => return Err(InvalidFrame::Malformed("unknown sign status")),
+                };
+                let (min, max) = sign_reply_bounds(status);
+                Frame::SignReply {
+                    status,
+                    certificate: r.bytes(min, max, "bad certificate length")?,
+                    root: r.bytes(min, max, "bad root length")?,
+                }
+            }
+            TYPE_GROUP_LIST => Frame::GroupList {
+                list: r.bytes(1, MAX_GROUP_LIST_LEN, "bad list length")?,
+            },
             other => return Err(InvalidFrame::UnknownType(other)),
         };
         r.finish()?;
         Ok(Some((frame, LEN_FIELD + len)))
+    }
+}
+
+/// A signed reply carries both certificates; a refusal carries neither.
+fn sign_reply_bounds(status: SignStatus) -> (usize, usize) {
+    match status {
+        SignStatus::Signed => (1, MAX_CERT_LEN),
+        SignStatus::BadCsr => (0, 0),
     }
 }
 
@@ -273,6 +408,24 @@ mod tests {
             any::<u8>().prop_map(|r| Frame::Bye {
                 reason: ByeReason::from_u8(r)
             }),
+            proptest::collection::vec(any::<u8>(), 1..=MAX_CSR_LEN)
+                .prop_map(|csr| Frame::SignRequest { csr }),
+            (
+                proptest::collection::vec(any::<u8>(), 1..=MAX_CERT_LEN),
+                proptest::collection::vec(any::<u8>(), 1..=MAX_CERT_LEN)
+            )
+                .prop_map(|(certificate, root)| Frame::SignReply {
+                    status: SignStatus::Signed,
+                    certificate,
+                    root
+                }),
+            Just(Frame::SignReply {
+                status: SignStatus::BadCsr,
+                certificate: Vec::new(),
+                root: Vec::new()
+            }),
+            proptest::collection::vec(any::<u8>(), 1..=MAX_GROUP_LIST_LEN)
+                .prop_map(|list| Frame::GroupList { list }),
         ]
     }
 
@@ -287,7 +440,7 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_bytes_never_panic_and_accepted_input_reencodes(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+        fn arbitrary_bytes_never_panic_and_accepted_input_reencodes(bytes in proptest::collection::vec(any::<u8>(), 0..160)) {
             if let Ok(Some((frame, used))) = Frame::decode(&bytes) {
                 prop_assert_eq!(frame.to_bytes().unwrap(), bytes[..used].to_vec());
             }
@@ -383,6 +536,58 @@ mod tests {
                 0, 20, VERSION, TYPE_HELLO, 0, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 1, b'b'
             ]
         );
+    }
+
+    #[test]
+    fn group_frames_respect_their_caps_both_ways() {
+        let too_long = Frame::SignRequest {
+            csr: vec![0; MAX_CSR_LEN + 1],
+        };
+        assert!(too_long.to_bytes().is_err());
+        assert!(Frame::SignRequest { csr: Vec::new() }.to_bytes().is_err());
+        // A refusal that smuggles a certificate, and a "signed" reply without one.
+        for bad in [
+            Frame::SignReply {
+                status: SignStatus::BadCsr,
+                certificate: vec![1],
+                root: Vec::new(),
+            },
+            Frame::SignReply {
+                status: SignStatus::Signed,
+                certificate: vec![1],
+                root: Vec::new(),
+            },
+        ] {
+            assert!(bad.to_bytes().is_err(), "{bad:?}");
+        }
+        // Decoding: a CSR length field above the cap inside a frame of legal size.
+        let mut bytes = Frame::SignRequest { csr: vec![7; 4] }.to_bytes().unwrap();
+        bytes[4..6].copy_from_slice(&u16::try_from(MAX_CSR_LEN + 1).unwrap().to_be_bytes());
+        assert_eq!(
+            Frame::decode(&bytes),
+            Err(InvalidFrame::Malformed("bad csr length"))
+        );
+        // An unknown status byte.
+        let mut reply = Frame::SignReply {
+            status: SignStatus::BadCsr,
+            certificate: Vec::new(),
+            root: Vec::new(),
+        }
+        .to_bytes()
+        .unwrap();
+        reply[4] = 9;
+        assert_eq!(
+            Frame::decode(&reply),
+            Err(InvalidFrame::Malformed("unknown sign status"))
+        );
+        // The largest frame of all fits the length field and the global cap.
+        let biggest = Frame::GroupList {
+            list: vec![0; MAX_GROUP_LIST_LEN],
+        }
+        .to_bytes()
+        .unwrap();
+        assert_eq!(biggest.len(), MAX_FRAME_LEN);
+        assert!(MAX_FRAME_LEN - 2 <= usize::from(u16::MAX));
     }
 
     #[test]

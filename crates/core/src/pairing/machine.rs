@@ -14,7 +14,9 @@
 //!   address, or accepted until a re-attestation passes, and a peer that unpaired us is
 //!   never dialled or accepted until an operator pairs it anew;
 //! - a pin changes only by `ProvisionPeer` (an operator-started probe that succeeded),
-//!   anchored admission after attestation, `Unpair`, or `FactoryReset.Reset()`; no link,
+//!   anchored admission after attestation, `Unpair`, `FactoryReset.Reset()`, or on a group
+//!   member its authority's root-signed group list (an introduced member that passed
+//!   attestation and the binding check, or a revoked member dropped); no link,
 //!   discovery, time or re-attestation event does (`Bye { Unpaired }` from the authenticated
 //!   peer marks its record but keeps the pin);
 //! - an unpaired identity is owed a `Bye { Unpaired }` ([`Pairing::farewells`]) until a
@@ -31,6 +33,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Display;
 use std::net::SocketAddr;
 
+use super::group::{GroupList, ListError, Member, Membership, Revoked};
 use super::model::{
     AttestationOutcome, ConnState, PeerId, PeerRecord, Persisted, STATE_VERSION, TrustMode,
     is_valid_name,
@@ -89,6 +92,9 @@ pub struct AttestationReport {
     pub common_name: Option<String>,
     /// Why it was refused, when it was.
     pub reason: Option<String>,
+    /// The key that issued the proven leaf in the verified chain (the peer's CA key), if
+    /// the chain has one.
+    pub ca_key: Option<Fingerprint>,
 }
 
 /// What a TLS handshake to a peer's address found, when a specific identity was expected.
@@ -188,6 +194,15 @@ pub enum Action {
     Publish,
     /// Emit `PeerProvisioned(b)`.
     PeerProvisioned(bool),
+    /// Group authority: sign this list with the group root key and send it to every
+    /// session (and again at each session start).
+    PublishGroupList(GroupList),
+    /// Group member to be: ask `authority` (over its pinned session) to sign a CSR for our
+    /// CA key; the answer comes back to [`Pairing::joined`].
+    RequestSigning {
+        /// The authority's identity.
+        authority: Fingerprint,
+    },
 }
 
 /// Live state of one paired peer.
@@ -310,6 +325,9 @@ pub const RECHECK_RETRY: u64 = 600;
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Probe {
     attested: Option<AttestationReport>,
+    /// Started by the group list (another member), not by the operator: no
+    /// `PeerProvisioned` signal, and pinned as anchored.
+    introduced: bool,
 }
 
 /// The whole pairing state.
@@ -326,6 +344,9 @@ pub struct Pairing {
     reattesting: BTreeSet<PeerId>,
     farewells: Vec<Fingerprint>,
     recheck_attempts: BTreeMap<PeerId, u64>,
+    group_authority: bool,
+    group_list: Option<GroupList>,
+    membership: Option<Membership>,
 }
 
 impl Pairing {
@@ -353,6 +374,9 @@ impl Pairing {
             reattesting: BTreeSet::new(),
             farewells: persisted.farewells,
             recheck_attempts: BTreeMap::new(),
+            group_authority: false,
+            group_list: persisted.group_list,
+            membership: persisted.membership,
         };
         let mut actions = vec![Action::SyncPins];
         if persisted.provisioned && identity.is_none() {
@@ -402,6 +426,8 @@ impl Pairing {
             time_floor: self.time_floor,
             peers: self.peers.values().map(|p| p.record.clone()).collect(),
             farewells: self.farewells.clone(),
+            group_list: self.group_list.clone(),
+            membership: self.membership.clone(),
         }
     }
 
@@ -511,8 +537,13 @@ impl Pairing {
                         candidate.endpoint
                     )));
                 }
-                self.probing
-                    .insert(candidate.endpoint, Probe { attested: None });
+                self.probing.insert(
+                    candidate.endpoint,
+                    Probe {
+                        attested: None,
+                        introduced: false,
+                    },
+                );
                 let first = if self.settings.attestation {
                     let policy = match self.settings.trust_mode {
                         TrustMode::FirstContact => AttestPolicy::FirstContact,
@@ -606,7 +637,13 @@ impl Pairing {
     }
 
     fn probe_failed(&mut self, candidate: &Candidate) -> Vec<Action> {
-        self.probing.remove(&candidate.endpoint);
+        let introduced = self
+            .probing
+            .remove(&candidate.endpoint)
+            .is_some_and(|p| p.introduced);
+        if introduced {
+            return vec![Action::SyncPins];
+        }
         vec![Action::SyncPins, Action::PeerProvisioned(false)]
     }
 
@@ -655,6 +692,7 @@ impl Pairing {
                     fingerprint,
                     common_name: report.common_name.as_deref(),
                     attestation: report.outcome,
+                    ca_key: report.ca_key,
                 };
                 self.probe_succeeded(candidate, &proof, unix_now)
             }
@@ -679,6 +717,7 @@ impl Pairing {
                     fingerprint: captured.fingerprint,
                     common_name: captured.common_name.as_deref(),
                     attestation: AttestationOutcome::NotAttested,
+                    ca_key: None,
                 };
                 self.probe_succeeded(candidate, &proof, unix_now)
             }
@@ -693,15 +732,28 @@ impl Pairing {
         proof: &Proof<'_>,
         unix_now: u64,
     ) -> Vec<Action> {
-        self.probing.remove(&candidate.endpoint);
+        let introduced = self
+            .probing
+            .remove(&candidate.endpoint)
+            .is_some_and(|p| p.introduced);
+        let signal = |ok| (!introduced).then_some(Action::PeerProvisioned(ok));
         if !self.provisioned
             || self.own_fingerprint == Some(proof.fingerprint)
             || !proof.attestation.admits()
+            || (introduced && self.revoked(&proof.fingerprint, proof.ca_key.as_ref()))
         {
-            // Provisioning was lost meanwhile, the "peer" is this BMC itself, or it was refused.
-            return vec![Action::SyncPins, Action::PeerProvisioned(false)];
+            // Provisioning was lost meanwhile, the "peer" is this BMC itself, it was refused,
+            // or (introduced) revoked meanwhile.
+            return [Action::SyncPins]
+                .into_iter()
+                .chain(signal(false))
+                .collect();
         }
-        let trust_mode = self.settings.trust_mode;
+        let trust_mode = if introduced {
+            TrustMode::Anchored
+        } else {
+            self.settings.trust_mode
+        };
         let mut actions = self.pin(
             candidate.endpoint,
             candidate.name.as_deref(),
@@ -709,7 +761,7 @@ impl Pairing {
             trust_mode,
             unix_now,
         );
-        actions.push(Action::PeerProvisioned(true));
+        actions.extend(signal(true));
         actions
     }
 
@@ -735,7 +787,8 @@ impl Pairing {
         if known
             || !self.provisioned
             || !self.settings.attestation
-            || self.settings.trust_mode != TrustMode::Anchored
+            || !self.anchored()
+            || self.revoked(&fingerprint, None)
             || self.own_fingerprint == Some(fingerprint)
         {
             // Quarantined, not ready, or not a mode that admits anyone unnamed.
@@ -764,11 +817,16 @@ impl Pairing {
             return Vec::new();
         }
         let mut actions = match result {
-            Ok(report) if report.outcome.vouches() && report.fingerprint == Some(fingerprint) => {
+            Ok(report)
+                if report.outcome.vouches()
+                    && report.fingerprint == Some(fingerprint)
+                    && !self.revoked(&fingerprint, report.ca_key.as_ref()) =>
+            {
                 let proof = Proof {
                     fingerprint,
                     common_name: report.common_name.as_deref(),
                     attestation: report.outcome,
+                    ca_key: report.ca_key,
                 };
                 // Its pairing port is assumed to be ours (the connection came from an
                 // ephemeral port); discovery corrects the address if it differs.
@@ -795,7 +853,7 @@ impl Pairing {
         unix_now: u64,
     ) -> Option<Vec<Action>> {
         if !self.provisioned
-            || self.settings.trust_mode != TrustMode::Anchored
+            || !self.anchored()
             || self.own_fingerprint == Some(proof.fingerprint)
             || !proof.attestation.vouches()
         {
@@ -848,6 +906,7 @@ impl Pairing {
             },
             unpaired_by_peer: false,
             boot_id: 0,
+            ca_key: proof.ca_key,
         };
         // Paired anew: it is no longer owed a goodbye.
         self.farewells.retain(|f| *f != fingerprint);
@@ -963,6 +1022,9 @@ impl Pairing {
         let was_quarantined = peer.quarantined();
         peer.record.attestation = report.outcome;
         peer.record.attested_at = unix_now;
+        if report.ca_key.is_some() {
+            peer.record.ca_key = report.ca_key;
+        }
         let mut actions = vec![Action::Persist, Action::SyncPins];
         if peer.quarantined() {
             peer.outgoing = ConnState::NotConnected;
@@ -991,11 +1053,25 @@ impl Pairing {
     /// # Errors
     /// [`Refusal::ResourceNotFound`] if the peer does not exist.
     pub fn unpair(&mut self, id: &PeerId) -> Result<Vec<Action>, Refusal> {
+        let Some(peer) = self.peers.get(id) else {
+            return Err(Refusal::ResourceNotFound(format!("no paired peer {id}")));
+        };
+        if self.is_member(&peer.record.fingerprint)
+            && self
+                .group_list
+                .as_ref()
+                .is_some_and(|l| l.revoked.len() >= super::group::MAX_REVOKED)
+        {
+            return Err(Refusal::NotAllowed(
+                "the group's revocation list is full: start a new group (new root) first".into(),
+            ));
+        }
         let Some(peer) = self.peers.remove(id) else {
             return Err(Refusal::ResourceNotFound(format!("no paired peer {id}")));
         };
         self.recheck_attempts.remove(id);
         let fingerprint = peer.record.fingerprint;
+        let revocation = self.revoke_member(&peer.record);
         // Tell it at its next session, unless it is the one that unpaired us first, or another
         // record still pins the same identity.
         if !peer.record.unpaired_by_peer
@@ -1007,12 +1083,14 @@ impl Pairing {
             }
             self.farewells.push(fingerprint);
         }
-        Ok(vec![
+        let mut actions = vec![
             Action::StopLink(id.clone()),
             Action::Persist,
             Action::SyncPins,
             Action::Publish,
-        ])
+        ];
+        actions.extend(revocation);
+        Ok(actions)
     }
 
     fn find_by_fingerprint(&mut self, fp: &Fingerprint) -> Option<&mut Peer> {
@@ -1288,6 +1366,10 @@ impl Pairing {
         self.admitting.clear();
         self.reattesting.clear();
         self.recheck_attempts.clear();
+        // An authority's group ends (its root key is erased with the identity; a new group
+        // starts at the next start of the daemon); a member leaves its group.
+        self.group_list = None;
+        self.membership = None;
         self.provisioned = false;
         self.identity_valid = false;
         self.own_fingerprint = None;
@@ -1313,12 +1395,250 @@ impl Pairing {
     }
 }
 
+/// The group authority and group membership (see [`super::group`]).
+impl Pairing {
+    /// Makes this BMC the group authority (configuration). Returns the actions that put its
+    /// group list in force: signed anew at every start, so sessions can be sent it.
+    pub fn enable_group_authority(&mut self) -> Vec<Action> {
+        self.group_authority = true;
+        let list = self.group_list.get_or_insert_with(|| GroupList {
+            version: 1,
+            ..GroupList::default()
+        });
+        vec![Action::PublishGroupList(list.clone())]
+    }
+
+    /// True when this BMC is configured as the group authority.
+    pub fn group_authority(&self) -> bool {
+        self.group_authority
+    }
+
+    /// The authority's current list, if it is one.
+    pub fn issued_list(&self) -> Option<&GroupList> {
+        self.group_list.as_ref().filter(|_| self.group_authority)
+    }
+
+    /// The group this BMC joined, if any.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
+    }
+
+    /// Peers chaining to a trust anchor are admitted (after attestation): in anchored mode,
+    /// and on a group member (its anchor is the group root).
+    pub fn anchored(&self) -> bool {
+        self.settings.trust_mode == TrustMode::Anchored || self.membership.is_some()
+    }
+
+    fn is_member(&self, identity: &Fingerprint) -> bool {
+        self.issued_list()
+            .is_some_and(|l| l.members.iter().any(|m| m.identity == *identity))
+    }
+
+    /// Revoked by the list this BMC holds (as member) or issued (as authority).
+    fn revoked(&self, identity: &Fingerprint, ca_key: Option<&Fingerprint>) -> bool {
+        self.membership
+            .as_ref()
+            .is_some_and(|m| m.list.revokes(identity, ca_key))
+            || self
+                .issued_list()
+                .is_some_and(|l| l.revokes(identity, ca_key))
+    }
+
+    /// Authority: `record` was unpaired; if it was a member, it leaves the list and is
+    /// revoked (identity and CA key), in a new version. The caller checked the capacity.
+    fn revoke_member(&mut self, record: &PeerRecord) -> Option<Action> {
+        if !self.is_member(&record.fingerprint) {
+            return None;
+        }
+        let list = self.group_list.as_mut()?;
+        let member = list
+            .members
+            .iter()
+            .position(|m| m.identity == record.fingerprint)?;
+        let gone = list.members.remove(member);
+        if list.revoked.len() < super::group::MAX_REVOKED {
+            list.revoked.push(Revoked {
+                identity: gone.identity,
+                ca_key: gone.ca_key,
+            });
+        }
+        list.version = list.version.saturating_add(1);
+        Some(Action::PublishGroupList(list.clone()))
+    }
+
+    /// Authority: the CSR of `id`, allowed by [`Pairing::may_sign`], was signed. The peer
+    /// becomes a member of the list (a new version), so the other members pair with it.
+    pub fn signed(&mut self, id: &PeerId) -> Vec<Action> {
+        let Some(peer) = self.peers.get(id) else {
+            return Vec::new();
+        };
+        let (Some(ca_key), true) = (peer.record.ca_key, self.group_authority) else {
+            return Vec::new();
+        };
+        let member = Member {
+            identity: peer.record.fingerprint,
+            ca_key,
+            endpoint: peer.record.endpoint(),
+        };
+        let Some(list) = self.group_list.as_mut() else {
+            return Vec::new();
+        };
+        if list.members.contains(&member) {
+            return Vec::new();
+        }
+        if list.members.len() >= super::group::MAX_MEMBERS {
+            return Vec::new();
+        }
+        list.members.retain(|m| m.identity != member.identity);
+        list.members.push(member);
+        list.version = list.version.saturating_add(1);
+        vec![Action::Persist, Action::PublishGroupList(list.clone())]
+    }
+
+    /// A group list arrived from the peer `from` over its pinned session.
+    ///
+    /// Not yet a member: a list from a peer this BMC's operator paired with by name
+    /// (`ProvisionPeer`, first contact) is that authority's offer, and the operator's call
+    /// was the consent: ask it to sign ([`Action::RequestSigning`]). A member: only its
+    /// authority's list counts, only if the group root signed it and it is newer than the
+    /// one held; it then replaces it (persisted), revoked peers lose their pins and
+    /// sessions, and members not yet paired are introduced (attested against the identity
+    /// the list names, then pinned as anchored). Only the member with the lower identity
+    /// dials, the other admits it by its chain to the group root.
+    ///
+    /// # Errors
+    /// [`ListError`]: nothing changes.
+    pub fn group_list_received(
+        &mut self,
+        from: &Fingerprint,
+        bytes: &[u8],
+    ) -> Result<Vec<Action>, ListError> {
+        let Some(membership) = &self.membership else {
+            let offer = self.peers.values().any(|p| {
+                p.record.fingerprint == *from
+                    && p.admitted()
+                    && p.record.trust_mode == TrustMode::FirstContact
+            });
+            return Ok(if offer && self.provisioned && !self.group_authority {
+                vec![Action::RequestSigning { authority: *from }]
+            } else {
+                Vec::new()
+            });
+        };
+        if membership.authority != *from {
+            return Ok(Vec::new());
+        }
+        let root = membership
+            .root()
+            .ok_or(ListError::Malformed("stored root key"))?;
+        let list = GroupList::verify(bytes, &root)?;
+        if list.version <= membership.list.version {
+            if list.version == membership.list.version && list == membership.list {
+                // The same list again (every session start): only the introductions.
+                return Ok(self.introduce());
+            }
+            return Err(ListError::Stale {
+                got: list.version,
+                held: membership.list.version,
+            });
+        }
+        let revoked = list.revoked_keys();
+        if let Some(m) = self.membership.as_mut() {
+            m.list = list;
+        }
+        let mut actions = vec![Action::Persist];
+        let gone: Vec<PeerId> = self
+            .peers
+            .values()
+            .filter(|p| p.record.fingerprint != *from)
+            .filter(|p| {
+                revoked.contains(&p.record.fingerprint)
+                    || p.record.ca_key.is_some_and(|k| revoked.contains(&k))
+            })
+            .map(|p| p.record.id.clone())
+            .collect();
+        for id in gone {
+            self.peers.remove(&id);
+            self.recheck_attempts.remove(&id);
+            actions.push(Action::StopLink(id));
+        }
+        actions.push(Action::SyncPins);
+        actions.extend(self.introduce());
+        actions.push(Action::Publish);
+        Ok(actions)
+    }
+
+    /// Probes of the members of the held list that are not paired yet, not revoked, not
+    /// this BMC, and whose identity is above ours (the lower one dials).
+    fn introduce(&mut self) -> Vec<Action> {
+        let (Some(membership), Some(own)) = (&self.membership, self.own_fingerprint) else {
+            return Vec::new();
+        };
+        if !self.provisioned || !self.settings.attestation {
+            return Vec::new();
+        }
+        let due: Vec<Member> = membership
+            .list
+            .members
+            .iter()
+            .filter(|m| m.identity != own && own < m.identity)
+            .filter(|m| !membership.list.revokes(&m.identity, Some(&m.ca_key)))
+            .filter(|m| !self.all_pins().contains(&m.identity))
+            // Unpaired here by this BMC's operator: not brought back by the list.
+            .filter(|m| !self.farewells.contains(&m.identity))
+            .filter(|m| !self.probing.contains_key(&m.endpoint))
+            .cloned()
+            .collect();
+        let mut actions = Vec::new();
+        for m in due {
+            let candidate = Candidate {
+                endpoint: m.endpoint,
+                name: None,
+            };
+            self.probing.insert(
+                m.endpoint,
+                Probe {
+                    attested: None,
+                    introduced: true,
+                },
+            );
+            actions.push(Action::Attest {
+                purpose: AttestPurpose::Probe(candidate),
+                address: self.spdm_address(m.endpoint),
+                policy: AttestPolicy::Pinned(m.identity),
+            });
+        }
+        actions
+    }
+
+    /// The authority `authority` signed our CA key and the shell installed the certificate
+    /// and the group root (`root_spki` is its key) as our anchor: this BMC is a member now,
+    /// and admits peers chaining to that root. The authority's list comes at its next
+    /// session (it sends it at every session start).
+    pub fn joined(&mut self, authority: Fingerprint, root_spki: &[u8]) -> Vec<Action> {
+        let is_paired = self
+            .peers
+            .values()
+            .any(|p| p.record.fingerprint == authority && p.admitted());
+        if !is_paired || self.group_authority {
+            return Vec::new();
+        }
+        self.membership = Some(Membership {
+            authority,
+            root_spki: crate::hex::hex_encode(root_spki),
+            list: GroupList::default(),
+        });
+        vec![Action::Persist, Action::Publish]
+    }
+}
+
 /// What a peer proved when it was paired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Proof<'a> {
     fingerprint: Fingerprint,
     common_name: Option<&'a str>,
     attestation: AttestationOutcome,
+    ca_key: Option<Fingerprint>,
 }
 
 /// Outgoing link events, as the pairing core sees them.
@@ -1363,6 +1683,7 @@ mod tests {
             fingerprint: key.map(fp),
             common_name: name.map(str::to_owned),
             reason: None,
+            ca_key: None,
         }
     }
 
@@ -1429,6 +1750,7 @@ mod tests {
             fingerprint: Some(key),
             common_name: None,
             reason: Some("measurement 1 mismatched".into()),
+            ca_key: None,
         };
         p.attested(
             AttestPurpose::Reattest(id.clone()),
@@ -2092,6 +2414,7 @@ mod tests {
             fingerprint: Some(key),
             common_name: None,
             reason: None,
+            ca_key: None,
         };
         p.attested(
             AttestPurpose::Recheck(id.clone(), RecheckCause::Rebooted),
@@ -2158,6 +2481,7 @@ mod tests {
             fingerprint: Some(fp(8)),
             common_name: None,
             reason: None,
+            ca_key: None,
         };
         q.attested(
             AttestPurpose::Recheck(id.clone(), RecheckCause::Interval),
@@ -2225,6 +2549,8 @@ mod tests {
                 time_floor: 5000,
                 peers: Vec::new(),
                 farewells: Vec::new(),
+                group_list: None,
+                membership: None,
             }
         );
         assert!(matches!(

@@ -2,8 +2,10 @@
 //!
 //! - [`model`]: the data (peers, pins, states, outcomes) as persisted and published;
 //! - [`request`]: reading `ProvisionPeer(bmcId)` and the refusals it can get;
-//! - [`machine`]: every pairing rule, as a state machine that returns [`Action`]s.
+//! - [`machine`]: every pairing rule, as a state machine that returns [`Action`]s;
+//! - [`group`]: the group authority's rules (what it signs, the signed group list).
 
+pub mod group;
 pub mod machine;
 pub mod model;
 pub mod request;

@@ -244,6 +244,10 @@ pub struct PeerRecord {
     /// in a later `Hello` means the peer rebooted, which asks for a re-attestation.
     #[serde(default)]
     pub boot_id: u64,
+    /// The key that issued its identity in the chain SPDM last verified (its per-BMC CA
+    /// key): what a group authority certifies for it, and nothing else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_key: Option<Fingerprint>,
 }
 
 impl PeerRecord {
@@ -269,6 +273,12 @@ pub struct Persisted {
     /// is answered with `Bye { Unpaired }` instead of `Alive`, and they leave this list.
     #[serde(default)]
     pub farewells: Vec<Fingerprint>,
+    /// Group authority: the group list as last issued (members and revocations).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_list: Option<super::group::GroupList>,
+    /// Group member: the group this BMC joined, and the newest list it verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<super::group::Membership>,
 }
 
 /// Current schema version of [`Persisted`].
