@@ -426,7 +426,20 @@ fn run(demo: &Demo) -> Vec<String> {
     done.push("link up: both Connected again".into());
 
     demo.step("part 2: anchored mode. Unpair, and enrol both BMCs with a manufacturing CA");
+    // bmc-a unpairs first; bmc-b hears it (its next dial is told so: UnpairedByPeer) before
+    // its own Unpair, which then owes bmc-a no goodbye. Had bmc-b unpaired before hearing,
+    // its goodbye would still be owed, and would end bmc-a's new pairing below when bmc-a
+    // dials it.
     for name in ["bmc-a", "bmc-b"] {
+        if name == "bmc-b" {
+            bmc_test_support::wait_for(LIMIT, "bmc-b to hear that bmc-a unpaired it", || {
+                (rig.bmc("bmc-b")
+                    .peer_prop("bmc-a", "UnpairedByPeer")
+                    .as_deref()
+                    == Some("b true"))
+                .then_some(())
+            });
+        }
         let b = rig.bmc(name);
         let peer = b
             .bmc
