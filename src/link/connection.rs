@@ -7,7 +7,7 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use bmc_pairing_core::link::frame::{Frame, InvalidFrame, MAX_FRAME_LEN};
+use bmc_pairing_core::link::frame::{Frame, InvalidFrame};
 
 /// Errors on a framed connection.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,20 @@ pub enum Error {
     Truncated,
 }
 
+/// A frame buffer at most this large is kept after a frame (a `Hello` or a heartbeat fits).
+const SMALL_FRAME: usize = 128;
+
+/// Bytes still missing from the frame at the front of `buf`: the rest of the two-byte
+/// length field, or the rest of the frame it announces (at least 1).
+fn bytes_wanted(buf: &[u8]) -> usize {
+    match buf {
+        [hi, lo, ..] => (2 + usize::from(u16::from_be_bytes([*hi, *lo])))
+            .saturating_sub(buf.len())
+            .max(1),
+        _ => 2 - buf.len(),
+    }
+}
+
 /// Frames over a stream.
 #[derive(Debug)]
 pub struct Connection<S> {
@@ -35,7 +49,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     pub fn new(stream: S) -> Self {
         Connection {
             stream,
-            buf: Vec::with_capacity(MAX_FRAME_LEN),
+            // Grows to the largest frame seen, not to the cap: a heartbeat-only session (most
+            // of a hub's) keeps a few dozen bytes instead of a maximal frame's thousands.
+            buf: Vec::new(),
         }
     }
 
@@ -52,19 +68,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// # Cancel safety
     /// Cancel safe: a partly received frame stays buffered for the next call.
     pub async fn read_frame(&mut self) -> Result<Option<Frame>, Error> {
-        let mut chunk = [0u8; MAX_FRAME_LEN];
         loop {
             if let Some((frame, used)) = Frame::decode(&self.buf)? {
                 self.buf.drain(..used);
+                if self.buf.capacity() > SMALL_FRAME && self.buf.len() <= SMALL_FRAME {
+                    // A large frame (group or quorum) is rare: give its buffer back.
+                    self.buf.shrink_to(SMALL_FRAME);
+                }
                 return Ok(Some(frame));
             }
-            // Never buffer more than one maximal frame: decode has already rejected any
-            // length above the cap, so this bound is what keeps memory fixed per peer.
-            let room = MAX_FRAME_LEN
-                .saturating_sub(self.buf.len())
-                .clamp(1, chunk.len());
-            let (slot, _) = chunk.split_at_mut(room);
-            let n = self.stream.read(slot).await?;
+            // Read only what completes the length field or the frame it announces: decode
+            // has already rejected a length above the cap, so at most one maximal frame is
+            // ever buffered. `read_buf` fills spare capacity and commits only what it read,
+            // so a cancelled read leaves the buffer as it was (cancel safe).
+            let want = bytes_wanted(&self.buf);
+            self.buf.reserve(want);
+            let n = (&mut self.stream)
+                .take(u64::try_from(want).unwrap_or(u64::MAX))
+                .read_buf(&mut self.buf)
+                .await?;
             if n == 0 {
                 return if self.buf.is_empty() {
                     Ok(None)
@@ -72,8 +94,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Err(Error::Truncated)
                 };
             }
-            self.buf
-                .extend_from_slice(chunk.get(..n).unwrap_or_default());
         }
     }
 
@@ -154,5 +174,58 @@ mod tests {
             conn.read_frame().await,
             Err(Error::Frame(InvalidFrame::BadLength(_)))
         ));
+    }
+
+    #[tokio::test]
+    async fn memory_per_connection_stays_small_after_a_large_frame() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut conn = Connection::new(a);
+        // A session's read is held across every await of its task: nothing frame-sized may
+        // live in it (it used to hold a stack chunk of the frame cap, thousands of bytes per
+        // peer once group frames raised the cap).
+        assert!(std::mem::size_of_val(&conn.read_frame()) < 256);
+        let large = Frame::GroupList {
+            list: vec![7; bmc_pairing_core::link::frame::MAX_GROUP_LIST_LEN],
+        };
+        let writer = {
+            let large = large.clone();
+            tokio::spawn(async move {
+                b.write_all(&large.to_bytes().unwrap()).await.unwrap();
+                b.write_all(&Frame::Ping { seq: 9 }.to_bytes().unwrap())
+                    .await
+                    .unwrap();
+                b
+            })
+        };
+        assert_eq!(conn.read_frame().await.unwrap(), Some(large));
+        assert!(
+            conn.buf.capacity() <= SMALL_FRAME,
+            "{}",
+            conn.buf.capacity()
+        );
+        assert_eq!(
+            conn.read_frame().await.unwrap(),
+            Some(Frame::Ping { seq: 9 })
+        );
+        assert!(conn.buf.capacity() <= SMALL_FRAME);
+        writer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_read_keeps_the_bytes_it_had() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut conn = Connection::new(a);
+        let bytes = Frame::Ping { seq: 5 }.to_bytes().unwrap();
+        let (head, tail) = bytes.split_at(3);
+        b.write_all(head).await.unwrap();
+        // The read takes the first bytes, then waits for the rest: cancel it there.
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), conn.read_frame()).await;
+        assert!(waited.is_err());
+        b.write_all(tail).await.unwrap();
+        assert_eq!(
+            conn.read_frame().await.unwrap(),
+            Some(Frame::Ping { seq: 5 })
+        );
     }
 }
