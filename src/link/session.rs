@@ -191,7 +191,7 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                     Ok(Some(Frame::Alive { .. })) => {}
                     Ok(Some(Frame::Bye { reason })) => return End::Bye(reason),
-                    Ok(Some(other @ Frame::Hello { .. })) => return End::BadOpening(other),
+                    Ok(Some(other @ (Frame::Hello { .. } | Frame::Quorum(_)))) => return End::BadOpening(other),
                     Ok(None) => return End::Closed,
                     Err(e) => return End::Connection(e),
                 }

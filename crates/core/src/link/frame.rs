@@ -9,6 +9,7 @@
 //! Alive  (0x02): seq u64 BE           (answers Hello and Ping with their seq)
 //! Ping   (0x03): seq u64 BE
 //! Bye    (0x04): reason u8
+//! 0x10..=0x1F:    trust-quorum messages (crate::quorum::wire), each type with its own cap
 //! ```
 //! `Hello`/`Alive` open a session (seed 000); `Ping`/`Alive` are the heartbeats, sent in
 //! both directions. `boot_id` is a random value the sender draws once per boot (0: none), so
@@ -19,12 +20,20 @@
 pub const VERSION: u8 = 1;
 /// Bytes of the length field.
 const LEN_FIELD: usize = 2;
-/// Largest payload of any frame type.
-pub const MAX_PAYLOAD: usize = 8 + 8 + 1 + 63;
+/// Largest payload of the session frame types (`Hello` is the largest).
+const MAX_SESSION_PAYLOAD: usize = 8 + 8 + 1 + 63;
+/// Largest payload of any frame type (a trust-quorum share delivery).
+pub const MAX_PAYLOAD: usize = max(MAX_SESSION_PAYLOAD, quorum::MAX_DELIVER_PAYLOAD);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 /// Largest whole frame, length field included.
 pub const MAX_FRAME_LEN: usize = LEN_FIELD + 2 + MAX_PAYLOAD;
 /// Longest name a `Hello` carries (a DNS label).
 pub const MAX_NAME_LEN: usize = 63;
+
+use crate::quorum::wire as quorum;
 
 /// Why the sender says goodbye.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +92,8 @@ pub enum Frame {
         /// Why.
         reason: ByeReason,
     },
+    /// A trust-quorum message (types `0x10..=0x1F`).
+    Quorum(quorum::Message),
 }
 
 const TYPE_HELLO: u8 = 1;
@@ -146,6 +157,17 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The payload cap of frame type `ty`; `None` for a type this code does not know.
+fn payload_cap(ty: u8) -> Option<usize> {
+    match ty {
+        TYPE_HELLO => Some(MAX_SESSION_PAYLOAD),
+        TYPE_ALIVE | TYPE_PING => Some(8),
+        TYPE_BYE => Some(1),
+        quorum::FIRST_TYPE..=quorum::LAST_TYPE => quorum::payload_cap(ty),
+        _ => None,
+    }
+}
+
 fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
@@ -186,6 +208,12 @@ impl Frame {
                 body.push(TYPE_BYE);
                 body.push(reason.to_u8());
             }
+            Frame::Quorum(message) => {
+                body.push(message.frame_type());
+                message
+                    .encode_payload(&mut body)
+                    .map_err(|e| InvalidFrame::Malformed(e.0))?;
+            }
         }
         let len = u16::try_from(body.len()).map_err(|_| InvalidFrame::BadLength(body.len()))?;
         out.extend_from_slice(&len.to_be_bytes());
@@ -222,6 +250,14 @@ impl Frame {
         if !(2..=MAX_FRAME_LEN - LEN_FIELD).contains(&len) {
             return Err(InvalidFrame::BadLength(len));
         }
+        // Each type has its own cap, checked as soon as the type byte is here (before the
+        // rest is buffered).
+        if let Some(ty) = buf.get(LEN_FIELD + 1).copied()
+            && buf.get(LEN_FIELD).copied() == Some(VERSION)
+            && len - 2 > payload_cap(ty).ok_or(InvalidFrame::UnknownType(ty))?
+        {
+            return Err(InvalidFrame::BadLength(len));
+        }
         let Some(body) = buf.get(LEN_FIELD..LEN_FIELD + len) else {
             return Ok(None);
         };
@@ -248,6 +284,13 @@ impl Frame {
             TYPE_BYE => Frame::Bye {
                 reason: ByeReason::from_u8(r.u8()?),
             },
+            ty @ quorum::FIRST_TYPE..=quorum::LAST_TYPE => {
+                let payload = r.take(r.rest.len())?;
+                Frame::Quorum(
+                    quorum::Message::decode_payload(ty, payload)
+                        .map_err(|e| InvalidFrame::Malformed(e.0))?,
+                )
+            }
             other => return Err(InvalidFrame::UnknownType(other)),
         };
         r.finish()?;
@@ -273,7 +316,101 @@ mod tests {
             any::<u8>().prop_map(|r| Frame::Bye {
                 reason: ByeReason::from_u8(r)
             }),
+            quorum_strategy().prop_map(Frame::Quorum),
         ]
+    }
+
+    fn quorum_strategy() -> impl Strategy<Value = quorum::Message> {
+        use quorum::{AckOf, Message, RefuseReason};
+        prop_oneof![
+            any::<u64>().prop_map(|epoch| Message::Abort { epoch }),
+            any::<u64>().prop_map(|epoch| Message::Request { epoch }),
+            any::<u64>().prop_map(|epoch| Message::Commit { epoch }),
+            (any::<u64>(), 1u8..=3).prop_map(|(epoch, of)| Message::Ack {
+                epoch,
+                of: [AckOf::Delivery, AckOf::Commit, AckOf::Abort][usize::from(of - 1)],
+            }),
+            (any::<u64>(), 1u8..=255).prop_map(|(epoch, r)| Message::Refuse {
+                epoch,
+                reason: match r {
+                    1 => RefuseReason::NotMember,
+                    2 => RefuseReason::NotAdmitted,
+                    3 => RefuseReason::AttestationStale,
+                    4 => RefuseReason::WrongEpoch,
+                    5 => RefuseReason::NoShare,
+                    6 => RefuseReason::State,
+                    7 => RefuseReason::BadDelivery,
+                    8 => RefuseReason::StorageFailed,
+                    v => RefuseReason::Other(v),
+                },
+            }),
+            (any::<u64>(), 1u8..=16, any::<[u8; 31]>()).prop_map(|(epoch, index, v)| {
+                let mut value = [0u8; 32];
+                value[1..].copy_from_slice(&v);
+                Message::Release {
+                    epoch,
+                    share: crate::quorum::vss::Share::from_parts(index, &value).unwrap(),
+                }
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_share_delivery_round_trips_at_the_largest_group() {
+        use crate::quorum::vss::{self, MAX_MEMBERS, Secret, tests::TestRng};
+        let mut rng = TestRng::new(5);
+        let (commitment, shares) = vss::split(
+            &Secret::random(&mut rng),
+            MAX_MEMBERS,
+            MAX_MEMBERS,
+            &mut rng,
+        )
+        .unwrap();
+        let members = (0..MAX_MEMBERS)
+            .map(|i| crate::keys::Fingerprint([u8::try_from(i).unwrap(); 32]))
+            .collect();
+        let frame = Frame::Quorum(quorum::Message::Deliver(quorum::Delivery {
+            epoch: 3,
+            members,
+            share: shares[15].clone(),
+            commitment,
+        }));
+        let bytes = frame.to_bytes().unwrap();
+        assert_eq!(bytes.len(), MAX_FRAME_LEN, "the largest frame is this one");
+        let (decoded, used) = Frame::decode(&bytes).unwrap().unwrap();
+        assert_eq!((decoded, used), (frame, bytes.len()));
+        // Every prefix is incomplete, not an error.
+        for cut in 0..bytes.len() {
+            assert_eq!(Frame::decode(&bytes[..cut]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn each_type_has_its_own_cap_checked_before_the_body_arrives() {
+        // A Ping announcing 1000 bytes is refused from its first four bytes.
+        assert_eq!(
+            Frame::decode(&[0x03, 0xe8, VERSION, TYPE_PING]),
+            Err(InvalidFrame::BadLength(1000))
+        );
+        // So is a quorum Request (8 bytes) announcing 10.
+        assert_eq!(
+            Frame::decode(&[0, 12, VERSION, 0x13]),
+            Err(InvalidFrame::BadLength(12))
+        );
+        // An unassigned type in the quorum range is unknown.
+        assert_eq!(
+            Frame::decode(&[0, 10, VERSION, 0x1f]),
+            Err(InvalidFrame::UnknownType(0x1f))
+        );
+        // A release whose share is not a scalar is malformed.
+        let mut bytes = vec![0, 43, VERSION, 0x14];
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.push(1);
+        bytes.extend_from_slice(&[0xff; 32]);
+        assert!(matches!(
+            Frame::decode(&bytes),
+            Err(InvalidFrame::Malformed(_))
+        ));
     }
 
     proptest! {
@@ -324,11 +461,23 @@ mod tests {
             Frame::decode(&[0, 2, 1, 99]),
             Err(InvalidFrame::UnknownType(99))
         );
+        // A Ping one byte longer than a Ping is over its type's cap.
         let mut ping = Frame::Ping { seq: 1 }.to_bytes().unwrap();
         ping[1] += 1;
         ping.push(0);
+        assert_eq!(Frame::decode(&ping), Err(InvalidFrame::BadLength(11)));
+        // Within the cap, bytes after the layout are trailing bytes.
+        let mut hello = Frame::Hello {
+            seq: 1,
+            boot_id: 2,
+            name: "a".into(),
+        }
+        .to_bytes()
+        .unwrap();
+        hello[1] += 1;
+        hello.push(0);
         assert_eq!(
-            Frame::decode(&ping),
+            Frame::decode(&hello),
             Err(InvalidFrame::Malformed("trailing bytes"))
         );
     }
