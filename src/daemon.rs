@@ -282,6 +282,7 @@ pub async fn run(
             pins,
             farewells,
             admission: Some(admission_tx),
+            quorum: None,
         },
         sessions,
         link_tx,
