@@ -182,6 +182,25 @@ pub struct Config {
     /// File whose content identifies this boot (the kernel's per-boot UUID); its digest is
     /// the boot identifier our `Hello` carries.
     pub boot_id_path: PathBuf,
+    /// The trust quorum (seed 003).
+    pub trust_quorum: TrustQuorumConfig,
+}
+
+/// The `trust_quorum` object of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustQuorumConfig {
+    /// Where derived keys are written: a root-only directory on a tmpfs.
+    pub keys_dir: PathBuf,
+    /// One derived key per purpose (`<keys_dir>/<purpose>.key`).
+    pub purposes: Vec<String>,
+    /// Run (argv) once unlocked; empty for nothing.
+    pub unlocked_command: Vec<String>,
+    /// A member's attestation counts as current for this long.
+    pub attestation_max_age: Duration,
+    /// How often a locked member asks again.
+    pub retry_interval: Duration,
+    /// Test hook (debug builds only): flip a byte of every share this BMC releases.
+    pub test_tamper_shares: bool,
 }
 
 impl Config {
@@ -223,6 +242,95 @@ struct RawConfig {
     lldpd_socket: Option<PathBuf>,
     reattest_interval_s: u64,
     boot_id_path: PathBuf,
+    trust_quorum: RawTrustQuorum,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTrustQuorum {
+    keys_dir: PathBuf,
+    purposes: Vec<String>,
+    unlocked_command: Vec<String>,
+    attestation_max_age_s: u64,
+    retry_interval_ms: u64,
+    test_tamper_shares: bool,
+}
+
+/// `trust_quorum.keys_dir` default (a tmpfs on every systemd system).
+pub const DEFAULT_QUORUM_KEYS_DIR: &str = "/run/bmc-pairing-manager/trust-quorum";
+
+/// The systemd target reached when the trust quorum unlocks (shipped by the recipe).
+pub const QUORUM_UNLOCKED_TARGET: &str = "bmc-trust-quorum-unlocked.target";
+
+impl Default for RawTrustQuorum {
+    fn default() -> Self {
+        RawTrustQuorum {
+            keys_dir: PathBuf::from(DEFAULT_QUORUM_KEYS_DIR),
+            purposes: vec!["storage".to_owned()],
+            unlocked_command: [
+                "/bin/systemctl",
+                "start",
+                "--no-block",
+                QUORUM_UNLOCKED_TARGET,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            // A day and an hour: the daily re-attestation keeps a member current.
+            attestation_max_age_s: 25 * 3600,
+            retry_interval_ms: 10_000,
+            test_tamper_shares: false,
+        }
+    }
+}
+
+fn trust_quorum(check: &Checker<'_>, raw: RawTrustQuorum) -> Result<TrustQuorumConfig, Error> {
+    let key = |k: &str| format!("trust_quorum.{k}");
+    check.absolute(&key("keys_dir"), &raw.keys_dir)?;
+    if raw.purposes.len() > 16 {
+        return Err(check.invalid(&key("purposes"), "at most 16 purposes".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for purpose in &raw.purposes {
+        let valid = (1..=32).contains(&purpose.len())
+            && purpose
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid || !seen.insert(purpose.as_str()) {
+            return Err(check.invalid(
+                &key("purposes"),
+                format!("{purpose:?}: 1-32 characters of a-z, 0-9 and '-', each once"),
+            ));
+        }
+    }
+    if let Some(program) = raw.unlocked_command.first() {
+        check.absolute(&key("unlocked_command"), Path::new(program))?;
+    }
+    if !(60..=30 * 24 * 3600).contains(&raw.attestation_max_age_s) {
+        return Err(check.invalid(
+            &key("attestation_max_age_s"),
+            format!("{} must be 60..=2592000", raw.attestation_max_age_s),
+        ));
+    }
+    let retry_interval = check.ms_in(
+        &key("retry_interval_ms"),
+        raw.retry_interval_ms,
+        100,
+        600_000,
+    )?;
+    if raw.test_tamper_shares && !cfg!(debug_assertions) {
+        return Err(check.invalid(
+            &key("test_tamper_shares"),
+            "a test hook, honoured only by debug builds".into(),
+        ));
+    }
+    Ok(TrustQuorumConfig {
+        keys_dir: raw.keys_dir,
+        purposes: raw.purposes,
+        unlocked_command: raw.unlocked_command,
+        attestation_max_age: Duration::from_secs(raw.attestation_max_age_s),
+        retry_interval,
+        test_tamper_shares: raw.test_tamper_shares,
+    })
 }
 
 /// `reattest_interval_s` default: once a day.
@@ -264,6 +372,7 @@ impl Default for RawConfig {
             lldpd_socket: None,
             reattest_interval_s: DEFAULT_REATTEST_INTERVAL.as_secs(),
             boot_id_path: PathBuf::from(DEFAULT_BOOT_ID_PATH),
+            trust_quorum: RawTrustQuorum::default(),
         }
     }
 }
@@ -437,6 +546,7 @@ fn validate(
         100,
         3_600_000,
     )?;
+    let trust_quorum = trust_quorum(&check, raw.trust_quorum)?;
     let mut names = BTreeSet::new();
     let mut static_peers = Vec::with_capacity(raw.static_peers.len());
     for (i, peer) in raw.static_peers.into_iter().enumerate() {
@@ -505,6 +615,7 @@ fn validate(
         lldpd_socket: raw.lldpd_socket,
         reattest_interval,
         boot_id_path: raw.boot_id_path,
+        trust_quorum,
     })
 }
 

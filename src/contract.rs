@@ -42,6 +42,10 @@ pub mod manager {
     /// Our trust store (`Certs.Install`, an ObjectManager): one `Certs.Certificate` object
     /// per anchor below it, named by the anchor's SHA-256.
     pub const AUTHORITY_PATH: &str = "/xyz/openbmc_project/certs/authority/bmcpairing";
+    /// The trust-quorum object (seed 003).
+    pub const TRUST_QUORUM_PATH: &str = "/xyz/openbmc_project/BmcPairingManager/trust_quorum";
+    /// The trust-quorum interface, served at [`TRUST_QUORUM_PATH`].
+    pub const TRUST_QUORUM_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.TrustQuorum";
     /// The upstream factory-reset interface, served at [`MANAGER_PATH`].
     pub const FACTORY_RESET_INTERFACE: &str = "xyz.openbmc_project.Common.FactoryReset";
 }

@@ -237,7 +237,10 @@ fn sealed_data_opens_only_in_its_own_tpm() {
         "no 8 bytes of the data appear in the sealed blob"
     );
     assert_eq!(store.unseal(&blob).unwrap().as_slice(), secret.as_slice());
-    assert!(elsewhere.unseal(&blob).is_err(), "another TPM cannot unseal it");
+    assert!(
+        elsewhere.unseal(&blob).is_err(),
+        "another TPM cannot unseal it"
+    );
     let mut damaged = blob.clone();
     let last = damaged.len() - 1;
     damaged[last] ^= 1;

@@ -14,6 +14,7 @@ pub mod manager;
 pub mod owner;
 pub mod peer;
 pub mod provisioning;
+pub mod trust_quorum;
 
 #[cfg(test)]
 pub(crate) mod p2p;
@@ -45,9 +46,17 @@ pub fn peer_path(id: &PeerId) -> String {
 ///
 /// # Errors
 /// zbus errors; `zbus::Error::NameTaken` when another daemon owns a name.
-pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection> {
+pub async fn serve(
+    bus: &Bus,
+    handle: &Handle,
+    quorum: &crate::quorum::actor::QuorumHandle,
+) -> zbus::Result<zbus::Connection> {
     let conn = bus
         .builder()?
+        .serve_at(
+            crate::contract::manager::TRUST_QUORUM_PATH,
+            trust_quorum::TrustQuorum::new(quorum.clone()),
+        )?
         .serve_at(
             PROVISIONING_PATH,
             provisioning::Provisioning::new(handle.clone()),

@@ -488,7 +488,12 @@ async fn answer_quorum<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
         let _ = conn.shutdown().await;
         Some(())
     };
-    if tokio::time::timeout(deadline, exchange).await.ok().flatten().is_none() {
+    if tokio::time::timeout(deadline, exchange)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
         tracing::debug!(peer = %from, "trust-quorum message not answered");
     }
 }
@@ -567,8 +572,7 @@ async fn handle(
             name: "-",
             boot_id: 0,
         };
-        let opened = match session::open(&mut conn, Side::Acceptor, us, timing.open_timeout).await
-        {
+        let opened = match session::open(&mut conn, Side::Acceptor, us, timing.open_timeout).await {
             Ok(opened) => opened,
             Err(session::End::BadOpening(Frame::Quorum(message))) if settings.quorum.is_some() => {
                 return Ok(Handshake::Quorum(conn, fp, message));

@@ -292,7 +292,11 @@ impl<X: Exchange> QuorumActor<X> {
             self.config.settings,
             load_state(&self.config.state_path),
         );
-        tracing::info!(state = core.state().as_str(), epoch = core.epoch(), "trust quorum restored");
+        tracing::info!(
+            state = core.state().as_str(),
+            epoch = core.epoch(),
+            "trust quorum restored"
+        );
         self.core = Some(core);
         self.execute(actions).await;
     }
@@ -381,7 +385,9 @@ impl<X: Exchange> QuorumActor<X> {
                 Action::SealShare { epoch, share } => {
                     let result = match self.vault.clone() {
                         Some(vault) => tokio::task::spawn_blocking(move || {
-                            vault.store(epoch, &share).map_err(|e| ErrorChain(&e).to_string())
+                            vault
+                                .store(epoch, &share)
+                                .map_err(|e| ErrorChain(&e).to_string())
                         })
                         .await
                         .unwrap_or_else(|_| Err("sealing panicked".into())),
@@ -432,14 +438,22 @@ impl<X: Exchange> QuorumActor<X> {
                 Action::Reattest(fp) => self.reattest(fp),
                 Action::Unlocked => self.unlocked(),
                 Action::StillLocked { have, need } => {
-                    tracing::warn!(have, need, "trust quorum stays locked: {have} of {need} shares");
+                    tracing::warn!(
+                        have,
+                        need,
+                        "trust quorum stays locked: {have} of {need} shares"
+                    );
                 }
                 Action::BadShare { from } => {
                     tracing::error!(peer = %from, "a trust-quorum share does not match the commitment; refused");
                 }
                 Action::InitializationEnded { epoch, failure } => match failure {
-                    None => tracing::info!(epoch, "trust quorum initialized: every member acknowledged"),
-                    Some(why) => tracing::warn!(epoch, reason = %why, "trust-quorum initialization rolled back"),
+                    None => {
+                        tracing::info!(epoch, "trust quorum initialized: every member acknowledged")
+                    }
+                    Some(why) => {
+                        tracing::warn!(epoch, reason = %why, "trust-quorum initialization rolled back")
+                    }
                 },
                 Action::Publish => self.publish(),
             }

@@ -33,8 +33,8 @@ use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     CapabilityData, Digest, EccParameter, EccPoint, EccScheme, HashScheme, HashcheckTicket,
     KeyedHashScheme, PcrSelectSize, PcrSelectionListBuilder, PcrSlot, Private, Public,
-    PublicBuilder, PublicKeyedHashParameters, SensitiveData,
-    PublicEccParametersBuilder, Signature, SignatureScheme, SymmetricDefinitionObject,
+    PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, Signature,
+    SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 

@@ -369,12 +369,12 @@ mod tests {
         let members = (0..MAX_MEMBERS)
             .map(|i| crate::keys::Fingerprint([u8::try_from(i).unwrap(); 32]))
             .collect();
-        let frame = Frame::Quorum(quorum::Message::Deliver(quorum::Delivery {
+        let frame = Frame::Quorum(quorum::Message::Deliver(Box::new(quorum::Delivery {
             epoch: 3,
             members,
             share: shares[15].clone(),
             commitment,
-        }));
+        })));
         let bytes = frame.to_bytes().unwrap();
         assert_eq!(bytes.len(), MAX_FRAME_LEN, "the largest frame is this one");
         let (decoded, used) = Frame::decode(&bytes).unwrap().unwrap();

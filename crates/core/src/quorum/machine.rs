@@ -431,12 +431,12 @@ impl Quorum {
                 awaiting.insert(*member);
                 actions.push(Action::Send {
                     to: *member,
-                    message: Message::Deliver(Delivery {
+                    message: Message::Deliver(Box::new(Delivery {
                         epoch,
                         members: members.clone(),
                         share,
                         commitment: commitment.clone(),
-                    }),
+                    })),
                 });
             }
         }
@@ -620,7 +620,7 @@ impl Quorum {
         now: u64,
     ) -> (Vec<Action>, Message) {
         match message {
-            Message::Deliver(d) => self.delivery_received(from, facts, d),
+            Message::Deliver(d) => self.delivery_received(from, facts, *d),
             Message::Commit { epoch } => self.commit_received(from, epoch),
             Message::Abort { epoch } => self.abort_received(from, epoch),
             Message::Request { epoch } => self.share_requested(from, facts, epoch, now),

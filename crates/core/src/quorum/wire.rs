@@ -127,8 +127,8 @@ pub struct Delivery {
 /// One trust-quorum message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    /// A share for its recipient (initialization).
-    Deliver(Delivery),
+    /// A share for its recipient (initialization); boxed, it is by far the largest.
+    Deliver(Box<Delivery>),
     /// Acknowledges a `Deliver`, `Commit` or `Abort` of `epoch`.
     Ack {
         /// The epoch acknowledged.
@@ -308,12 +308,12 @@ impl Message {
                 }
                 let commitment = Commitment::from_bytes(r.take(k * POINT_LEN)?)
                     .map_err(|_| Malformed("commitment"))?;
-                Message::Deliver(Delivery {
+                Message::Deliver(Box::new(Delivery {
                     epoch,
                     members,
                     share,
                     commitment,
-                })
+                }))
             }
             T_ACK => Message::Ack {
                 epoch,
