@@ -1,0 +1,248 @@
+//! The trust quorum on the netns rig: three BMCs (own namespace, dbus-daemon, swtpm, lldpd,
+//! bmc-attestation), paired with each other, initialize a 2-of-3 group; then every daemon
+//! is killed and they come back one by one. A lone member stays locked, each unlocks once
+//! one peer with an honest share is back, and a tampered share is detected and refused.
+#![cfg(test)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bmc_test_support::rig::{Options, Rig, RigBmc, Topology, provision_until_accepted};
+use bmc_test_support::{SEED_BUS, wait_for};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(45);
+const PATH: &str = "/xyz/openbmc_project/BmcPairingManager/trust_quorum";
+const IFACE: &str = "xyz.openbmc_project.BmcPairing.TrustQuorum";
+const NAMES: [&str; 3] = ["bmc-a", "bmc-b", "bmc-c"];
+
+fn keys_dir(bmc: &RigBmc) -> PathBuf {
+    bmc.bmc.dir.join("run").join("trust-quorum")
+}
+
+fn target_marker(bmc: &RigBmc) -> PathBuf {
+    bmc.bmc.dir.join("run").join("unlocked.target-reached")
+}
+
+fn quorum_config(bmc: &RigBmc, tamper: bool) -> serde_json::Value {
+    json!({
+        "keys_dir": keys_dir(bmc),
+        "purposes": ["storage", "backup"],
+        // Stands in for `systemctl start bmc-trust-quorum-unlocked.target` (no systemd here).
+        "unlocked_command": ["/usr/bin/touch", target_marker(bmc)],
+        "retry_interval_ms": 500,
+        "test_tamper_shares": tamper,
+    })
+}
+
+fn state(bmc: &RigBmc) -> String {
+    let v = bmc.bmc.get(SEED_BUS, PATH, IFACE, "State");
+    v.trim_start_matches("s ")
+        .trim_matches('"')
+        .rsplit('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn wait_state(bmc: &RigBmc, want: &str) {
+    wait_for(
+        LIMIT,
+        &format!("{} trust quorum {want}", bmc.name()),
+        || (state(bmc) == want).then_some(()),
+    );
+}
+
+fn initialize(bmc: &RigBmc, threshold: &str) -> Result<(), String> {
+    let out = bmc
+        .bmc
+        .busctl(&["call", SEED_BUS, PATH, IFACE, "Initialize", "u", threshold]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+fn key(bmc: &RigBmc, purpose: &str) -> Option<Vec<u8>> {
+    fs::read(keys_dir(bmc).join(format!("{purpose}.key"))).ok()
+}
+
+fn fingerprint_of(rig: &Rig, name: &str, seen_by: &str) -> String {
+    let v = rig
+        .bmc(seen_by)
+        .peer_prop(name, "IdentityFingerprint")
+        .expect("paired");
+    v.trim_start_matches("s ").trim_matches('"').to_owned()
+}
+
+fn every_file(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            every_file(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_share() {
+    let mut rig = Rig::start(
+        &NAMES,
+        Options {
+            topology: Topology::Switch,
+            start_daemons: false,
+            ..Options::default()
+        },
+    );
+    for name in NAMES {
+        let bmc = rig.bmc_mut(name);
+        let config = quorum_config(bmc, false);
+        bmc.bmc.set_config("trust_quorum", config);
+        bmc.start_daemon();
+    }
+    for name in NAMES {
+        let bmc = rig.bmc(name);
+        for other in NAMES.iter().filter(|o| **o != name) {
+            bmc.wait_lldp_neighbour(other, LIMIT);
+        }
+        bmc.bmc.provision("self").expect("self");
+    }
+    // A full mesh: every member paired with (and attested by) every other.
+    for name in NAMES {
+        for other in NAMES.iter().filter(|o| **o != name) {
+            provision_until_accepted(rig.bmc(name), other, LIMIT);
+        }
+    }
+    for name in NAMES {
+        for other in NAMES.iter().filter(|o| **o != name) {
+            rig.bmc(name).wait_peer_state(other, "Connected", LIMIT);
+        }
+        assert_eq!(state(rig.bmc(name)), "Uninitialized");
+    }
+
+    // Bad thresholds change nothing.
+    let a = rig.bmc("bmc-a");
+    for bad in ["0", "1", "4"] {
+        let err = initialize(a, bad).unwrap_err();
+        assert!(
+            err.contains("InvalidArgument") || err.contains("outside 2..=3"),
+            "threshold {bad}: {err}"
+        );
+    }
+    assert_eq!(state(a), "Uninitialized");
+    assert!(!a.bmc.state_dir().join("trust-quorum/quorum.json").exists());
+
+    initialize(a, "2").expect("Initialize(2)");
+    for name in NAMES {
+        wait_state(rig.bmc(name), "Unlocked");
+    }
+    let storage = key(rig.bmc("bmc-a"), "storage").expect("storage key");
+    assert_eq!(storage.len(), 32);
+    assert_ne!(key(rig.bmc("bmc-a"), "backup"), Some(storage.clone()));
+    for name in NAMES {
+        let bmc = rig.bmc(name);
+        assert_eq!(
+            key(bmc, "storage").as_ref(),
+            Some(&storage),
+            "{name}: one secret"
+        );
+        assert!(target_marker(bmc).exists(), "{name}: unlocked hook ran");
+        assert_eq!(bmc.bmc.get(SEED_BUS, PATH, IFACE, "Threshold"), "u 2");
+        assert_eq!(bmc.bmc.get(SEED_BUS, PATH, IFACE, "Epoch"), "t 1");
+        let members = bmc.bmc.get(SEED_BUS, PATH, IFACE, "Members");
+        assert!(members.starts_with("as 3 "), "{name}: {members}");
+        assert!(
+            bmc.bmc
+                .state_dir()
+                .join("trust-quorum/share-1.sealed")
+                .exists(),
+            "{name}: its share is sealed"
+        );
+        // A second initialization is refused.
+        let again = initialize(bmc, "2").unwrap_err();
+        assert!(again.contains("Unlocked"), "{name}: {again}");
+    }
+
+    // Every daemon dies; the tmpfs (keys, hook marker) does not survive a reboot either.
+    for name in NAMES {
+        let bmc = rig.bmc_mut(name);
+        bmc.kill9();
+        let _ = fs::remove_dir_all(bmc.bmc.dir.join("run"));
+    }
+    // A alone: locked, and it says so.
+    rig.bmc_mut("bmc-a").start_daemon();
+    let a = rig.bmc("bmc-a");
+    wait_state(a, "Locked");
+    wait_for(LIMIT, "A to log that it stays locked", || {
+        a.bmc
+            .log()
+            .contains("stays locked: 1 of 2 shares")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(state(a), "Locked");
+    assert_eq!(key(a, "storage"), None);
+
+    // B comes back, tampering with every share it releases: B unlocks with A's honest
+    // share; A detects B's bad one, refuses it, and stays locked.
+    {
+        let b = rig.bmc_mut("bmc-b");
+        let config = quorum_config(b, true);
+        b.bmc.set_config("trust_quorum", config);
+        b.start_daemon();
+    }
+    wait_state(rig.bmc("bmc-b"), "Unlocked");
+    assert_eq!(key(rig.bmc("bmc-b"), "storage").as_ref(), Some(&storage));
+    let a = rig.bmc("bmc-a");
+    wait_for(LIMIT, "A to refuse B's tampered share", || {
+        a.bmc
+            .log()
+            .contains("does not match the commitment; refused")
+            .then_some(())
+    });
+    assert_eq!(state(a), "Locked");
+
+    // C comes back: A unlocks with C's honest share, C with A's (or B's... B tampers, so A's).
+    rig.bmc_mut("bmc-c").start_daemon();
+    wait_state(rig.bmc("bmc-c"), "Unlocked");
+    wait_state(rig.bmc("bmc-a"), "Unlocked");
+    let a = rig.bmc("bmc-a");
+    assert_eq!(key(a, "storage").as_ref(), Some(&storage));
+    let contributors = a.bmc.get(SEED_BUS, PATH, IFACE, "LastUnlockContributors");
+    let (fa, fc) = (
+        fingerprint_of(&rig, "bmc-a", "bmc-b"),
+        fingerprint_of(&rig, "bmc-c", "bmc-a"),
+    );
+    assert_eq!(contributors, format!("as 2 \"{fa}\" \"{fc}\""));
+
+    // Neither the derived key nor (so far as a test can see) anything secret is on disk in
+    // the state directory or in a daemon's environment.
+    for name in NAMES {
+        let bmc = rig.bmc(name);
+        let mut files = Vec::new();
+        every_file(&bmc.bmc.dir.join("state"), &mut files);
+        assert!(!files.is_empty());
+        let hex = bmc_pairing_core::hex::hex_encode(&storage);
+        for file in files {
+            let bytes = fs::read(&file).unwrap();
+            assert!(
+                !contains(&bytes, &storage) && !contains(&bytes, hex.as_bytes()),
+                "{} holds the key",
+                file.display()
+            );
+        }
+        let pid = bmc.daemon_pid().expect("running");
+        let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
+        assert!(!contains(&environ, &storage) && !contains(&environ, hex.as_bytes()));
+        let log = bmc.bmc.log();
+        assert!(!log.contains(&hex), "{name}: the key is not logged");
+    }
+}
