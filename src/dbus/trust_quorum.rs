@@ -38,10 +38,12 @@ pub fn state_string(state: State) -> String {
 impl TrustQuorum {
     /// `Initialize(u threshold)`: starts a group of this BMC and its paired, attested,
     /// connected peers. Returns once started; the outcome shows in `State`.
+    // The argument's name is the YAML's (introspection shows it).
+    #[allow(non_snake_case)]
     #[zbus(name = "Initialize")]
-    async fn initialize(&self, threshold: u32) -> Result<(), Error> {
+    async fn initialize(&self, Threshold: u32) -> Result<(), Error> {
         self.handle
-            .initialize(threshold)
+            .initialize(Threshold)
             .await
             .map_err(|r| match r {
                 InitRefusal::InvalidArgument(m) => Error::InvalidArgument(m),
