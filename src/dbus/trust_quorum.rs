@@ -1,6 +1,8 @@
 //! `xyz.openbmc_project.BmcPairing.TrustQuorum` at
 //! `/xyz/openbmc_project/BmcPairingManager/trust_quorum`: `Initialize(threshold)` and the
 //! quorum's state. No property ever carries a share or the secret.
+// The method argument's name is the YAML's (introspection shows it): `Threshold`.
+#![allow(non_snake_case)]
 
 use bmc_pairing_core::quorum::{InitRefusal, State};
 
@@ -38,8 +40,6 @@ pub fn state_string(state: State) -> String {
 impl TrustQuorum {
     /// `Initialize(u threshold)`: starts a group of this BMC and its paired, attested,
     /// connected peers. Returns once started; the outcome shows in `State`.
-    // The argument's name is the YAML's (introspection shows it).
-    #[allow(non_snake_case)]
     #[zbus(name = "Initialize")]
     async fn initialize(&self, Threshold: u32) -> Result<(), Error> {
         self.handle
