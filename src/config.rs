@@ -957,6 +957,48 @@ mod tests {
     }
 
     #[test]
+    fn trust_quorum_keys_are_checked_one_by_one() {
+        let c = parse_ok(r#"{"key_backend": {"type": "file"}}"#);
+        assert_eq!(
+            c.trust_quorum.keys_dir,
+            PathBuf::from("/run/bmc-pairing-manager/trust-quorum")
+        );
+        assert_eq!(c.trust_quorum.purposes, vec!["storage".to_owned()]);
+        assert_eq!(
+            c.trust_quorum.unlocked_command.last().map(String::as_str),
+            Some(QUORUM_UNLOCKED_TARGET)
+        );
+        let base = r#"{"key_backend": {"type": "file"}, "trust_quorum": "#;
+        for (tq, key) in [
+            (r#"{"keys_dir": "run/keys"}"#, "trust_quorum.keys_dir"),
+            (r#"{"purposes": ["Storage"]}"#, "trust_quorum.purposes"),
+            (r#"{"purposes": ["a", "a"]}"#, "trust_quorum.purposes"),
+            (r#"{"purposes": [""]}"#, "trust_quorum.purposes"),
+            (
+                r#"{"unlocked_command": ["systemctl"]}"#,
+                "trust_quorum.unlocked_command",
+            ),
+            (
+                r#"{"attestation_max_age_s": 5}"#,
+                "trust_quorum.attestation_max_age_s",
+            ),
+            (
+                r#"{"retry_interval_ms": 1}"#,
+                "trust_quorum.retry_interval_ms",
+            ),
+        ] {
+            assert_eq!(key_of(&format!("{base}{tq}}}")), key, "{tq}");
+        }
+        assert!(key_of(&format!("{base}{{\"unknown\": 1}}}}")).starts_with("trust_quorum"));
+        let c = parse_ok(&format!(
+            "{base}{{\"purposes\": [], \"unlocked_command\": [], \"test_tamper_shares\": true}}}}"
+        ));
+        // Debug builds (the tests) honour the hook; release builds refuse the key.
+        assert!(c.trust_quorum.test_tamper_shares);
+        assert!(c.trust_quorum.unlocked_command.is_empty());
+    }
+
+    #[test]
     fn defaults_follow_the_seed() {
         let c = parse_ok(r#"{"key_backend": {"type": "file"}}"#);
         assert_eq!(c.port, 8090);
