@@ -92,8 +92,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-#[test]
-fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_share() {
+/// Starts the three BMCs with the quorum configured and pairs each with every other.
+fn paired_mesh() -> Rig {
     let mut rig = Rig::start(
         &NAMES,
         Options {
@@ -125,6 +125,109 @@ fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_
         for other in NAMES.iter().filter(|o| **o != name) {
             rig.bmc(name).wait_peer_state(other, "Connected", LIMIT);
         }
+    }
+    rig
+}
+
+/// The sealed share files of `bmc`, by epoch.
+fn sealed_epochs(bmc: &RigBmc) -> Vec<u64> {
+    let mut epochs: Vec<u64> = fs::read_dir(bmc.bmc.state_dir().join("trust-quorum"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("share-")?
+                .strip_suffix(".sealed")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    epochs.sort_unstable();
+    epochs
+}
+
+fn epoch(bmc: &RigBmc) -> u64 {
+    let v = bmc.bmc.get(SEED_BUS, PATH, IFACE, "Epoch");
+    v.trim_start_matches("t ").parse().expect("epoch")
+}
+
+/// kill -9 of the initiator (and, every other round, of a member too) at a different moment
+/// of each initialization; after restarts every member ends in the old state (no group, no
+/// share) or the new one (the same epoch, its share sealed), never a mix.
+#[test]
+fn kill_9_during_initialization_leaves_the_old_or_the_new_state_everywhere() {
+    let mut rig = paired_mesh();
+    let mut committed = false;
+    for (round, delay_ms) in [0u64, 15, 40, 80, 150, 300].into_iter().enumerate() {
+        if committed {
+            break;
+        }
+        initialize(rig.bmc("bmc-a"), "2").expect("Initialize(2)");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        rig.bmc_mut("bmc-a").kill9();
+        let member = if round % 2 == 1 { Some("bmc-c") } else { None };
+        if let Some(m) = member {
+            rig.bmc_mut(m).kill9();
+        }
+        rig.bmc_mut("bmc-a").start_daemon();
+        if let Some(m) = member {
+            rig.bmc_mut(m).start_daemon();
+        }
+        // Settled: every member Uninitialized, or every member in the group of one epoch;
+        // and still so a moment later (nothing in flight changes it).
+        let settled = |rig: &Rig| -> Option<bool> {
+            let states: Vec<String> = NAMES.iter().map(|n| state(rig.bmc(n))).collect();
+            if states.iter().all(|s| s == "Uninitialized") {
+                return Some(false);
+            }
+            let epochs: Vec<u64> = NAMES.iter().map(|n| epoch(rig.bmc(n))).collect();
+            (states.iter().all(|s| s == "Unlocked") && epochs.iter().all(|e| *e == epochs[0]))
+                .then_some(true)
+        };
+        let outcome = wait_for(
+            LIMIT,
+            &format!("round {round}: the members to agree"),
+            || settled(&rig),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            settled(&rig),
+            Some(outcome),
+            "round {round}: changed after settling"
+        );
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms{}: {}",
+            member.map(|m| format!(" (and {m})")).unwrap_or_default(),
+            if outcome { "committed" } else { "rolled back" }
+        );
+        for name in NAMES {
+            let sealed = sealed_epochs(rig.bmc(name));
+            if outcome {
+                assert_eq!(sealed, vec![epoch(rig.bmc(name))], "{name}: round {round}");
+            } else {
+                assert!(
+                    sealed.is_empty(),
+                    "{name}: round {round}: {sealed:?} left behind"
+                );
+            }
+        }
+        committed = outcome;
+    }
+    // The keys agree wherever the group exists.
+    if committed {
+        let storage = key(rig.bmc("bmc-a"), "storage");
+        assert!(storage.is_some());
+        for name in NAMES {
+            assert_eq!(key(rig.bmc(name), "storage"), storage, "{name}");
+        }
+    }
+}
+
+#[test]
+fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_share() {
+    let mut rig = paired_mesh();
+    for name in NAMES {
         assert_eq!(state(rig.bmc(name)), "Uninitialized");
     }
 
