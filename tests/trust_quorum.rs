@@ -94,6 +94,12 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Starts the three BMCs with the quorum configured and pairs each with every other.
 fn paired_mesh() -> Rig {
+    paired_mesh_with(|_, _| {})
+}
+
+/// [`paired_mesh`], with `prepare` applied to each BMC (and the rig's root) before its
+/// daemons start.
+fn paired_mesh_with(prepare: impl Fn(&mut RigBmc, &Path)) -> Rig {
     let mut rig = Rig::start(
         &NAMES,
         Options {
@@ -102,10 +108,12 @@ fn paired_mesh() -> Rig {
             ..Options::default()
         },
     );
+    let root = rig.root.path().to_path_buf();
     for name in NAMES {
         let bmc = rig.bmc_mut(name);
         let config = quorum_config(bmc, false);
         bmc.bmc.set_config("trust_quorum", config);
+        prepare(bmc, &root);
         bmc.start_daemon();
     }
     for name in NAMES {
@@ -348,4 +356,100 @@ fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_
         let log = bmc.bmc.log();
         assert!(!log.contains(&hex), "{name}: the key is not logged");
     }
+}
+
+/// The path of `peer`'s object on `bmc`.
+fn peer_path(bmc: &RigBmc, peer: &str) -> String {
+    bmc.bmc
+        .peer_paths()
+        .into_iter()
+        .find(|p| {
+            bmc.bmc
+                .get(SEED_BUS, p, bmc_test_support::PEER_IFACE, "Name")
+                == format!("s \"{peer}\"")
+        })
+        .expect("peer object")
+}
+
+fn reattest(bmc: &RigBmc, peer: &str) {
+    let path = peer_path(bmc, peer);
+    let out = bmc.bmc.busctl(&[
+        "call",
+        SEED_BUS,
+        &path,
+        bmc_test_support::PEER_IFACE,
+        "Reattest",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// C is quarantined by A and B (its measured os-release changed; they enforce it): after a
+/// restart it asks both for shares and gets none, so it stays locked while they stay
+/// unlocked. Once its measurement is right again and A re-attests it, A's share unlocks it.
+#[test]
+fn a_quarantined_member_gets_no_share() {
+    // os-release (measurement index 2) is the same on every rig BMC: A and B enforce it.
+    let os_release = b"ID=openbmc\n";
+    let digest =
+        bmc_pairing_core::hex::hex_encode(&<sha2::Sha256 as sha2::Digest>::digest(os_release));
+    let mut rig = paired_mesh_with(|bmc, root| {
+        if bmc.name() == "bmc-c" {
+            return;
+        }
+        let reference = root.join("reference.json");
+        fs::write(
+            &reference,
+            format!(r#"{{"version": 1, "measurements": {{"2": "{digest}"}}}}"#),
+        )
+        .unwrap();
+        bmc.bmc
+            .set_attestation_config("measurement_policy", json!("enforce"));
+        bmc.bmc
+            .set_attestation_config("reference_values", json!(reference));
+    });
+    initialize(rig.bmc("bmc-a"), "2").expect("Initialize(2)");
+    for name in NAMES {
+        wait_state(rig.bmc(name), "Unlocked");
+    }
+    let storage = key(rig.bmc("bmc-a"), "storage").expect("key");
+
+    // C's os-release changes; A and B re-attest it and quarantine it.
+    let os_file = rig.bmc("bmc-c").bmc.measured_files().remove(1);
+    fs::write(&os_file, b"ID=something-else\n").unwrap();
+    for name in ["bmc-a", "bmc-b"] {
+        reattest(rig.bmc(name), "bmc-c");
+        assert!(
+            rig.bmc(name)
+                .peer_prop("bmc-c", "AttestationOutcome")
+                .unwrap()
+                .ends_with(".Rejected\""),
+            "{name} quarantined C"
+        );
+    }
+    // C restarts (its tmpfs gone) and asks: no share from anyone.
+    {
+        let c = rig.bmc_mut("bmc-c");
+        c.kill9();
+        let _ = fs::remove_dir_all(c.bmc.dir.join("run"));
+        c.start_daemon();
+    }
+    let c = rig.bmc("bmc-c");
+    wait_state(c, "Locked");
+    wait_for(LIMIT, "C to log that it stays locked", || {
+        c.bmc
+            .log()
+            .contains("stays locked: 1 of 2 shares")
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(state(c), "Locked");
+    assert_eq!(key(c, "storage"), None);
+    assert_eq!(state(rig.bmc("bmc-a")), "Unlocked");
+    assert_eq!(state(rig.bmc("bmc-b")), "Unlocked");
+
+    // Its measurement is right again and A re-attests it: A's share unlocks it.
+    fs::write(&os_file, os_release).unwrap();
+    reattest(rig.bmc("bmc-a"), "bmc-c");
+    wait_state(rig.bmc("bmc-c"), "Unlocked");
+    assert_eq!(key(rig.bmc("bmc-c"), "storage"), Some(storage));
 }
