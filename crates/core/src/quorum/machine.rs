@@ -382,6 +382,19 @@ impl Quorum {
                 self.state().as_str()
             )));
         }
+        let secret = Secret::random(rng);
+        self.start_group(threshold, peers, now, secret, rng)
+    }
+
+    /// Splits `secret` for a new epoch among us and the eligible `peers` and stages it.
+    fn start_group(
+        &mut self,
+        threshold: u32,
+        peers: &[PeerFacts],
+        now: u64,
+        secret: Secret,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<Action>, InitRefusal> {
         let mut members: BTreeSet<Fingerprint> = peers
             .iter()
             .filter(|p| {
@@ -411,7 +424,6 @@ impl Quorum {
             )));
         }
         let members: Vec<Fingerprint> = members.into_iter().collect();
-        let secret = Secret::random(rng);
         let (commitment, shares) = vss::split(&secret, k, n, rng)
             .map_err(|e| InitRefusal::InvalidArgument(e.to_string()))?;
         let epoch = self.record.last_epoch.saturating_add(1);
@@ -452,6 +464,34 @@ impl Quorum {
             awaiting,
         });
         Ok(actions)
+    }
+
+    /// `Reshare(threshold)`: the same secret, split anew for a new epoch among us and every
+    /// peer in `peers` that is admitted, attested (current) and connected. Needs the secret
+    /// (unlocked: `k` members of the old epoch took part in rebuilding it). Members of the old
+    /// group left out are told at the commit to destroy their old share; every member of
+    /// the new group destroys its old-epoch share then. A failure leaves the old group.
+    ///
+    /// # Errors
+    /// [`InitRefusal`]: not unlocked, or a change is in progress; as
+    /// [`Quorum::initialize`] for the members and the threshold.
+    pub fn reshare(
+        &mut self,
+        threshold: u32,
+        peers: &[PeerFacts],
+        now: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Vec<Action>, InitRefusal> {
+        if self.state() != State::Unlocked || self.record.staged.is_some() || self.run.is_some() {
+            return Err(InitRefusal::NotAllowed(format!(
+                "a reshare needs the secret and no change in progress; the trust quorum is {}",
+                self.state().as_str()
+            )));
+        }
+        let Some(secret) = self.secret.clone() else {
+            return Err(InitRefusal::NotAllowed("not unlocked".into()));
+        };
+        self.start_group(threshold, peers, now, secret, rng)
     }
 
     /// Sealing our share of `epoch` failed: the staged group is dropped (coordinator: the
@@ -576,7 +616,15 @@ impl Quorum {
             let Some(group) = self.record.staged.take() else {
                 return Vec::new();
             };
-            for m in group.others(&self.us) {
+            let old = self.record.committed.take();
+            // Every new member, and every member the reshare leaves out (it destroys its
+            // old share on this Commit).
+            let removed: Vec<Fingerprint> = old
+                .iter()
+                .flat_map(|o| o.others(&self.us).collect::<Vec<_>>())
+                .filter(|m| !group.members.contains(m))
+                .collect();
+            for m in group.others(&self.us).chain(removed) {
                 self.record.outbox.push(Owed {
                     to: m,
                     epoch,
@@ -586,8 +634,13 @@ impl Quorum {
             self.own = self.staged_share.take();
             self.record.committed = Some(group);
             self.secret = Some(run.secret);
-            self.contributors = Vec::new();
-            let mut actions = vec![
+            let mut actions = Vec::new();
+            if let Some(old) = old {
+                actions.push(Action::DestroyShare { epoch: old.epoch });
+            } else {
+                self.contributors = Vec::new();
+            }
+            actions.extend([
                 Action::Persist,
                 Action::InitializationEnded {
                     epoch,
@@ -595,7 +648,7 @@ impl Quorum {
                 },
                 Action::Unlocked,
                 Action::Publish,
-            ];
+            ]);
             actions.extend(self.resend_owed());
             return actions;
         }
@@ -655,8 +708,14 @@ impl Quorum {
                 (Vec::new(), refuse(epoch, RefuseReason::State))
             };
         }
-        if self.record.committed.is_some() {
-            return (Vec::new(), refuse(epoch, RefuseReason::State));
+        if let Some(current) = &self.record.committed {
+            // A reshare: a higher epoch, from a member of our group, of the same secret.
+            let same_secret = current
+                .commitment()
+                .is_ok_and(|c| c.same_secret(&d.commitment));
+            if epoch <= current.epoch || !current.members.contains(&from) || !same_secret {
+                return (Vec::new(), refuse(epoch, RefuseReason::State));
+            }
         }
         let index_ok = d
             .members
@@ -711,8 +770,13 @@ impl Quorum {
             Some(g) if g.epoch == epoch && g.coordinator == from => {
                 let epoch = g.epoch;
                 self.own = self.staged_share.take();
-                self.record.committed = Some(g);
+                let old = self.record.committed.replace(g);
+                self.received.clear();
                 let mut actions = vec![Action::Persist, Action::Publish];
+                // A reshare: the old epoch's share is destroyed once the new one is in force.
+                if let Some(old) = old {
+                    actions.push(Action::DestroyShare { epoch: old.epoch });
+                }
                 if self.own.is_some() {
                     actions.extend(self.start_unlock());
                 } else {
@@ -723,6 +787,27 @@ impl Quorum {
             }
             other => {
                 self.record.staged = other;
+                // Removed from the group by a reshare: our share of the old epoch goes.
+                if let Some(g) = &self.record.committed
+                    && epoch > g.epoch
+                    && g.members.contains(&from)
+                    && self.record.staged.is_none()
+                {
+                    let old = g.epoch;
+                    self.record.committed = None;
+                    self.own = None;
+                    self.secret = None;
+                    self.contributors.clear();
+                    self.record.last_epoch = self.record.last_epoch.max(epoch);
+                    return (
+                        vec![
+                            Action::DestroyShare { epoch: old },
+                            Action::Persist,
+                            Action::Publish,
+                        ],
+                        ack,
+                    );
+                }
                 (Vec::new(), refuse(epoch, RefuseReason::WrongEpoch))
             }
         }

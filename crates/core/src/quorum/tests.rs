@@ -170,6 +170,25 @@ impl Net {
         Ok(())
     }
 
+    fn reshare(&mut self, who: Fingerprint, k: u32) -> Result<(), InitRefusal> {
+        let peers = self.peers_of(who);
+        let mut rng = TestRng::new(11);
+        let actions = self.node(who).q.reshare(k, &peers, NOW, &mut rng)?;
+        self.run(who, actions);
+        Ok(())
+    }
+
+    fn set_facts(
+        &mut self,
+        observer: Fingerprint,
+        subject: Fingerprint,
+        edit: impl Fn(&mut PeerFacts),
+    ) {
+        let mut f = self.facts(observer, subject);
+        edit(&mut f);
+        self.facts.insert((observer, subject), f);
+    }
+
     /// Kills `who` (memory lost) and starts it again from what it persisted and sealed.
     fn restart(&mut self, who: Fingerprint) {
         let node = self.node(who);
@@ -415,6 +434,123 @@ fn a_delivery_that_does_not_match_its_commitment_is_refused() {
         assert_eq!(net.state(fp(i)), State::Uninitialized, "member {i}");
         assert!(net.nodes[&fp(i)].sealed.is_empty());
     }
+}
+
+#[test]
+fn a_reshare_adds_a_member_then_removes_one_and_the_removed_one_cannot_contribute() {
+    let mut net = Net::new(4);
+    // D is not connected to A yet: a group of three.
+    net.set_facts(fp(1), fp(4), |f| f.connected = false);
+    net.initialize(fp(1), 2).unwrap();
+    net.settle();
+    assert_eq!(net.nodes[&fp(1)].q.members(), vec![fp(1), fp(2), fp(3)]);
+    assert_eq!(net.state(fp(4)), State::Uninitialized);
+    let secret = *net.nodes[&fp(1)].q.secret().unwrap().to_bytes();
+    // Only an unlocked member reshares.
+    assert!(matches!(
+        net.reshare(fp(4), 2),
+        Err(InitRefusal::NotAllowed(_))
+    ));
+
+    // D joins: the same secret, reshared to four for epoch 2; every epoch-1 share is gone.
+    net.set_facts(fp(1), fp(4), |f| f.connected = true);
+    net.reshare(fp(1), 3).unwrap();
+    net.settle();
+    for i in 1..=4 {
+        let node = &net.nodes[&fp(i)];
+        assert_eq!(node.q.epoch(), 2, "member {i}");
+        assert_eq!(node.q.threshold(), 3);
+        assert_eq!(node.q.members(), vec![fp(1), fp(2), fp(3), fp(4)]);
+        assert_eq!(
+            node.sealed.keys().copied().collect::<Vec<_>>(),
+            vec![2],
+            "member {i}"
+        );
+        assert_eq!(node.q.state(), State::Unlocked, "member {i}");
+        assert_eq!(*node.q.secret().unwrap().to_bytes(), secret, "member {i}");
+    }
+
+    // C leaves (A no longer counts it): epoch 3 among A, B, D; C is told and destroys its share.
+    net.set_facts(fp(1), fp(3), |f| f.connected = false);
+    net.reshare(fp(1), 2).unwrap();
+    net.settle();
+    for i in [1, 2, 4] {
+        let node = &net.nodes[&fp(i)];
+        assert_eq!(node.q.epoch(), 3, "member {i}");
+        assert_eq!(node.q.members(), vec![fp(1), fp(2), fp(4)]);
+        assert_eq!(
+            node.sealed.keys().copied().collect::<Vec<_>>(),
+            vec![3],
+            "member {i}"
+        );
+        assert_eq!(*node.q.secret().unwrap().to_bytes(), secret, "member {i}");
+    }
+    assert_eq!(net.state(fp(3)), State::Uninitialized);
+    assert!(net.nodes[&fp(3)].sealed.is_empty());
+    assert!(net.nodes[&fp(1)].persisted.outbox.is_empty());
+
+    // Even with its old share, C cannot help: its epoch is refused, and it is no member.
+    for epoch in [2, 3] {
+        let facts = net.facts(fp(2), fp(3));
+        let (_, answer) =
+            net.node(fp(2))
+                .q
+                .received(fp(3), Some(&facts), Message::Request { epoch }, NOW);
+        assert!(
+            matches!(answer, Message::Refuse { .. }),
+            "epoch {epoch}: {answer:?}"
+        );
+    }
+    for i in 1..=4 {
+        net.down(fp(i));
+    }
+    net.restart(fp(1));
+    net.restart(fp(3));
+    net.settle();
+    assert_eq!(net.state(fp(1)), State::Locked, "C's answer is no share");
+    net.restart(fp(4));
+    let again = net.node(fp(1)).q.start_unlock();
+    net.run(fp(1), again);
+    net.settle();
+    assert_eq!(net.state(fp(1)), State::Unlocked);
+    assert_eq!(*net.nodes[&fp(1)].q.secret().unwrap().to_bytes(), secret);
+}
+
+#[test]
+fn a_reshare_that_a_new_member_refuses_leaves_the_old_group_everywhere() {
+    let mut net = initialized_2_of_3();
+    let secret = *net.nodes[&fp(1)].q.secret().unwrap().to_bytes();
+    net.down(fp(3));
+    net.reshare(fp(1), 2).unwrap();
+    net.settle();
+    for i in 1..=2 {
+        let node = &net.nodes[&fp(i)];
+        assert_eq!(node.q.epoch(), 1, "member {i}");
+        assert_eq!(
+            node.sealed.keys().copied().collect::<Vec<_>>(),
+            vec![1],
+            "member {i}"
+        );
+        assert!(node.persisted.staged.is_none());
+    }
+    assert_eq!(*net.nodes[&fp(1)].q.secret().unwrap().to_bytes(), secret);
+    // A delivery of another secret under a higher epoch is refused by a member.
+    let mut rng = TestRng::new(99);
+    let other = super::vss::Secret::random(&mut rng);
+    let (commitment, shares) = super::vss::split(&other, 2, 3, &mut rng).unwrap();
+    let d = super::wire::Delivery {
+        epoch: 9,
+        members: vec![fp(1), fp(2), fp(3)],
+        share: shares[1].clone(),
+        commitment,
+    };
+    let facts = net.facts(fp(2), fp(1));
+    let (actions, answer) =
+        net.node(fp(2))
+            .q
+            .received(fp(1), Some(&facts), Message::Deliver(Box::new(d)), NOW);
+    assert!(actions.is_empty());
+    assert!(matches!(answer, Message::Refuse { .. }));
 }
 
 /// Where the coordinator crashes: after this many message exchanges.

@@ -152,6 +152,11 @@ impl Commitment {
         ProjectivePoint::GENERATOR * share.value == self.expected(x)
     }
 
+    /// True if both commit to the same secret (`C_0` equal): a reshare keeps the secret.
+    pub fn same_secret(&self, other: &Commitment) -> bool {
+        self.0.first().is_some() && self.0.first() == other.0.first()
+    }
+
     /// Compressed SEC1 points, concatenated (`POINT_LEN` bytes each).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.0.len() * POINT_LEN);
