@@ -154,7 +154,7 @@ impl Commitment {
 
     /// True if both commit to the same secret (`C_0` equal): a reshare keeps the secret.
     pub fn same_secret(&self, other: &Commitment) -> bool {
-        self.0.first().is_some() && self.0.first() == other.0.first()
+        !self.0.is_empty() && self.0.first() == other.0.first()
     }
 
     /// Compressed SEC1 points, concatenated (`POINT_LEN` bytes each).
