@@ -51,6 +51,17 @@ impl TrustQuorum {
             })
     }
 
+    /// `Reshare(u threshold)`: on an unlocked member, the same secret split anew for a new
+    /// epoch among this BMC and its paired, attested, connected peers; old-epoch shares are
+    /// destroyed at the commit. Returns once started; the outcome shows in `Epoch`.
+    #[zbus(name = "Reshare")]
+    async fn reshare(&self, Threshold: u32) -> Result<(), Error> {
+        self.handle.reshare(Threshold).await.map_err(|r| match r {
+            InitRefusal::InvalidArgument(m) => Error::InvalidArgument(m),
+            InitRefusal::NotAllowed(m) => Error::NotAllowed(m),
+        })
+    }
+
     /// Uninitialized, Initializing, Locked or Unlocked, as an enum string.
     #[zbus(property(emits_changed_signal = "true"), name = "State")]
     async fn state(&self) -> String {
@@ -175,7 +186,9 @@ mod tests {
         };
         let (_server, client) = p2p::serve(TRUST_QUORUM_PATH, TrustQuorum::new(handle)).await;
         tokio::spawn(async move {
-            while let Some(QuorumCommand::Initialize { threshold, reply }) = rx.recv().await {
+            while let Some(cmd) = rx.recv().await {
+                let (QuorumCommand::Initialize { threshold, reply }
+                | QuorumCommand::Reshare { threshold, reply }) = cmd;
                 let _ = reply.send(match threshold {
                     1 => Err(InitRefusal::InvalidArgument("threshold 1".into())),
                     9 => Err(InitRefusal::NotAllowed("initialized".into())),
@@ -183,24 +196,26 @@ mod tests {
                 });
             }
         });
-        let call = |k: u32| {
+        let call = |method: &'static str, k: u32| {
             let client = client.clone();
             async move {
-                p2p::call(&client, TRUST_QUORUM_PATH, INTERFACE, "Initialize", &(k,))
+                p2p::call(&client, TRUST_QUORUM_PATH, INTERFACE, method, &(k,))
                     .await
                     .map(|_| ())
                     .map_err(|(name, _)| name)
             }
         };
-        assert_eq!(call(2).await, Ok(()));
-        assert_eq!(
-            call(1).await,
-            Err("xyz.openbmc_project.Common.Error.InvalidArgument".to_owned())
-        );
-        assert_eq!(
-            call(9).await,
-            Err("xyz.openbmc_project.Common.Error.NotAllowed".to_owned())
-        );
+        for method in ["Initialize", "Reshare"] {
+            assert_eq!(call(method, 2).await, Ok(()));
+            assert_eq!(
+                call(method, 1).await,
+                Err("xyz.openbmc_project.Common.Error.InvalidArgument".to_owned())
+            );
+            assert_eq!(
+                call(method, 9).await,
+                Err("xyz.openbmc_project.Common.Error.NotAllowed".to_owned())
+            );
+        }
         assert_eq!(
             p2p::get::<String>(&client, TRUST_QUORUM_PATH, INTERFACE, "State").await,
             "xyz.openbmc_project.BmcPairing.TrustQuorum.QuorumState.Locked"

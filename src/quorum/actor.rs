@@ -82,6 +82,13 @@ pub enum QuorumCommand {
         /// Started, or why nothing changed.
         reply: oneshot::Sender<Result<(), InitRefusal>>,
     },
+    /// `Reshare(threshold)`.
+    Reshare {
+        /// `k` of the new epoch.
+        threshold: u32,
+        /// Started, or why nothing changed.
+        reply: oneshot::Sender<Result<(), InitRefusal>>,
+    },
 }
 
 /// How D-Bus reaches the quorum actor.
@@ -99,12 +106,28 @@ impl QuorumHandle {
     /// # Errors
     /// The refusal; `NotAllowed` if the actor is not running.
     pub async fn initialize(&self, threshold: u32) -> Result<(), InitRefusal> {
-        let gone = || InitRefusal::NotAllowed("the trust-quorum service is not running".into());
         let (reply, answer) = oneshot::channel();
-        self.commands
-            .send(QuorumCommand::Initialize { threshold, reply })
+        self.ask(QuorumCommand::Initialize { threshold, reply }, answer)
             .await
-            .map_err(|_| gone())?;
+    }
+
+    /// `Reshare(threshold)`: waits until the reshare started (or was refused).
+    ///
+    /// # Errors
+    /// As [`QuorumHandle::initialize`].
+    pub async fn reshare(&self, threshold: u32) -> Result<(), InitRefusal> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(QuorumCommand::Reshare { threshold, reply }, answer)
+            .await
+    }
+
+    async fn ask(
+        &self,
+        command: QuorumCommand,
+        answer: oneshot::Receiver<Result<(), InitRefusal>>,
+    ) -> Result<(), InitRefusal> {
+        let gone = || InitRefusal::NotAllowed("the trust-quorum service is not running".into());
+        self.commands.send(command).await.map_err(|_| gone())?;
         tokio::time::timeout(Duration::from_secs(30), answer)
             .await
             .map_err(|_| gone())?
@@ -302,7 +325,11 @@ impl<X: Exchange> QuorumActor<X> {
     }
 
     async fn command(&mut self, cmd: QuorumCommand) {
-        let QuorumCommand::Initialize { threshold, reply } = cmd;
+        let (threshold, reply, reshare) = match cmd {
+            QuorumCommand::Initialize { threshold, reply } => (threshold, reply, false),
+            QuorumCommand::Reshare { threshold, reply } => (threshold, reply, true),
+        };
+        let what = if reshare { "Reshare" } else { "Initialize" };
         let Some(core) = self.core.as_mut() else {
             let why = if self.vault.is_none() {
                 "the trust quorum needs the TPM key backend"
@@ -316,14 +343,19 @@ impl<X: Exchange> QuorumActor<X> {
             .into_iter()
             .map(|(f, _, _)| f)
             .collect();
-        match core.initialize(threshold, &peers, unix_now(), &mut OsRng) {
+        let started = if reshare {
+            core.reshare(threshold, &peers, unix_now(), &mut OsRng)
+        } else {
+            core.initialize(threshold, &peers, unix_now(), &mut OsRng)
+        };
+        match started {
             Ok(actions) => {
-                tracing::info!(threshold, "trust-quorum initialization started");
+                tracing::info!(threshold, "trust-quorum {what} started");
                 let _ = reply.send(Ok(()));
                 self.execute(actions).await;
             }
             Err(refusal) => {
-                tracing::info!(threshold, reason = %refusal, "Initialize refused");
+                tracing::info!(threshold, reason = %refusal, "{what} refused");
                 let _ = reply.send(Err(refusal));
             }
         }
