@@ -453,3 +453,145 @@ fn a_quarantined_member_gets_no_share() {
     wait_state(rig.bmc("bmc-c"), "Unlocked");
     assert_eq!(key(rig.bmc("bmc-c"), "storage"), Some(storage));
 }
+
+fn unpair(bmc: &RigBmc, peer: &str) {
+    let path = peer_path(bmc, peer);
+    let out = bmc.bmc.busctl(&[
+        "call",
+        SEED_BUS,
+        &path,
+        bmc_test_support::PEER_IFACE,
+        "Unpair",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn reshare(bmc: &RigBmc, threshold: &str) -> Result<(), String> {
+    let out = bmc
+        .bmc
+        .busctl(&["call", SEED_BUS, PATH, IFACE, "Reshare", "u", threshold]);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+fn wait_epoch(bmc: &RigBmc, want: u64) {
+    wait_for(LIMIT, &format!("{} at epoch {want}", bmc.name()), || {
+        (epoch(bmc) == want && state(bmc) == "Unlocked").then_some(())
+    });
+}
+
+/// Four BMCs: a 2-of-3 group of A, B, C; D is paired and the group reshared to four (epoch
+/// 2, same secret, epoch-1 shares gone); C is unpaired everywhere and the group reshared to
+/// A, B, D (epoch 3). After every daemon restarts, A with only C beside it stays locked (C's
+/// epoch-2 share is worth nothing and C is no longer accepted), and unlocks once D is back.
+#[test]
+fn four_bmcs_add_a_member_then_remove_one_which_can_no_longer_contribute() {
+    const FOUR: [&str; 4] = ["bmc-a", "bmc-b", "bmc-c", "bmc-d"];
+    let mut rig = Rig::start(
+        &FOUR,
+        Options {
+            topology: Topology::Switch,
+            start_daemons: false,
+            ..Options::default()
+        },
+    );
+    for name in FOUR {
+        let bmc = rig.bmc_mut(name);
+        let config = quorum_config(bmc, false);
+        bmc.bmc.set_config("trust_quorum", config);
+        bmc.start_daemon();
+    }
+    for name in FOUR {
+        let bmc = rig.bmc(name);
+        for other in FOUR.iter().filter(|o| **o != name) {
+            bmc.wait_lldp_neighbour(other, LIMIT);
+        }
+        bmc.bmc.provision("self").expect("self");
+    }
+    let mesh = |rig: &Rig, among: &[&str]| {
+        for x in among {
+            for y in among.iter().filter(|y| *y != x) {
+                provision_until_accepted(rig.bmc(x), y, LIMIT);
+            }
+        }
+        for x in among {
+            for y in among.iter().filter(|y| *y != x) {
+                rig.bmc(x).wait_peer_state(y, "Connected", LIMIT);
+            }
+        }
+    };
+    mesh(&rig, &["bmc-a", "bmc-b", "bmc-c"]);
+    initialize(rig.bmc("bmc-a"), "2").expect("Initialize(2)");
+    for name in ["bmc-a", "bmc-b", "bmc-c"] {
+        wait_epoch(rig.bmc(name), 1);
+    }
+    assert_eq!(state(rig.bmc("bmc-d")), "Uninitialized");
+    let storage = key(rig.bmc("bmc-a"), "storage").expect("key");
+
+    // D joins.
+    mesh(&rig, &FOUR);
+    reshare(rig.bmc("bmc-a"), "2").expect("Reshare(2)");
+    for name in FOUR {
+        let bmc = rig.bmc(name);
+        wait_epoch(bmc, 2);
+        assert!(
+            bmc.bmc
+                .get(SEED_BUS, PATH, IFACE, "Members")
+                .starts_with("as 4 ")
+        );
+        wait_for(LIMIT, &format!("{name}: only the epoch-2 share"), || {
+            (sealed_epochs(bmc) == vec![2]).then_some(())
+        });
+    }
+    assert_eq!(key(rig.bmc("bmc-d"), "storage").as_ref(), Some(&storage));
+
+    // C leaves: unpaired on the others, then the group is reshared without it.
+    for name in ["bmc-a", "bmc-b", "bmc-d"] {
+        unpair(rig.bmc(name), "bmc-c");
+    }
+    reshare(rig.bmc("bmc-a"), "2").expect("Reshare(2) without C");
+    for name in ["bmc-a", "bmc-b", "bmc-d"] {
+        let bmc = rig.bmc(name);
+        wait_epoch(bmc, 3);
+        assert!(
+            bmc.bmc
+                .get(SEED_BUS, PATH, IFACE, "Members")
+                .starts_with("as 3 ")
+        );
+        wait_for(LIMIT, &format!("{name}: only the epoch-3 share"), || {
+            (sealed_epochs(bmc) == vec![3]).then_some(())
+        });
+    }
+
+    // Every daemon restarts; A has only C beside it: locked.
+    for name in FOUR {
+        let bmc = rig.bmc_mut(name);
+        bmc.kill9();
+        let _ = fs::remove_dir_all(bmc.bmc.dir.join("run"));
+    }
+    rig.bmc_mut("bmc-a").start_daemon();
+    rig.bmc_mut("bmc-c").start_daemon();
+    let a = rig.bmc("bmc-a");
+    wait_state(a, "Locked");
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(state(a), "Locked", "C cannot help A");
+    assert_eq!(state(rig.bmc("bmc-c")), "Locked", "nobody helps C");
+    assert_eq!(key(rig.bmc("bmc-c"), "storage"), None);
+
+    // D back: A unlocks with D's share.
+    rig.bmc_mut("bmc-d").start_daemon();
+    wait_state(rig.bmc("bmc-a"), "Unlocked");
+    assert_eq!(key(rig.bmc("bmc-a"), "storage").as_ref(), Some(&storage));
+    let contributors = rig
+        .bmc("bmc-a")
+        .bmc
+        .get(SEED_BUS, PATH, IFACE, "LastUnlockContributors");
+    let fd = fingerprint_of(&rig, "bmc-d", "bmc-a");
+    assert!(
+        contributors.ends_with(&format!("\"{fd}\"")),
+        "{contributors}"
+    );
+}
