@@ -613,3 +613,69 @@ proptest! {
         }
     }
 }
+
+/// A reshare of a 2-of-3 group to four members (epoch 2) whose coordinator is killed after
+/// `crash_after` exchanges, then everyone restarts and owed decisions are delivered.
+fn reshare_crash_and_recover(crash_after: usize) -> Net {
+    let mut net = Net::new(4);
+    net.set_facts(fp(1), fp(4), |f| f.connected = false);
+    net.initialize(fp(1), 2).unwrap();
+    net.settle();
+    net.set_facts(fp(1), fp(4), |f| f.connected = true);
+    net.reshare(fp(1), 3).unwrap();
+    for _ in 0..crash_after {
+        if !net.step() {
+            break;
+        }
+    }
+    net.down(fp(1));
+    net.queue.retain(|(from, _, _)| *from != fp(1));
+    net.settle();
+    for i in 1..=4 {
+        net.down(fp(i));
+    }
+    for i in 1..=4 {
+        net.restart(fp(i));
+    }
+    net.settle();
+    let owed = net.node(fp(1)).q.resend_owed();
+    net.run(fp(1), owed);
+    net.settle();
+    for i in 1..=4 {
+        let again = net.node(fp(i)).q.start_unlock();
+        net.run(fp(i), again);
+    }
+    net.settle();
+    net
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn a_crash_during_a_reshare_leaves_the_old_epoch_or_the_new_one_never_a_mix(crash_after in 0usize..14) {
+        let net = reshare_crash_and_recover(crash_after);
+        let epochs: Vec<u64> = (1..=4).map(|i| net.nodes[&fp(i)].q.epoch()).collect();
+        for i in 1..=4 {
+            prop_assert!(net.nodes[&fp(i)].persisted.staged.is_none(), "member {i} left staged");
+        }
+        if epochs[0] == 2 {
+            for i in 1..=4 {
+                let node = &net.nodes[&fp(i)];
+                prop_assert_eq!(node.q.epoch(), 2);
+                prop_assert_eq!(node.sealed.keys().copied().collect::<Vec<_>>(), vec![2]);
+                prop_assert_eq!(node.q.state(), State::Unlocked);
+            }
+        } else {
+            prop_assert_eq!(epochs[0], 1);
+            for i in 1..=3 {
+                let node = &net.nodes[&fp(i)];
+                prop_assert_eq!(node.q.epoch(), 1, "member {}", i);
+                prop_assert_eq!(node.sealed.keys().copied().collect::<Vec<_>>(), vec![1]);
+                prop_assert_eq!(node.q.state(), State::Unlocked);
+            }
+            prop_assert_eq!(net.state(fp(4)), State::Uninitialized);
+            prop_assert!(net.nodes[&fp(4)].sealed.is_empty());
+        }
+    }
+}
