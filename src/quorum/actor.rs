@@ -302,12 +302,25 @@ impl<X: Exchange> QuorumActor<X> {
         }
     }
 
-    /// Restores the core once our identity is known (and the quorum is on).
+    /// Restores the core once our identity is known (and the quorum is on); drops it (and
+    /// the secret with it) when the identity goes or changes (a factory reset erases the
+    /// quorum's files with the identity).
     async fn start_if_identified(&mut self) {
-        if self.core.is_some() || self.vault.is_none() {
+        if self.vault.is_none() {
             return;
         }
-        let Some(us) = our_fingerprint(&self.pairing.snapshot.borrow()) else {
+        let us = our_fingerprint(&self.pairing.snapshot.borrow());
+        if let Some(core) = &self.core {
+            if Some(core.us()) == us {
+                return;
+            }
+            tracing::warn!(
+                "our identity is gone or changed: the trust quorum leaves memory (and is read again from disk for the identity that comes)"
+            );
+            self.core = None;
+            self.view.send_replace(QuorumView::default());
+        }
+        let Some(us) = us else {
             return;
         };
         let (core, actions) = Quorum::restore(

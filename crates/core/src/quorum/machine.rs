@@ -304,6 +304,11 @@ impl Quorum {
         (q, actions)
     }
 
+    /// The member this state belongs to.
+    pub fn us(&self) -> Fingerprint {
+        self.us
+    }
+
     /// The persisted form.
     pub fn persisted(&self) -> Persisted {
         let mut p = self.record.clone();
