@@ -230,8 +230,12 @@ fn facts_of(s: &Snapshot) -> Vec<(PeerFacts, SocketAddr, PeerId)> {
         .collect()
 }
 
-fn unix_now() -> u64 {
-    clock::unix_secs(SystemTime::now())
+/// Now, for attestation ages: never before the build time nor before the latest
+/// attestation of any peer (those were recorded on the pairing actor's floored clock). A
+/// clock at 1970 would otherwise make every attestation look current.
+fn unix_now(s: &Snapshot) -> u64 {
+    let latest = s.peers.values().map(|v| v.attested_at).max().unwrap_or(0);
+    clock::unix_secs(clock::floored_now(latest))
 }
 
 impl<X: Exchange> QuorumActor<X> {
@@ -352,14 +356,16 @@ impl<X: Exchange> QuorumActor<X> {
             let _ = reply.send(Err(InitRefusal::NotAllowed(why.into())));
             return;
         };
-        let peers: Vec<PeerFacts> = facts_of(&self.pairing.snapshot.borrow())
-            .into_iter()
-            .map(|(f, _, _)| f)
-            .collect();
+        let (peers, now) = {
+            let snapshot = self.pairing.snapshot.borrow();
+            let peers: Vec<PeerFacts> =
+                facts_of(&snapshot).into_iter().map(|(f, _, _)| f).collect();
+            (peers, unix_now(&snapshot))
+        };
         let started = if reshare {
-            core.reshare(threshold, &peers, unix_now(), &mut OsRng)
+            core.reshare(threshold, &peers, now, &mut OsRng)
         } else {
-            core.initialize(threshold, &peers, unix_now(), &mut OsRng)
+            core.initialize(threshold, &peers, now, &mut OsRng)
         };
         match started {
             Ok(actions) => {
@@ -396,11 +402,15 @@ impl<X: Exchange> QuorumActor<X> {
             });
             return;
         };
-        let facts = facts_of(&self.pairing.snapshot.borrow())
-            .into_iter()
-            .map(|(f, _, _)| f)
-            .find(|f| f.fingerprint == from);
-        let (actions, mut answer) = core.received(from, facts.as_ref(), message, unix_now());
+        let (facts, now) = {
+            let snapshot = self.pairing.snapshot.borrow();
+            let facts = facts_of(&snapshot)
+                .into_iter()
+                .map(|(f, _, _)| f)
+                .find(|f| f.fingerprint == from);
+            (facts, unix_now(&snapshot))
+        };
+        let (actions, mut answer) = core.received(from, facts.as_ref(), message, now);
         if let Message::Refuse { reason, .. } = &answer {
             tracing::info!(peer = %from, ?reason, "trust-quorum request refused");
         }
