@@ -722,6 +722,10 @@ impl Quorum {
                 return (Vec::new(), refuse(epoch, RefuseReason::State));
             }
         }
+        if epoch <= self.record.last_epoch {
+            // An epoch already used or aborted here.
+            return (Vec::new(), refuse(epoch, RefuseReason::WrongEpoch));
+        }
         let index_ok = d
             .members
             .get(usize::from(d.share.index()).wrapping_sub(1))
@@ -844,7 +848,12 @@ impl Quorum {
             {
                 (Vec::new(), refuse(epoch, RefuseReason::State))
             }
-            // Nothing of that initialization is here.
+            // Nothing of that initialization is here; its epoch is spent, so a delivery of it
+            // still in flight (the coordinator died while sending it) is refused later.
+            _ if epoch > self.record.last_epoch => {
+                self.record.last_epoch = epoch;
+                (vec![Action::Persist], ack)
+            }
             _ => (Vec::new(), ack),
         }
     }

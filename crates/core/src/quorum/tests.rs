@@ -553,6 +553,44 @@ fn a_reshare_that_a_new_member_refuses_leaves_the_old_group_everywhere() {
     assert!(matches!(answer, Message::Refuse { .. }));
 }
 
+#[test]
+fn a_delivery_that_arrives_after_its_abort_is_refused() {
+    let mut net = Net::new(3);
+    net.initialize(fp(1), 2).unwrap();
+    // The coordinator dies with its deliveries in flight; it restarts and aborts first.
+    let in_flight: Vec<_> = net.queue.drain(..).collect();
+    net.restart(fp(1));
+    net.settle();
+    assert!(
+        net.nodes[&fp(1)].persisted.outbox.is_empty(),
+        "every abort acknowledged"
+    );
+    // Now the old deliveries land: refused, nothing staged.
+    for (from, to, message) in in_flight {
+        let facts = net.facts(to, from);
+        let (actions, answer) = net.node(to).q.received(from, Some(&facts), message, NOW);
+        assert!(actions.is_empty(), "{actions:?}");
+        assert!(
+            matches!(
+                answer,
+                Message::Refuse {
+                    reason: RefuseReason::WrongEpoch,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        assert_eq!(net.state(to), State::Uninitialized);
+    }
+    // A new initialization takes the next epoch and succeeds.
+    net.initialize(fp(1), 2).unwrap();
+    net.settle();
+    for i in 1..=3 {
+        assert_eq!(net.state(fp(i)), State::Unlocked);
+        assert_eq!(net.nodes[&fp(i)].q.epoch(), 2);
+    }
+}
+
 /// Where the coordinator crashes: after this many message exchanges.
 fn crash_and_recover(crash_after: usize, member_down: Option<u8>) -> Net {
     let mut net = Net::new(3);
