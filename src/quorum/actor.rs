@@ -476,6 +476,20 @@ impl<X: Exchange> QuorumActor<X> {
                     };
                     todo.extend(core.share_loaded(epoch, share));
                 }
+                Action::PruneShares { keep } => {
+                    if let Some(vault) = &self.vault {
+                        match vault.prune(&keep) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::warn!(
+                                removed = n,
+                                "removed trust-quorum shares a crash left unrecorded"
+                            ),
+                            Err(e) => {
+                                tracing::error!(error = %ErrorChain(&e), "cannot prune trust-quorum shares")
+                            }
+                        }
+                    }
+                }
                 Action::DestroyShare { epoch } => {
                     if let Some(vault) = &self.vault
                         && let Err(e) = vault.destroy(epoch)

@@ -88,6 +88,34 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Removes every share file whose epoch is not in `keep`; returns how many.
+    ///
+    /// # Errors
+    /// [`VaultError::File`].
+    pub fn prune(&self, keep: &[u64]) -> Result<usize, VaultError> {
+        let mut removed = 0;
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(0);
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let epoch = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("share-"))
+                .and_then(|n| n.strip_suffix(".sealed"))
+                .and_then(|n| n.parse::<u64>().ok());
+            if let Some(epoch) = epoch
+                && !keep.contains(&epoch)
+            {
+                self.destroy(epoch)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 fn share_path(dir: &Path, epoch: u64) -> PathBuf {
     dir.join(format!("share-{epoch}.sealed"))
 }

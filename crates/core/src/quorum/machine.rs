@@ -184,6 +184,12 @@ pub enum Action {
         /// The epoch.
         epoch: u64,
     },
+    /// Destroy every sealed share whose epoch is not in `keep`: at start-up, shares a crash
+    /// left behind between sealing and recording them.
+    PruneShares {
+        /// The epochs the state refers to.
+        keep: Vec<u64>,
+    },
     /// Destroy the sealed share of `epoch`.
     DestroyShare {
         /// The epoch.
@@ -290,7 +296,14 @@ impl Quorum {
             contributors: Vec::new(),
             run: None,
         };
-        let mut actions = Vec::new();
+        // A share is sealed before the state records it: one that a crash left unrecorded
+        // is garbage.
+        let keep = [&q.record.committed, &q.record.staged]
+            .into_iter()
+            .flatten()
+            .map(|g| g.epoch)
+            .collect();
+        let mut actions = vec![Action::PruneShares { keep }];
         if let Some(staged) = q.record.staged.clone()
             && staged.coordinator == us
         {

@@ -106,6 +106,7 @@ impl Net {
                 Action::DestroyShare { epoch } => {
                     node.sealed.remove(&epoch);
                 }
+                Action::PruneShares { keep } => node.sealed.retain(|e, _| keep.contains(e)),
                 Action::LoadShare { epoch } => {
                     let share = node.sealed.get(&epoch).cloned();
                     let more = node.q.share_loaded(epoch, share);
@@ -551,6 +552,24 @@ fn a_reshare_that_a_new_member_refuses_leaves_the_old_group_everywhere() {
             .received(fp(1), Some(&facts), Message::Deliver(Box::new(d)), NOW);
     assert!(actions.is_empty());
     assert!(matches!(answer, Message::Refuse { .. }));
+}
+
+#[test]
+fn a_share_sealed_but_not_recorded_before_a_crash_is_pruned_at_restart() {
+    let mut net = Net::new(3);
+    let peers = net.peers_of(fp(1));
+    let actions = net
+        .node(fp(1))
+        .q
+        .initialize(2, &peers, NOW, &mut TestRng::new(3))
+        .unwrap();
+    // Only the first action (the seal) runs before kill -9.
+    assert!(matches!(actions[0], Action::SealShare { .. }));
+    net.run(fp(1), actions[..1].to_vec());
+    assert_eq!(net.nodes[&fp(1)].sealed.len(), 1);
+    net.restart(fp(1));
+    assert!(net.nodes[&fp(1)].sealed.is_empty());
+    assert_eq!(net.state(fp(1)), State::Uninitialized);
 }
 
 #[test]
