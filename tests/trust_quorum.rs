@@ -595,3 +595,74 @@ fn four_bmcs_add_a_member_then_remove_one_which_can_no_longer_contribute() {
         "{contributors}"
     );
 }
+
+/// kill -9 of the coordinator (and, every other round, of a member) at a different moment of
+/// each reshare of a 2-of-3 group (alternately to 3-of-3 and back to 2-of-3, the same three
+/// members): afterwards every member is at the old epoch with only its old share, or at the
+/// new epoch with only its new share, and all hold the same secret.
+#[test]
+fn kill_9_during_resharing_leaves_the_old_epoch_or_the_new_one_everywhere() {
+    let mut rig = paired_mesh();
+    initialize(rig.bmc("bmc-a"), "2").expect("Initialize(2)");
+    for name in NAMES {
+        wait_epoch(rig.bmc(name), 1);
+    }
+    let storage = key(rig.bmc("bmc-a"), "storage").expect("key");
+    let mut moved = 0;
+    for (round, delay_ms) in [0u64, 20, 50, 100, 200, 400].into_iter().enumerate() {
+        let before = epoch(rig.bmc("bmc-a"));
+        let threshold = if round % 2 == 0 { "3" } else { "2" };
+        reshare(rig.bmc("bmc-a"), threshold).expect("Reshare");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        rig.bmc_mut("bmc-a").kill9();
+        let member = (round % 2 == 1).then_some("bmc-b");
+        if let Some(m) = member {
+            rig.bmc_mut(m).kill9();
+        }
+        rig.bmc_mut("bmc-a").start_daemon();
+        if let Some(m) = member {
+            rig.bmc_mut(m).start_daemon();
+        }
+        let agreed = |rig: &Rig| -> Option<u64> {
+            let epochs: Vec<u64> = NAMES.iter().map(|n| epoch(rig.bmc(n))).collect();
+            let all_unlocked = NAMES.iter().all(|n| state(rig.bmc(n)) == "Unlocked");
+            let shares_match = NAMES
+                .iter()
+                .zip(&epochs)
+                .all(|(n, e)| sealed_epochs(rig.bmc(n)) == vec![*e]);
+            (all_unlocked && shares_match && epochs.iter().all(|e| *e == epochs[0]))
+                .then_some(epochs[0])
+        };
+        let after = wait_for(
+            LIMIT,
+            &format!("round {round}: the members to agree"),
+            || agreed(&rig),
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            agreed(&rig),
+            Some(after),
+            "round {round}: changed after settling"
+        );
+        // Aborted attempts spend epochs, so a committed one may be more than one ahead.
+        assert!(after >= before, "round {round}: epoch {before} -> {after}");
+        for name in NAMES {
+            assert_eq!(
+                key(rig.bmc(name), "storage").as_ref(),
+                Some(&storage),
+                "{name}"
+            );
+        }
+        eprintln!(
+            "round {round}: killed after {delay_ms} ms{}: epoch {before} -> {after}",
+            member.map(|m| format!(" (and {m})")).unwrap_or_default()
+        );
+        if after != before {
+            moved += 1;
+        }
+    }
+    assert!(
+        moved > 0,
+        "no reshare ever committed: the rounds tested only one side"
+    );
+}

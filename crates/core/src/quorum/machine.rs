@@ -652,14 +652,16 @@ impl Quorum {
             self.own = self.staged_share.take();
             self.record.committed = Some(group);
             self.secret = Some(run.secret);
-            let mut actions = Vec::new();
-            if let Some(old) = old {
-                actions.push(Action::DestroyShare { epoch: old.epoch });
-            } else {
+            if old.is_none() {
                 self.contributors = Vec::new();
             }
+            // Recorded first (the commit point), and only then the old share destroyed: a
+            // crash between the two must not leave the old group without its share.
+            let mut actions = vec![Action::Persist];
+            if let Some(old) = old {
+                actions.push(Action::DestroyShare { epoch: old.epoch });
+            }
             actions.extend([
-                Action::Persist,
                 Action::InitializationEnded {
                     epoch,
                     failure: None,
@@ -823,8 +825,8 @@ impl Quorum {
                     self.record.last_epoch = self.record.last_epoch.max(epoch);
                     return (
                         vec![
-                            Action::DestroyShare { epoch: old },
                             Action::Persist,
+                            Action::DestroyShare { epoch: old },
                             Action::Publish,
                         ],
                         ack,

@@ -573,6 +573,37 @@ fn a_share_sealed_but_not_recorded_before_a_crash_is_pruned_at_restart() {
 }
 
 #[test]
+fn at_the_reshare_commit_the_new_group_is_recorded_before_the_old_share_goes() {
+    let mut net = initialized_2_of_3();
+    net.reshare(fp(1), 3).unwrap();
+    // Deliver everything to the members, and capture the coordinator's commit actions
+    // instead of running them.
+    let mut commit_actions = Vec::new();
+    while let Some((from, to, message)) = net.queue.pop_front() {
+        let facts = net.facts(to, from);
+        let (actions, reply) = net
+            .node(to)
+            .q
+            .received(from, Some(&facts), message.clone(), NOW);
+        net.run(to, actions);
+        let actions = net.node(from).q.answered(to, &message, Some(reply));
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::DestroyShare { .. }))
+        {
+            commit_actions = actions;
+            break;
+        }
+        net.run(from, actions);
+    }
+    let persist = commit_actions.iter().position(|a| *a == Action::Persist);
+    let destroy = commit_actions
+        .iter()
+        .position(|a| matches!(a, Action::DestroyShare { epoch: 1 }));
+    assert!(persist.is_some() && persist < destroy, "{commit_actions:?}");
+}
+
+#[test]
 fn a_delivery_that_arrives_after_its_abort_is_refused() {
     let mut net = Net::new(3);
     net.initialize(fp(1), 2).unwrap();
