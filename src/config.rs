@@ -188,6 +188,25 @@ pub struct Config {
     /// journald's native-protocol socket; events ([`crate::events`]) are written there as
     /// structured entries when it exists.
     pub journal_socket: PathBuf,
+    /// The trust quorum (seed 003).
+    pub trust_quorum: TrustQuorumConfig,
+}
+
+/// The `trust_quorum` object of the configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustQuorumConfig {
+    /// Where derived keys are written: a root-only directory on a tmpfs.
+    pub keys_dir: PathBuf,
+    /// One derived key per purpose (`<keys_dir>/<purpose>.key`).
+    pub purposes: Vec<String>,
+    /// Run (argv) once unlocked; empty for nothing.
+    pub unlocked_command: Vec<String>,
+    /// A member's attestation counts as current for this long.
+    pub attestation_max_age: Duration,
+    /// How often a locked member asks again.
+    pub retry_interval: Duration,
+    /// Test hook (debug builds only): flip a byte of every share this BMC releases.
+    pub test_tamper_shares: bool,
 }
 
 impl Config {
@@ -231,6 +250,95 @@ struct RawConfig {
     reattest_interval_s: u64,
     boot_id_path: PathBuf,
     journal_socket: PathBuf,
+    trust_quorum: RawTrustQuorum,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawTrustQuorum {
+    keys_dir: PathBuf,
+    purposes: Vec<String>,
+    unlocked_command: Vec<String>,
+    attestation_max_age_s: u64,
+    retry_interval_ms: u64,
+    test_tamper_shares: bool,
+}
+
+/// `trust_quorum.keys_dir` default (a tmpfs on every systemd system).
+pub const DEFAULT_QUORUM_KEYS_DIR: &str = "/run/bmc-pairing-manager/trust-quorum";
+
+/// The systemd target reached when the trust quorum unlocks (shipped by the recipe).
+pub const QUORUM_UNLOCKED_TARGET: &str = "bmc-trust-quorum-unlocked.target";
+
+impl Default for RawTrustQuorum {
+    fn default() -> Self {
+        RawTrustQuorum {
+            keys_dir: PathBuf::from(DEFAULT_QUORUM_KEYS_DIR),
+            purposes: vec!["storage".to_owned()],
+            unlocked_command: [
+                "/bin/systemctl",
+                "start",
+                "--no-block",
+                QUORUM_UNLOCKED_TARGET,
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            // A day and an hour: the daily re-attestation keeps a member current.
+            attestation_max_age_s: 25 * 3600,
+            retry_interval_ms: 10_000,
+            test_tamper_shares: false,
+        }
+    }
+}
+
+fn trust_quorum(check: &Checker<'_>, raw: RawTrustQuorum) -> Result<TrustQuorumConfig, Error> {
+    let key = |k: &str| format!("trust_quorum.{k}");
+    check.absolute(&key("keys_dir"), &raw.keys_dir)?;
+    if raw.purposes.len() > 16 {
+        return Err(check.invalid(&key("purposes"), "at most 16 purposes".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for purpose in &raw.purposes {
+        let valid = (1..=32).contains(&purpose.len())
+            && purpose
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !valid || !seen.insert(purpose.as_str()) {
+            return Err(check.invalid(
+                &key("purposes"),
+                format!("{purpose:?}: 1-32 characters of a-z, 0-9 and '-', each once"),
+            ));
+        }
+    }
+    if let Some(program) = raw.unlocked_command.first() {
+        check.absolute(&key("unlocked_command"), Path::new(program))?;
+    }
+    if !(60..=30 * 24 * 3600).contains(&raw.attestation_max_age_s) {
+        return Err(check.invalid(
+            &key("attestation_max_age_s"),
+            format!("{} must be 60..=2592000", raw.attestation_max_age_s),
+        ));
+    }
+    let retry_interval = check.ms_in(
+        &key("retry_interval_ms"),
+        raw.retry_interval_ms,
+        100,
+        600_000,
+    )?;
+    if raw.test_tamper_shares && !cfg!(debug_assertions) {
+        return Err(check.invalid(
+            &key("test_tamper_shares"),
+            "a test hook, honoured only by debug builds".into(),
+        ));
+    }
+    Ok(TrustQuorumConfig {
+        keys_dir: raw.keys_dir,
+        purposes: raw.purposes,
+        unlocked_command: raw.unlocked_command,
+        attestation_max_age: Duration::from_secs(raw.attestation_max_age_s),
+        retry_interval,
+        test_tamper_shares: raw.test_tamper_shares,
+    })
 }
 
 /// `journal_socket` default: systemd-journald's native-protocol socket.
@@ -277,6 +385,7 @@ impl Default for RawConfig {
             reattest_interval_s: DEFAULT_REATTEST_INTERVAL.as_secs(),
             boot_id_path: PathBuf::from(DEFAULT_BOOT_ID_PATH),
             journal_socket: PathBuf::from(DEFAULT_JOURNAL_SOCKET),
+            trust_quorum: RawTrustQuorum::default(),
         }
     }
 }
@@ -451,6 +560,7 @@ fn validate(
         100,
         3_600_000,
     )?;
+    let trust_quorum = trust_quorum(&check, raw.trust_quorum)?;
     let mut names = BTreeSet::new();
     let mut static_peers = Vec::with_capacity(raw.static_peers.len());
     for (i, peer) in raw.static_peers.into_iter().enumerate() {
@@ -521,6 +631,7 @@ fn validate(
         reattest_interval,
         boot_id_path: raw.boot_id_path,
         journal_socket: raw.journal_socket,
+        trust_quorum,
     })
 }
 
@@ -859,6 +970,48 @@ mod tests {
             Error::Syntax { key, .. } | Error::Invalid { key, .. } => key,
             other => panic!("not a key error: {other}"),
         }
+    }
+
+    #[test]
+    fn trust_quorum_keys_are_checked_one_by_one() {
+        let c = parse_ok(r#"{"key_backend": {"type": "file"}}"#);
+        assert_eq!(
+            c.trust_quorum.keys_dir,
+            PathBuf::from("/run/bmc-pairing-manager/trust-quorum")
+        );
+        assert_eq!(c.trust_quorum.purposes, vec!["storage".to_owned()]);
+        assert_eq!(
+            c.trust_quorum.unlocked_command.last().map(String::as_str),
+            Some(QUORUM_UNLOCKED_TARGET)
+        );
+        let base = r#"{"key_backend": {"type": "file"}, "trust_quorum": "#;
+        for (tq, key) in [
+            (r#"{"keys_dir": "run/keys"}"#, "trust_quorum.keys_dir"),
+            (r#"{"purposes": ["Storage"]}"#, "trust_quorum.purposes"),
+            (r#"{"purposes": ["a", "a"]}"#, "trust_quorum.purposes"),
+            (r#"{"purposes": [""]}"#, "trust_quorum.purposes"),
+            (
+                r#"{"unlocked_command": ["systemctl"]}"#,
+                "trust_quorum.unlocked_command",
+            ),
+            (
+                r#"{"attestation_max_age_s": 5}"#,
+                "trust_quorum.attestation_max_age_s",
+            ),
+            (
+                r#"{"retry_interval_ms": 1}"#,
+                "trust_quorum.retry_interval_ms",
+            ),
+        ] {
+            assert_eq!(key_of(&format!("{base}{tq}}}")), key, "{tq}");
+        }
+        assert!(key_of(&format!("{base}{{\"unknown\": 1}}}}")).starts_with("trust_quorum"));
+        let c = parse_ok(&format!(
+            "{base}{{\"purposes\": [], \"unlocked_command\": [], \"test_tamper_shares\": true}}}}"
+        ));
+        // Debug builds (the tests) honour the hook; release builds refuse the key.
+        assert!(c.trust_quorum.test_tamper_shares);
+        assert!(c.trust_quorum.unlocked_command.is_empty());
     }
 
     #[test]

@@ -45,6 +45,10 @@ pub mod manager {
     /// The group authority's `Certs.Authority` (seed 002's `SignCSR`), on a BMC configured
     /// as group authority only; its request objects are `<GROUP_AUTHORITY_PATH>/entry/<n>`.
     pub const GROUP_AUTHORITY_PATH: &str = "/xyz/openbmc_project/certs/ca/bmcpairing";
+    /// The trust-quorum object (seed 003).
+    pub const TRUST_QUORUM_PATH: &str = "/xyz/openbmc_project/BmcPairingManager/trust_quorum";
+    /// The trust-quorum interface, served at [`TRUST_QUORUM_PATH`].
+    pub const TRUST_QUORUM_INTERFACE: &str = "xyz.openbmc_project.BmcPairing.TrustQuorum";
     /// The upstream factory-reset interface, served at [`MANAGER_PATH`].
     pub const FACTORY_RESET_INTERFACE: &str = "xyz.openbmc_project.Common.FactoryReset";
 }

@@ -34,6 +34,8 @@ use crate::pairing::dial::{DialSettings, TlsDialer};
 use crate::pairing::identity::{Keeper, KeeperParts};
 use crate::pairing::reset::Reset;
 use crate::persist;
+use crate::quorum::actor::{QuorumActor, QuorumConfig, QuorumHandle, QuorumParts};
+use crate::quorum::vault::Vault;
 
 /// The path of the state file.
 pub fn state_path(config: &Config) -> std::path::PathBuf {
@@ -94,8 +96,10 @@ fn remove_stale_temporaries(config: &Config) {
     let identity = &config.identity;
     let cert_dir = identity.cert_dir();
     let anchors = crate::identity::anchors::dir(&cert_dir);
+    let quorum = identity.state_dir.join("trust-quorum");
     for dir in [
         &identity.state_dir,
+        &quorum,
         &identity.key_dir(),
         &cert_dir,
         &anchors,
@@ -110,6 +114,51 @@ fn remove_stale_temporaries(config: &Config) {
             }
         }
     }
+}
+
+/// The trust-quorum actor: on only with the TPM key backend (its shares are sealed to the
+/// TPM; the file backend has no equivalent).
+fn start_quorum(
+    config: &Config,
+    tpm: Option<Arc<crate::identity::tpm::TpmKeyStore>>,
+    exchange: Arc<TlsDialer>,
+    pairing: &crate::pairing::handle::Handle,
+    incoming: mpsc::Receiver<server::QuorumExchange>,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> (
+    QuorumActor<TlsDialer>,
+    QuorumHandle,
+    mpsc::Receiver<crate::quorum::actor::QuorumCommand>,
+) {
+    let tq = &config.trust_quorum;
+    let dir = config.identity.state_dir.join("trust-quorum");
+    let vault = tpm.map(|tpm| Vault::new(tpm, &dir));
+    if vault.is_none() {
+        tracing::warn!("trust quorum off: it needs the TPM key backend to seal its shares");
+    }
+    if tq.test_tamper_shares {
+        tracing::warn!("TEST HOOK: this BMC tampers with every trust-quorum share it releases");
+    }
+    QuorumActor::new(QuorumParts {
+        config: QuorumConfig {
+            settings: bmc_pairing_core::quorum::Settings {
+                attestation_max_age: tq.attestation_max_age.as_secs(),
+            },
+            state_path: dir.join("quorum.json"),
+            keys_dir: tq.keys_dir.clone(),
+            purposes: tq.purposes.clone(),
+            unlocked_command: tq.unlocked_command.clone(),
+            retry_interval: tq.retry_interval,
+            tamper_releases: tq.test_tamper_shares,
+        },
+        vault,
+        exchange,
+        pairing: pairing.clone(),
+        incoming,
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+    })
 }
 
 /// Runs the daemon until `shutdown` completes or the bus connection closes.
@@ -165,6 +214,7 @@ pub async fn run(
     let round_trips = crate::link::RoundTrips::new();
     let (discovery_tx, discovery_rx) = mpsc::channel(64);
     let (admission_tx, admission_rx) = mpsc::channel(16);
+    let (quorum_tx, quorum_rx) = mpsc::channel(16);
     start_discovery(&config, &bus, discovery_tx, &tracker, &cancel);
     let attest = match config.attestation {
         Attestation::Required => {
@@ -241,6 +291,7 @@ pub async fn run(
         },
         credentials_rx,
     );
+    let exchange = Arc::new(dial.clone());
     let (actor, handle, commands) = Actor::new(Parts {
         settings: Settings {
             trust_mode: config.trust_mode,
@@ -277,6 +328,16 @@ pub async fn run(
         mailboxes: mailboxes.clone(),
     });
     tracker.spawn(actor.run(commands));
+    let (quorum, quorum_handle, quorum_commands) = start_quorum(
+        &config,
+        opened.tpm.clone(),
+        exchange,
+        &handle,
+        quorum_rx,
+        &tracker,
+        &cancel,
+    );
+    tracker.spawn(quorum.run(quorum_commands));
     tracker.spawn(server::serve(
         listener,
         server_tls_rx,
@@ -295,6 +356,7 @@ pub async fn run(
             admission: Some(admission_tx),
             round_trips,
             mailboxes,
+            quorum: Some(quorum_tx),
         },
         sessions,
         link_tx,
@@ -302,7 +364,7 @@ pub async fn run(
         cancel.clone(),
     ));
 
-    let conn = match dbus::serve(&bus, &handle).await {
+    let conn = match dbus::serve(&bus, &handle, &quorum_handle).await {
         Ok(c) => c,
         Err(e) => {
             kit::stop(&cancel, &tracker).await;
@@ -320,6 +382,12 @@ pub async fn run(
         conn.clone(),
         handle,
         notices_rx,
+        cancel.clone(),
+    ));
+
+    tracker.spawn(dbus::trust_quorum::publish(
+        conn.clone(),
+        quorum_handle.view.clone(),
         cancel.clone(),
     ));
 

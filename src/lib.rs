@@ -13,6 +13,7 @@
 //! - [`link`]: the mutual-TLS pairing channel: TLS configuration, listener and diallers.
 //! - [`pairing`]: the actor that owns the pairing state machine and executes its actions.
 //! - [`persist`]: crash-safe writes of state files (temp, fsync, rename, fsync dir).
+//! - [`quorum`]: the trust quorum: its actor, TPM-sealed shares, derived keys.
 //! - [`daemon`]: wiring of the `bmc-pairing-manager` daemon.
 //! - [`dbus`]: the D-Bus objects (PDI Provisioning, seed 000 manager, per-peer objects).
 //! - [`events`]: the pairing events, to the journal and to phosphor-logging's `Create`.
@@ -33,4 +34,5 @@ pub mod kit;
 pub mod link;
 pub mod pairing;
 pub mod persist;
+pub mod quorum;
 pub mod spdm;

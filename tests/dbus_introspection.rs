@@ -15,6 +15,9 @@ use bmc_test_support::pdi::{check_service, object_interfaces, yaml_path_for};
 use bmc_test_support::*;
 use serde_json::json;
 
+const TRUST_QUORUM_PATH: &str = "/xyz/openbmc_project/BmcPairingManager/trust_quorum";
+const TRUST_QUORUM_IFACE: &str = "xyz.openbmc_project.BmcPairing.TrustQuorum";
+
 fn roots() -> [PathBuf; 2] {
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("dbus-interfaces-yaml");
     [base.join("yaml"), base.join("upstream")]
@@ -91,6 +94,7 @@ fn every_object_matches_its_yaml_and_enum_values_are_declared() {
         "/xyz/openbmc_project/certs/server/bmcpairing",
         "/xyz/openbmc_project/certs/server/bmcpairing/ca",
         "/xyz/openbmc_project/certs/server/bmcpairing/identity",
+        TRUST_QUORUM_PATH,
     ] {
         assert!(
             checked.iter().any(|p| p == path),
@@ -120,7 +124,15 @@ fn every_object_matches_its_yaml_and_enum_values_are_declared() {
     );
 
     // Enum-typed properties carry "<interface>.<Enum>.<Value>" with a declared value.
-    for (path, iface) in [(PDI_PATH, PDI_IFACE), (peer.as_str(), PEER_IFACE)] {
+    assert_eq!(
+        object_interfaces(&a.bus.address, SEED_BUS, TRUST_QUORUM_PATH).unwrap(),
+        vec![TRUST_QUORUM_IFACE.to_owned()]
+    );
+    for (path, iface) in [
+        (PDI_PATH, PDI_IFACE),
+        (peer.as_str(), PEER_IFACE),
+        (TRUST_QUORUM_PATH, TRUST_QUORUM_IFACE),
+    ] {
         let yaml = [&ours, &upstream]
             .iter()
             .map(|r| yaml_path_for(r, iface))

@@ -219,3 +219,32 @@ fn killed_tpm_is_a_tpm_error() {
     ));
     assert!(!store.blob_path(KeyRole::Ca).exists());
 }
+
+/// A trust-quorum share sealed to one TPM: the blob does not contain the data, the same TPM
+/// unseals it, another TPM (another owner seed) cannot, and a damaged blob is an error.
+#[test]
+fn sealed_data_opens_only_in_its_own_tpm() {
+    let dir = tempfile::tempdir().unwrap();
+    let tpm = Swtpm::start(&dir.path().join("swtpm-a"));
+    let other = Swtpm::start(&dir.path().join("swtpm-b"));
+    let store = TpmKeyStore::open(&tpm.tcti(), dir.path().join("keys-a")).unwrap();
+    let elsewhere = TpmKeyStore::open(&other.tcti(), dir.path().join("keys-b")).unwrap();
+    let secret: Vec<u8> = (0u8..33).map(|i| i.wrapping_mul(37) ^ 0x5a).collect();
+
+    let blob = store.seal(&secret).unwrap();
+    assert!(
+        !blob.windows(8).any(|w| secret.windows(8).any(|s| s == w)),
+        "no 8 bytes of the data appear in the sealed blob"
+    );
+    assert_eq!(store.unseal(&blob).unwrap().as_slice(), secret.as_slice());
+    assert!(
+        elsewhere.unseal(&blob).is_err(),
+        "another TPM cannot unseal it"
+    );
+    let mut damaged = blob.clone();
+    let last = damaged.len() - 1;
+    damaged[last] ^= 1;
+    assert!(store.unseal(&damaged).is_err());
+    assert!(store.unseal(b"not a blob").is_err());
+    assert!(tpm.transient_handles().is_empty(), "no object left loaded");
+}

@@ -33,6 +33,7 @@ SRC_URI = "${BMC_PAIRING_SRC_URI} \
            file://install-bmc-pairing.sh \
            file://systemd/xyz.openbmc_project.BmcPairingManager.service \
            file://systemd/xyz.openbmc_project.attestation.service \
+           file://systemd/bmc-trust-quorum-unlocked.target \
            file://dbus/xyz.openbmc_project.BmcPairingManager.conf \
            file://dbus/xyz.openbmc_project.attestation.conf \
            file://config/bmc-pairing-manager.conf \
@@ -79,6 +80,8 @@ do_install() {
 }
 
 FILES:${PN} += "${datadir}/dbus-1/system.d"
+# The trust quorum's target: started by the daemon when unlocked, never enabled.
+FILES:${PN} += "${systemd_system_unitdir}/bmc-trust-quorum-unlocked.target"
 CONFFILES:${PN} = "${sysconfdir}/bmc-pairing-manager/bmc-pairing-manager.conf \
                    ${sysconfdir}/bmc-pairing-manager/bmc-attestation.conf"
 

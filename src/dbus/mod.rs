@@ -15,6 +15,7 @@ pub mod manager;
 pub mod owner;
 pub mod peer;
 pub mod provisioning;
+pub mod trust_quorum;
 
 #[cfg(test)]
 pub(crate) mod p2p;
@@ -46,7 +47,11 @@ pub fn peer_path(id: &PeerId) -> String {
 ///
 /// # Errors
 /// zbus errors; `zbus::Error::NameTaken` when another daemon owns a name.
-pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection> {
+pub async fn serve(
+    bus: &Bus,
+    handle: &Handle,
+    quorum: &crate::quorum::actor::QuorumHandle,
+) -> zbus::Result<zbus::Connection> {
     let group_authority = handle.snapshot.borrow().group_authority;
     let mut builder = bus.builder()?;
     if group_authority {
@@ -58,6 +63,10 @@ pub async fn serve(bus: &Bus, handle: &Handle) -> zbus::Result<zbus::Connection>
             .serve_at(GROUP_AUTHORITY_PATH, zbus::fdo::ObjectManager)?;
     }
     let conn = builder
+        .serve_at(
+            crate::contract::manager::TRUST_QUORUM_PATH,
+            trust_quorum::TrustQuorum::new(quorum.clone()),
+        )?
         .serve_at(
             PROVISIONING_PATH,
             provisioning::Provisioning::new(handle.clone()),

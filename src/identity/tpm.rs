@@ -249,6 +249,50 @@ impl TpmKeyStore {
         self.read_pcrs(bank, &all)
     }
 
+    /// Seals `data` (at most 128 bytes) to this TPM: a sealed-data object under the storage
+    /// primary, returned as blob bytes (same framing as a wrapped key) for the caller to
+    /// store. Only this TPM, with the same owner seed, can unseal it.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub fn seal(&self, data: &[u8]) -> Result<Vec<u8>, Error> {
+        let data = zeroize::Zeroizing::new(data.to_vec());
+        self.call(move |owner, _| {
+            let (public, private) = owner.device.seal(&data)?;
+            let public_area = public
+                .marshall()
+                .map_err(|e| TpmError::tss("cannot marshal the public area", e).unavailable())?;
+            Blob {
+                public: public_area,
+                private: private.value().to_vec(),
+            }
+            .encode()
+            .map_err(|e| {
+                TpmError::Unexpected(format!("the tpm returned an unstorable object: {e}"))
+                    .unavailable()
+            })
+        })
+    }
+
+    /// Unseals blob bytes made by [`TpmKeyStore::seal`].
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] for a damaged blob, one this TPM refuses, or any TPM failure.
+    pub fn unseal(&self, blob: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        let blob = Blob::decode(blob).map_err(|e| {
+            TpmError::Unexpected(format!("sealed blob unusable: {e}")).unavailable()
+        })?;
+        let public = Public::unmarshall(&blob.public).map_err(|e| {
+            TpmError::Unexpected(format!("sealed blob: bad public area: {}", describe(e)))
+                .unavailable()
+        })?;
+        let private = Private::try_from(blob.private).map_err(|e| {
+            TpmError::Unexpected(format!("sealed blob: bad private area: {}", describe(e)))
+                .unavailable()
+        })?;
+        self.call(move |owner, _| owner.device.unseal(&public, &private))
+    }
+
     /// Sends `op` to the owner thread and waits for its answer, at most `call_timeout`.
     fn call<T: Send + 'static>(
         &self,

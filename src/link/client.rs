@@ -317,6 +317,49 @@ pub async fn connect(
         .map_err(|_| DialError::Timeout(target.addr))?
 }
 
+/// One trust-quorum exchange: dials `target` (which `config` pins), sends `message` as the
+/// first frame instead of `Hello` (the listener answers it without opening a heartbeat
+/// session, so the peer's session with us is not replaced), reads the one answer and closes.
+///
+/// # Errors
+/// [`DialError`]; an answer that is not a quorum message is [`DialError::Open`].
+///
+/// # Cancel safety
+/// Cancel safe (nothing is shared).
+pub async fn exchange(
+    target: &DialTarget,
+    config: Arc<ClientConfig>,
+    message: bmc_pairing_core::quorum::wire::Message,
+    deadline: Duration,
+) -> Result<bmc_pairing_core::quorum::wire::Message, DialError> {
+    use bmc_pairing_core::link::frame::Frame;
+    let open_err = |source| DialError::Open {
+        addr: target.addr,
+        source,
+    };
+    let attempt = async {
+        let tls = connect_tls(target, config).await?;
+        let mut conn = Connection::new(tls);
+        conn.write_frame(&Frame::Quorum(message))
+            .await
+            .map_err(|e| open_err(session::End::Connection(e)))?;
+        let answer = conn
+            .read_frame()
+            .await
+            .map_err(|e| open_err(session::End::Connection(e)))?;
+        let _ = conn.shutdown().await;
+        match answer {
+            Some(Frame::Quorum(reply)) => Ok(reply),
+            Some(Frame::Bye { reason }) => Err(open_err(session::End::Bye(reason))),
+            Some(other) => Err(open_err(session::End::BadOpening(other))),
+            None => Err(open_err(session::End::Closed)),
+        }
+    };
+    tokio::time::timeout(deadline, attempt)
+        .await
+        .map_err(|_| DialError::Timeout(target.addr))?
+}
+
 /// Reconnect policy of the dialler.
 #[derive(Clone, Copy, Debug)]
 pub struct Retry {

@@ -40,7 +40,8 @@ use super::connection::Connection;
 use super::session::{self, Side, Timing};
 use super::tls::PinSet;
 use crate::identity::Fingerprint;
-use bmc_pairing_core::link::frame::ByeReason;
+use bmc_pairing_core::link::frame::{ByeReason, Frame};
+use bmc_pairing_core::quorum::wire::Message as QuorumMessage;
 
 /// Listener settings.
 #[derive(Clone, Debug)]
@@ -69,6 +70,20 @@ pub struct Settings {
     pub round_trips: super::RoundTrips,
     /// Where sessions register for the actor's group frames.
     pub mailboxes: super::mailbox::Mailboxes,
+    /// Where trust-quorum messages go (a connection whose first frame is one is answered
+    /// once and closed, without a session); without it such a connection is closed.
+    pub quorum: Option<mpsc::Sender<QuorumExchange>>,
+}
+
+/// A trust-quorum message from an authenticated peer, to be answered once.
+#[derive(Debug)]
+pub struct QuorumExchange {
+    /// The identity it proved in the TLS handshake.
+    pub from: Fingerprint,
+    /// Its message.
+    pub message: QuorumMessage,
+    /// The answer.
+    pub reply: oneshot::Sender<QuorumMessage>,
 }
 
 /// The addresses of pinned (and admitted) peers. Written by the pairing actor; read by the
@@ -450,6 +465,41 @@ enum Handshake<S> {
     Opened(Connection<S>, Fingerprint, session::Opened),
     /// An identity we unpaired was told so; no session.
     ToldUnpaired(Fingerprint),
+    /// The first frame was a trust-quorum message: answered once, no session.
+    Quorum(Connection<S>, Fingerprint, QuorumMessage),
+}
+
+/// Hands `message` to the quorum driver and writes its answer, all within `deadline`.
+async fn answer_quorum<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    quorum: &mpsc::Sender<QuorumExchange>,
+    from: Fingerprint,
+    message: QuorumMessage,
+    deadline: Duration,
+) {
+    let exchange = async {
+        let (reply, answer) = oneshot::channel();
+        quorum
+            .send(QuorumExchange {
+                from,
+                message,
+                reply,
+            })
+            .await
+            .ok()?;
+        let answer = answer.await.ok()?;
+        conn.write_frame(&Frame::Quorum(answer)).await.ok()?;
+        let _ = conn.shutdown().await;
+        Some(())
+    };
+    if tokio::time::timeout(deadline, exchange)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        tracing::debug!(peer = %from, "trust-quorum message not answered");
+    }
 }
 
 async fn handle(
@@ -526,9 +576,13 @@ async fn handle(
             name: "-",
             boot_id: 0,
         };
-        let opened = session::open(&mut conn, Side::Acceptor, us, timing.open_timeout)
-            .await
-            .map_err(io::Error::other)?;
+        let opened = match session::open(&mut conn, Side::Acceptor, us, timing.open_timeout).await {
+            Ok(opened) => opened,
+            Err(session::End::BadOpening(Frame::Quorum(message))) if settings.quorum.is_some() => {
+                return Ok(Handshake::Quorum(conn, fp, message));
+            }
+            Err(e) => return Err(io::Error::other(e)),
+        };
         Ok::<_, io::Error>(Handshake::Opened(conn, fp, opened))
     };
     let outcome = tokio::select! {
@@ -540,6 +594,14 @@ async fn handle(
     };
     let (mut conn, fp, opened) = match outcome {
         Ok(Ok(Handshake::Opened(conn, fp, opened))) => (conn, fp, opened),
+        Ok(Ok(Handshake::Quorum(mut conn, fp, message))) => {
+            tracing::Span::current().record("peer", tracing::field::display(&fp));
+            if let Some(quorum) = &settings.quorum {
+                answer_quorum(&mut conn, quorum, fp, message, timing.open_timeout).await;
+            }
+            sessions.forget(id);
+            return;
+        }
         Ok(Ok(Handshake::ToldUnpaired(fp))) => {
             tracing::info!(peer = %fp, "told an unpaired identity that we unpaired it");
             sessions.forget(id);

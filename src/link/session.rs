@@ -243,7 +243,7 @@ pub async fn run_with<S: AsyncRead + AsyncWrite + Unpin>(
                         }
                     }
                     Ok(Some(Frame::Bye { reason })) => return End::Bye(reason),
-                    Ok(Some(other @ Frame::Hello { .. })) => return End::BadOpening(other),
+                    Ok(Some(other @ (Frame::Hello { .. } | Frame::Quorum(_)))) => return End::BadOpening(other),
                     Ok(None) => return End::Closed,
                     Err(e) => return End::Connection(e),
                 }

@@ -130,6 +130,30 @@ impl TlsDialer {
     }
 }
 
+impl crate::quorum::actor::Exchange for TlsDialer {
+    fn exchange(
+        &self,
+        endpoint: SocketAddr,
+        pin: Fingerprint,
+        message: bmc_pairing_core::quorum::wire::Message,
+    ) -> impl Future<Output = Option<bmc_pairing_core::quorum::wire::Message>> + Send + 'static
+    {
+        let config = self.config(ServerCheck::Pinned {
+            expected: pin,
+            refused: CaptureSlot::new(),
+        });
+        let target = self.target(endpoint);
+        let deadline = self.deadline();
+        async move {
+            let answer = client::exchange(&target, config.ok()?, message, deadline).await;
+            if let Err(e) = &answer {
+                tracing::debug!(%endpoint, error = %crate::kit::ErrorChain(e), "trust-quorum exchange failed");
+            }
+            answer.ok()
+        }
+    }
+}
+
 impl Dial for TlsDialer {
     fn link(
         &self,

@@ -8,8 +8,8 @@
 //! ([`Reset::resume_if_pending`]) before anything is loaded, so the next start shows a clean
 //! state. The erase itself is idempotent (every step tolerates what is already gone) and the
 //! marker is removed only once all of it is durable. Owns these files only: the chain
-//! (`ca.der`, `identity.der`), the key store's identity and CA keys, `state.json` and the
-//! marker; the operator's trust anchors are never touched.
+//! (`ca.der`, `identity.der`), the key store's identity and CA keys, `state.json`, the
+//! trust quorum's directory and the marker; the operator's trust anchors are never touched.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -74,6 +74,14 @@ impl Reset {
             .join(MARKER)
     }
 
+    /// The trust quorum's directory (its state and sealed shares), next to the state file.
+    pub fn quorum_dir(&self) -> PathBuf {
+        self.state_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("trust-quorum")
+    }
+
     /// True while a reset is committed but not finished.
     pub fn pending(&self) -> bool {
         self.marker().exists()
@@ -114,6 +122,18 @@ impl Reset {
             ..Persisted::default()
         };
         persist::store_json(&self.state_path, &clean).map_err(ResetError::Persist)?;
+        // The trust quorum's group and sealed shares belonged to the erased identity.
+        let quorum = self.quorum_dir();
+        match std::fs::remove_dir_all(&quorum) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(ResetError::Sync {
+                    path: quorum,
+                    source,
+                });
+            }
+        }
         persist::remove_if_exists(&self.marker()).map_err(ResetError::Persist)?;
         sync_dir(self.state_path.parent().unwrap_or(Path::new(".")))
     }
@@ -163,6 +183,8 @@ mod tests {
             ..Persisted::default()
         };
         persist::store_json(&dir.join("state/state.json"), &state).unwrap();
+        std::fs::create_dir_all(dir.join("state/trust-quorum")).unwrap();
+        std::fs::write(dir.join("state/trust-quorum/share-1.sealed"), b"wrapped").unwrap();
         let reset = Reset {
             state_path: dir.join("state/state.json"),
             chain,
@@ -190,6 +212,10 @@ mod tests {
         let state: Persisted = persist::load_json(&reset.state_path).unwrap().unwrap();
         assert!(!state.provisioned && state.peers.is_empty());
         assert_eq!(state.time_floor, 1_790_000_000);
+        assert!(
+            !reset.quorum_dir().exists(),
+            "the trust quorum's shares are gone"
+        );
         // Idempotent.
         reset.begin().unwrap();
         reset.erase(&store).unwrap();

@@ -11,6 +11,7 @@
 //! - [`spdm`]: SPDM 1.2 (DSP0274) codec, requester and responder state machines, policy.
 //! - [`link`]: frames, heartbeat and backoff of the pairing channel.
 //! - [`pairing`]: the pairing model and the state machine that holds every pairing rule.
+//! - [`quorum`]: the trust quorum: Feldman VSS, its messages and its state machine.
 
 #![forbid(unsafe_code)]
 
@@ -19,5 +20,6 @@ pub mod hex;
 pub mod keys;
 pub mod link;
 pub mod pairing;
+pub mod quorum;
 pub mod spdm;
 pub mod x509;

@@ -56,7 +56,8 @@ ln -sf bmc-pairing-manager "${destdir}${bindir}/bmc-attestation"
 
 # systemd units.
 install -d -m 0755 "${destdir}${unitdir}"
-for unit in xyz.openbmc_project.BmcPairingManager.service xyz.openbmc_project.attestation.service; do
+for unit in xyz.openbmc_project.BmcPairingManager.service xyz.openbmc_project.attestation.service \
+        bmc-trust-quorum-unlocked.target; do
     install -m 0644 "${files}/systemd/${unit}" "${destdir}${unitdir}/${unit}"
 done
 

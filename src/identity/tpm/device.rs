@@ -32,8 +32,9 @@ use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
     CapabilityData, Digest, EccParameter, EccPoint, EccScheme, HashScheme, HashcheckTicket,
-    PcrSelectSize, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuilder,
-    PublicEccParametersBuilder, Signature, SignatureScheme, SymmetricDefinitionObject,
+    KeyedHashScheme, PcrSelectSize, PcrSelectionListBuilder, PcrSlot, Private, Public,
+    PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, Signature,
+    SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
@@ -204,6 +205,62 @@ impl Device {
         })
     }
 
+    /// TPM2_Create of a sealed-data object holding `data` under the storage primary (a
+    /// trust-quorum share); returns its public and wrapped private areas. The data exists
+    /// outside the TPM only inside the private area, encrypted under the storage primary.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub(super) fn seal(&mut self, data: &[u8]) -> Result<(Public, Private), Error> {
+        self.run(|ctx| {
+            let template = sealed_template().map_err(|e| fatal("sealed-data template", e))?;
+            let sensitive =
+                SensitiveData::try_from(data.to_vec()).map_err(|e| fatal("sealed data", e))?;
+            let primary = create_primary(ctx)?;
+            let created = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.create(primary, template, None, Some(sensitive), None, None)
+            });
+            let flushed = flush(ctx, primary);
+            let created = created.map_err(|e| classify("TPM2_Create (sealed data)", e))?;
+            flushed?;
+            Ok((created.out_public, created.out_private))
+        })
+    }
+
+    /// TPM2_Load + TPM2_Unseal of a sealed-data object made by [`Device::seal`].
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`], also when this TPM refuses the object (another TPM's, or the
+    /// owner seed changed).
+    pub(super) fn unseal(
+        &mut self,
+        public: &Public,
+        private: &Private,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+        self.run(|ctx| {
+            let primary = create_primary(ctx)?;
+            let loaded = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.load(primary, private.clone(), public.clone())
+            });
+            let flushed = flush(ctx, primary);
+            let object = match (loaded, flushed) {
+                (Ok(object), Ok(())) => object,
+                (Ok(object), Err(fault)) => {
+                    let _ = ctx.flush_context(ObjectHandle::from(object));
+                    return Err(fault);
+                }
+                (Err(e), _) => return Err(classify("TPM2_Load (sealed data)", e)),
+            };
+            let unsealed = ctx.execute_with_session(Some(AuthSession::Password), |c| {
+                c.unseal(ObjectHandle::from(object))
+            });
+            let flushed = flush(ctx, object);
+            let data = unsealed.map_err(|e| classify("TPM2_Unseal", e))?;
+            flushed?;
+            Ok(zeroize::Zeroizing::new(data.value().to_vec()))
+        })
+    }
+
     /// Reads SHA-256 PCRs `indices` (each below [`PCR_COUNT`], sorted, no duplicates) as one
     /// consistent snapshot: all values come from reads with the same PCR update counter.
     ///
@@ -330,6 +387,25 @@ pub(super) fn key_template() -> tss_esapi::Result<Public> {
             .build()?,
         )
         .with_ecc_unique_identifier(EccPoint::default())
+        .build()
+}
+
+/// A sealed-data object (trust-quorum share): KEYEDHASH with the NULL scheme, SHA-256,
+/// fixedTPM, fixedParent, userWithAuth, noDA; no sign, no decrypt; the data comes from us
+/// (no sensitiveDataOrigin). fixedTPM: the TPM never duplicates it to another TPM.
+pub(super) fn sealed_template() -> tss_esapi::Result<Public> {
+    let attributes = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_user_with_auth(true)
+        .with_no_da(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attributes)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_keyed_hash_unique_identifier(Digest::default())
         .build()
 }
 

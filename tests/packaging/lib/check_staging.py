@@ -39,6 +39,8 @@ LINKS = {"bmc-attestation": "bmc-pairing-manager"}  # name -> relative link targ
 PATHS = dict(bindir="/usr/bin", sysconfdir="/etc", datadir="/usr/share",
              unitdir="/usr/lib/systemd/system", yamldir="/usr/share/phosphor-dbus-yaml")
 UNITS = ["xyz.openbmc_project.BmcPairingManager.service", "xyz.openbmc_project.attestation.service"]
+# Targets the daemon starts itself (the trust quorum's); installed, never enabled.
+TARGETS = ["bmc-trust-quorum-unlocked.target"]
 POLICIES = ["xyz.openbmc_project.BmcPairingManager.conf", "xyz.openbmc_project.attestation.conf"]
 THRESHOLD = 25  # systemd's exposure scale x10: 2.5
 
@@ -58,7 +60,7 @@ def expected_tree(yaml_root):
         e[f"{PATHS['bindir']}/{b}"] = 0o755
     for name, target in LINKS.items():
         e[f"{PATHS['bindir']}/{name}"] = f"link:{target}"
-    for u in UNITS:
+    for u in UNITS + TARGETS:
         e[f"{PATHS['unitdir']}/{u}"] = 0o644
     for p in POLICIES:
         e[f"{PATHS['datadir']}/dbus-1/system.d/{p}"] = 0o644

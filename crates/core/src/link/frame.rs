@@ -14,6 +14,7 @@
 //!                     | root_len u16 BE | group root DER (both 0..=MAX_CERT_LEN; empty unless signed)
 //! GroupList   (0x07): list_len u16 BE | signed group list: members and revocations (1..=MAX_GROUP_LIST_LEN,
 //!                     layout in `pairing::group`)                             authority → member
+//! 0x10..=0x1F:    trust-quorum messages (crate::quorum::wire), each type with its own cap
 //! ```
 //! Types 0x05..=0x0F belong to the group authority (issue 17), 0x10..=0x1F to the trust
 //! quorum. The group frames travel only inside an established, pinned session.
@@ -33,12 +34,23 @@ pub const MAX_CSR_LEN: usize = 2048;
 pub const MAX_CERT_LEN: usize = 2048;
 /// Largest signed group list a `GroupList` frame carries.
 pub const MAX_GROUP_LIST_LEN: usize = 4352;
-/// Largest payload of any frame type (a `GroupList` frame).
-pub const MAX_PAYLOAD: usize = 2 + MAX_GROUP_LIST_LEN;
+/// Largest payload of the session frame types (`Hello` is the largest).
+const MAX_SESSION_PAYLOAD: usize = 8 + 8 + 1 + 63;
+/// Largest payload of any frame type: a `GroupList` or a trust-quorum share delivery.
+pub const MAX_PAYLOAD: usize = max(
+    max(MAX_SESSION_PAYLOAD, 2 + MAX_GROUP_LIST_LEN),
+    quorum::MAX_DELIVER_PAYLOAD,
+);
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
 /// Largest whole frame, length field included.
 pub const MAX_FRAME_LEN: usize = LEN_FIELD + 2 + MAX_PAYLOAD;
 /// Longest name a `Hello` carries (a DNS label).
 pub const MAX_NAME_LEN: usize = 63;
+
+use crate::quorum::wire as quorum;
 
 /// Why the sender says goodbye.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +137,8 @@ pub enum Frame {
         /// The list as signed (see `pairing::group::RevocationList`).
         list: Vec<u8>,
     },
+    /// A trust-quorum message (types `0x10..=0x1F`).
+    Quorum(quorum::Message),
 }
 
 const TYPE_HELLO: u8 = 1;
@@ -213,6 +227,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The payload cap of frame type `ty`; `None` for a type this code does not know.
+fn payload_cap(ty: u8) -> Option<usize> {
+    match ty {
+        TYPE_HELLO => Some(MAX_SESSION_PAYLOAD),
+        TYPE_ALIVE | TYPE_PING => Some(8),
+        TYPE_BYE => Some(1),
+        TYPE_SIGN_REQUEST => Some(2 + MAX_CSR_LEN),
+        TYPE_SIGN_REPLY => Some(1 + 2 + MAX_CERT_LEN + 2 + MAX_CERT_LEN),
+        TYPE_GROUP_LIST => Some(2 + MAX_GROUP_LIST_LEN),
+        quorum::FIRST_TYPE..=quorum::LAST_TYPE => quorum::payload_cap(ty),
+        _ => None,
+    }
+}
+
 fn valid_name(name: &[u8]) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
@@ -294,6 +322,12 @@ impl Frame {
                 body.push(TYPE_GROUP_LIST);
                 put_bytes(&mut body, list, 1, MAX_GROUP_LIST_LEN, "bad list length")?;
             }
+            Frame::Quorum(message) => {
+                body.push(message.frame_type());
+                message
+                    .encode_payload(&mut body)
+                    .map_err(|e| InvalidFrame::Malformed(e.0))?;
+            }
         }
         let len = u16::try_from(body.len()).map_err(|_| InvalidFrame::BadLength(body.len()))?;
         out.extend_from_slice(&len.to_be_bytes());
@@ -328,6 +362,14 @@ impl Frame {
             len_bytes.get(1).copied().unwrap_or(0),
         ]));
         if !(2..=MAX_FRAME_LEN - LEN_FIELD).contains(&len) {
+            return Err(InvalidFrame::BadLength(len));
+        }
+        // Each type has its own cap, checked as soon as the type byte is here (before the
+        // rest is buffered).
+        if let Some(ty) = buf.get(LEN_FIELD + 1).copied()
+            && buf.get(LEN_FIELD).copied() == Some(VERSION)
+            && len - 2 > payload_cap(ty).ok_or(InvalidFrame::UnknownType(ty))?
+        {
             return Err(InvalidFrame::BadLength(len));
         }
         let Some(body) = buf.get(LEN_FIELD..LEN_FIELD + len) else {
@@ -375,6 +417,13 @@ impl Frame {
             TYPE_GROUP_LIST => Frame::GroupList {
                 list: r.bytes(1, MAX_GROUP_LIST_LEN, "bad list length")?,
             },
+            ty @ quorum::FIRST_TYPE..=quorum::LAST_TYPE => {
+                let payload = r.take(r.rest.len())?;
+                Frame::Quorum(
+                    quorum::Message::decode_payload(ty, payload)
+                        .map_err(|e| InvalidFrame::Malformed(e.0))?,
+                )
+            }
             other => return Err(InvalidFrame::UnknownType(other)),
         };
         r.finish()?;
@@ -426,7 +475,106 @@ mod tests {
             }),
             proptest::collection::vec(any::<u8>(), 1..=MAX_GROUP_LIST_LEN)
                 .prop_map(|list| Frame::GroupList { list }),
+            quorum_strategy().prop_map(Frame::Quorum),
         ]
+    }
+
+    fn quorum_strategy() -> impl Strategy<Value = quorum::Message> {
+        use quorum::{AckOf, Message, RefuseReason};
+        prop_oneof![
+            any::<u64>().prop_map(|epoch| Message::Abort { epoch }),
+            any::<u64>().prop_map(|epoch| Message::Request { epoch }),
+            any::<u64>().prop_map(|epoch| Message::Commit { epoch }),
+            (any::<u64>(), 1u8..=3).prop_map(|(epoch, of)| Message::Ack {
+                epoch,
+                of: [AckOf::Delivery, AckOf::Commit, AckOf::Abort][usize::from(of - 1)],
+            }),
+            (any::<u64>(), 1u8..=255).prop_map(|(epoch, r)| Message::Refuse {
+                epoch,
+                reason: match r {
+                    1 => RefuseReason::NotMember,
+                    2 => RefuseReason::NotAdmitted,
+                    3 => RefuseReason::AttestationStale,
+                    4 => RefuseReason::WrongEpoch,
+                    5 => RefuseReason::NoShare,
+                    6 => RefuseReason::State,
+                    7 => RefuseReason::BadDelivery,
+                    8 => RefuseReason::StorageFailed,
+                    v => RefuseReason::Other(v),
+                },
+            }),
+            (any::<u64>(), 1u8..=16, any::<[u8; 31]>()).prop_map(|(epoch, index, v)| {
+                let mut value = [0u8; 32];
+                value[1..].copy_from_slice(&v);
+                Message::Release {
+                    epoch,
+                    share: crate::quorum::vss::Share::from_parts(index, &value).unwrap(),
+                }
+            }),
+        ]
+    }
+
+    #[test]
+    fn a_share_delivery_round_trips_at_the_largest_group() {
+        use crate::quorum::vss::{self, MAX_MEMBERS, Secret, tests::TestRng};
+        let mut rng = TestRng::new(5);
+        let (commitment, shares) = vss::split(
+            &Secret::random(&mut rng),
+            MAX_MEMBERS,
+            MAX_MEMBERS,
+            &mut rng,
+        )
+        .unwrap();
+        let members = (0..MAX_MEMBERS)
+            .map(|i| crate::keys::Fingerprint([u8::try_from(i).unwrap(); 32]))
+            .collect();
+        let frame = Frame::Quorum(quorum::Message::Deliver(Box::new(quorum::Delivery {
+            epoch: 3,
+            members,
+            share: shares[15].clone(),
+            commitment,
+        })));
+        let bytes = frame.to_bytes().unwrap();
+        assert_eq!(
+            bytes.len(),
+            LEN_FIELD + 2 + quorum::MAX_DELIVER_PAYLOAD,
+            "the largest share delivery fills its cap"
+        );
+        assert!(bytes.len() <= MAX_FRAME_LEN);
+        let (decoded, used) = Frame::decode(&bytes).unwrap().unwrap();
+        assert_eq!((decoded, used), (frame, bytes.len()));
+        // Every prefix is incomplete, not an error.
+        for cut in 0..bytes.len() {
+            assert_eq!(Frame::decode(&bytes[..cut]), Ok(None));
+        }
+    }
+
+    #[test]
+    fn each_type_has_its_own_cap_checked_before_the_body_arrives() {
+        // A Ping announcing 1000 bytes is refused from its first four bytes.
+        assert_eq!(
+            Frame::decode(&[0x03, 0xe8, VERSION, TYPE_PING]),
+            Err(InvalidFrame::BadLength(1000))
+        );
+        // So is a quorum Request (8 bytes) announcing 10.
+        assert_eq!(
+            Frame::decode(&[0, 12, VERSION, 0x13]),
+            Err(InvalidFrame::BadLength(12))
+        );
+        // An unassigned type in the quorum range is unknown.
+        assert_eq!(
+            Frame::decode(&[0, 10, VERSION, 0x1f]),
+            Err(InvalidFrame::UnknownType(0x1f))
+        );
+        // A release whose share is not a scalar is malformed.
+        let mut bytes = vec![0, 43, VERSION, 0x14];
+        bytes.extend_from_slice(&[0; 8]);
+        bytes.push(1);
+        bytes.extend_from_slice(&[0xff; 32]);
+        assert!(matches!(
+            Frame::decode(&bytes),
+            Err(InvalidFrame::Malformed(_))
+        ));
     }
 
     proptest! {
@@ -477,11 +625,23 @@ mod tests {
             Frame::decode(&[0, 2, 1, 99]),
             Err(InvalidFrame::UnknownType(99))
         );
+        // A Ping one byte longer than a Ping is over its type's cap.
         let mut ping = Frame::Ping { seq: 1 }.to_bytes().unwrap();
         ping[1] += 1;
         ping.push(0);
+        assert_eq!(Frame::decode(&ping), Err(InvalidFrame::BadLength(11)));
+        // Within the cap, bytes after the layout are trailing bytes.
+        let mut hello = Frame::Hello {
+            seq: 1,
+            boot_id: 2,
+            name: "a".into(),
+        }
+        .to_bytes()
+        .unwrap();
+        hello[1] += 1;
+        hello.push(0);
         assert_eq!(
-            Frame::decode(&ping),
+            Frame::decode(&hello),
             Err(InvalidFrame::Malformed("trailing bytes"))
         );
     }
