@@ -58,6 +58,8 @@ fn no_private_key_material_on_disk() {
     ChainFiles::new(dir.path().join("certs"))
         .create(&store, "bmc-a", now())
         .unwrap();
+    // A group authority's third key (issue 17): its blob must hold no key material either.
+    store.generate(KeyRole::GroupRoot).unwrap();
 
     let files = walk_files(dir.path());
     for role in KeyRole::ALL {
