@@ -11,9 +11,10 @@
 #   BIN_DIR=dir scripts/size-budget.sh  # measure binaries built elsewhere (no cargo call)
 set -euo pipefail
 
-# What we reached (4667416 bytes with the certificate and ComponentIntegrity objects of issues
-# 17 and 15; README "Size on flash"), rounded up by 5 % so growth is caught.
-BUDGET_BYTES=${BUDGET_BYTES:-4900000}
+# What we reached (5145352 bytes with issue 15's events and associations, issue 17's group
+# authority and issue 18's trust quorum; README "Size on flash"), rounded up by 5 % so growth
+# is caught.
+BUDGET_BYTES=${BUDGET_BYTES:-5400000}
 GOAL_BYTES=4000000
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
