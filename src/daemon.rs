@@ -34,7 +34,7 @@ use crate::pairing::dial::{DialSettings, TlsDialer};
 use crate::pairing::identity::{Keeper, KeeperParts};
 use crate::pairing::reset::Reset;
 use crate::persist;
-use crate::quorum::actor::{QuorumActor, QuorumConfig, QuorumHandle, QuorumParts};
+use crate::quorum::actor::{QuorumActor, QuorumConfig, QuorumParts};
 use crate::quorum::vault::Vault;
 
 /// The path of the state file.
@@ -116,21 +116,13 @@ fn remove_stale_temporaries(config: &Config) {
     }
 }
 
-/// The trust-quorum actor: on only with the TPM key backend (its shares are sealed to the
-/// TPM; the file backend has no equivalent).
-fn start_quorum(
+/// The trust-quorum actor's configuration and vault: the vault only with the TPM key
+/// backend (its shares are sealed to the TPM; the file backend has no equivalent, so the
+/// quorum is off without it).
+fn quorum_setup(
     config: &Config,
     tpm: Option<Arc<crate::identity::tpm::TpmKeyStore>>,
-    exchange: Arc<TlsDialer>,
-    pairing: &crate::pairing::handle::Handle,
-    incoming: mpsc::Receiver<server::QuorumExchange>,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-) -> (
-    QuorumActor<TlsDialer>,
-    QuorumHandle,
-    mpsc::Receiver<crate::quorum::actor::QuorumCommand>,
-) {
+) -> (QuorumConfig, Option<Vault>) {
     let tq = &config.trust_quorum;
     let dir = config.identity.state_dir.join("trust-quorum");
     let vault = tpm.map(|tpm| Vault::new(tpm, &dir));
@@ -140,25 +132,18 @@ fn start_quorum(
     if tq.test_tamper_shares {
         tracing::warn!("TEST HOOK: this BMC tampers with every trust-quorum share it releases");
     }
-    QuorumActor::new(QuorumParts {
-        config: QuorumConfig {
-            settings: bmc_pairing_core::quorum::Settings {
-                attestation_max_age: tq.attestation_max_age.as_secs(),
-            },
-            state_path: dir.join("quorum.json"),
-            keys_dir: tq.keys_dir.clone(),
-            purposes: tq.purposes.clone(),
-            unlocked_command: tq.unlocked_command.clone(),
-            retry_interval: tq.retry_interval,
-            tamper_releases: tq.test_tamper_shares,
+    let quorum = QuorumConfig {
+        settings: bmc_pairing_core::quorum::Settings {
+            attestation_max_age: tq.attestation_max_age.as_secs(),
         },
-        vault,
-        exchange,
-        pairing: pairing.clone(),
-        incoming,
-        tracker: tracker.clone(),
-        cancel: cancel.clone(),
-    })
+        state_path: dir.join("quorum.json"),
+        keys_dir: tq.keys_dir.clone(),
+        purposes: tq.purposes.clone(),
+        unlocked_command: tq.unlocked_command.clone(),
+        retry_interval: tq.retry_interval,
+        tamper_releases: tq.test_tamper_shares,
+    };
+    (quorum, vault)
 }
 
 /// Runs the daemon until `shutdown` completes or the bus connection closes.
@@ -211,6 +196,7 @@ pub async fn run(
     let (notices_tx, notices_rx) = mpsc::unbounded_channel();
     // Events queue from the start; they are delivered once the bus connection exists.
     let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let events = Emitter::new(events_tx, opened.store.backend().to_string());
     let round_trips = crate::link::RoundTrips::new();
     let (discovery_tx, discovery_rx) = mpsc::channel(64);
     let (admission_tx, admission_rx) = mpsc::channel(16);
@@ -320,7 +306,7 @@ pub async fn run(
         link_events_tx: link_tx.clone(),
         discovery: discovery_rx,
         notices: notices_tx,
-        events: Emitter::new(events_tx, opened.store.backend().to_string()),
+        events: events.clone(),
         round_trips: round_trips.clone(),
         tracker: tracker.clone(),
         cancel: cancel.clone(),
@@ -328,15 +314,17 @@ pub async fn run(
         mailboxes: mailboxes.clone(),
     });
     tracker.spawn(actor.run(commands));
-    let (quorum, quorum_handle, quorum_commands) = start_quorum(
-        &config,
-        opened.tpm.clone(),
+    let (quorum_config, vault) = quorum_setup(&config, opened.tpm.clone());
+    let (quorum, quorum_handle, quorum_commands) = QuorumActor::new(QuorumParts {
+        config: quorum_config,
+        vault,
         exchange,
-        &handle,
-        quorum_rx,
-        &tracker,
-        &cancel,
-    );
+        pairing: handle.clone(),
+        incoming: quorum_rx,
+        events,
+        tracker: tracker.clone(),
+        cancel: cancel.clone(),
+    });
     tracker.spawn(quorum.run(quorum_commands));
     tracker.spawn(server::serve(
         listener,

@@ -169,6 +169,16 @@ impl Event {
                 "This BMC's pairing identity key in the '{}' store is lost.",
                 g("KeyBackend")
             ),
+            "QuorumUnlocked" => format!("The trust quorum is unlocked (epoch {}).", g("Epoch")),
+            "QuorumUnlockFailed" => format!(
+                "The trust quorum stays locked with {} of {} shares.",
+                g("Have"),
+                g("Need")
+            ),
+            "QuorumBadShare" => format!(
+                "A trust-quorum share from '{}' does not match the commitment.",
+                g("IdentityFingerprint")
+            ),
             other => other.to_owned(),
         }
     }
@@ -361,6 +371,37 @@ impl Emitter {
                 ),
                 ("Reason", reason),
             ],
+        ));
+    }
+
+    /// The trust quorum unlocked in `epoch` with the shares of `contributors` (hex
+    /// fingerprints).
+    pub fn quorum_unlocked(&self, epoch: u64, contributors: &[String]) {
+        self.emit(Event::new(
+            "QuorumUnlocked",
+            Severity::Informational,
+            vec![
+                ("Epoch", epoch.to_string()),
+                ("Contributors", contributors.join(",")),
+            ],
+        ));
+    }
+
+    /// The trust quorum stays locked with `have` of `need` shares.
+    pub fn quorum_unlock_failed(&self, have: usize, need: usize) {
+        self.emit(Event::new(
+            "QuorumUnlockFailed",
+            Severity::Warning,
+            vec![("Have", have.to_string()), ("Need", need.to_string())],
+        ));
+    }
+
+    /// The member pinned as `from` released a share that does not match the commitment.
+    pub fn quorum_bad_share(&self, from: &str) {
+        self.emit(Event::new(
+            "QuorumBadShare",
+            Severity::Error,
+            vec![("IdentityFingerprint", from.to_owned())],
         ));
     }
 
@@ -738,6 +779,9 @@ mod tests {
             "r",
         );
         emitter.key_lost();
+        emitter.quorum_unlocked(2, &["aa".to_owned(), "bb".to_owned()]);
+        emitter.quorum_unlock_failed(1, 2);
+        emitter.quorum_bad_share("cc");
         while let Ok(e) = rx.try_recv() {
             made.push(e);
         }

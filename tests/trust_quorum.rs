@@ -288,8 +288,17 @@ fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_
         bmc.kill9();
         let _ = fs::remove_dir_all(bmc.bmc.dir.join("run"));
     }
-    // A alone: locked, and it says so.
-    rig.bmc_mut("bmc-a").start_daemon();
+    // A alone: locked, and it says so. Its events go to its log (no journal socket), where
+    // the test reads them: each is a line ending in `event=<full name>`.
+    // What A logged before this restart (its first unlock) is not read below.
+    let a_log_from = {
+        let a = rig.bmc_mut("bmc-a");
+        let nowhere = a.bmc.dir.join("no-journal-here");
+        a.bmc.set_config("journal_socket", json!(nowhere));
+        let from = a.bmc.log().len();
+        a.start_daemon();
+        from
+    };
     let a = rig.bmc("bmc-a");
     wait_state(a, "Locked");
     wait_for(LIMIT, "A to log that it stays locked", || {
@@ -301,6 +310,10 @@ fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(state(a), "Locked");
     assert_eq!(key(a, "storage"), None);
+    // It asked every 500 ms; the event says it once per count, not once per attempt.
+    let failed = events(a, "QuorumUnlockFailed", a_log_from);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].contains(r#"HAVE="1" NEED="2""#), "{failed:?}");
 
     // B comes back, tampering with every share it releases: B unlocks with A's honest
     // share; A detects B's bad one, refuses it, and stays locked.
@@ -333,6 +346,21 @@ fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_
         fingerprint_of(&rig, "bmc-c", "bmc-a"),
     );
     assert_eq!(contributors, format!("as 2 \"{fa}\" \"{fc}\""));
+    // The events: B's bad share named by B's pinned identity, then the unlock.
+    let fb = fingerprint_of(&rig, "bmc-b", "bmc-a");
+    let bad = events(a, "QuorumBadShare", a_log_from);
+    assert!(!bad.is_empty(), "no QuorumBadShare event");
+    assert!(
+        bad.iter()
+            .all(|e| e.contains(&format!(r#"IDENTITY_FINGERPRINT="{fb}""#))),
+        "{bad:?}"
+    );
+    let unlocked = events(a, "QuorumUnlocked", a_log_from);
+    assert_eq!(unlocked.len(), 1, "{unlocked:?}");
+    assert!(
+        unlocked[0].contains(r#"EPOCH="1""#) && unlocked[0].contains(&fc),
+        "{unlocked:?}"
+    );
 
     // Neither the derived key nor (so far as a test can see) anything secret is on disk in
     // the state directory or in a daemon's environment.
@@ -356,6 +384,19 @@ fn two_of_three_unlocks_with_one_peer_stays_locked_alone_and_refuses_a_tampered_
         let log = bmc.bmc.log();
         assert!(!log.contains(&hex), "{name}: the key is not logged");
     }
+}
+
+/// The lines of `bmc`'s log that carry the event `name` (`Pairing.events.yaml`).
+/// `from` is a length of the log: earlier lines are not read.
+fn events(bmc: &RigBmc, name: &str, from: usize) -> Vec<String> {
+    let tail = format!("event=xyz.openbmc_project.BmcPairing.Pairing.{name}");
+    let log = bmc.bmc.log();
+    log.get(from..)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.trim_end().ends_with(&tail))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The path of `peer`'s object on `bmc`.

@@ -28,6 +28,7 @@ use tokio_util::task::TaskTracker;
 use super::keys;
 use super::vault::Vault;
 use crate::clock;
+use crate::events::Emitter;
 use crate::kit::ErrorChain;
 use crate::link::server::QuorumExchange;
 use crate::pairing::handle::{Handle, Snapshot};
@@ -166,6 +167,8 @@ pub struct QuorumParts<X> {
     pub pairing: Handle,
     /// Quorum messages from the listener.
     pub incoming: mpsc::Receiver<QuorumExchange>,
+    /// Where unlocked, unlock-failed and bad-share events go (`Pairing.events.yaml`).
+    pub events: Emitter,
     /// Every task it starts runs under it.
     pub tracker: TaskTracker,
     /// Shutdown.
@@ -180,6 +183,10 @@ pub struct QuorumActor<X> {
     exchange: Arc<X>,
     pairing: Handle,
     incoming: mpsc::Receiver<QuorumExchange>,
+    events: Emitter,
+    /// The last "stays locked" count reported, so a locked member that keeps asking
+    /// reports each count once, not every retry.
+    locked_reported: Option<(usize, usize)>,
     answers_tx: mpsc::UnboundedSender<(Fingerprint, Message, Option<Message>)>,
     answers: mpsc::UnboundedReceiver<(Fingerprint, Message, Option<Message>)>,
     view: watch::Sender<QuorumView>,
@@ -251,6 +258,8 @@ impl<X: Exchange> QuorumActor<X> {
             exchange: parts.exchange,
             pairing: parts.pairing,
             incoming: parts.incoming,
+            events: parts.events,
+            locked_reported: None,
             answers_tx,
             answers,
             view,
@@ -505,16 +514,24 @@ impl<X: Exchange> QuorumActor<X> {
                 }
                 Action::Send { to, message } => self.send(to, message),
                 Action::Reattest(fp) => self.reattest(fp),
-                Action::Unlocked => self.unlocked(),
+                Action::Unlocked => {
+                    self.locked_reported = None;
+                    self.unlocked();
+                }
                 Action::StillLocked { have, need } => {
                     tracing::warn!(
                         have,
                         need,
                         "trust quorum stays locked: {have} of {need} shares"
                     );
+                    if self.locked_reported != Some((have, need)) {
+                        self.locked_reported = Some((have, need));
+                        self.events.quorum_unlock_failed(have, need);
+                    }
                 }
                 Action::BadShare { from } => {
                     tracing::error!(peer = %from, "a trust-quorum share does not match the commitment; refused");
+                    self.events.quorum_bad_share(&from.to_hex());
                 }
                 Action::InitializationEnded { epoch, failure } => match failure {
                     None => {
@@ -573,6 +590,7 @@ impl<X: Exchange> QuorumActor<X> {
         };
         let contributors: Vec<String> = core.contributors().iter().map(|f| f.to_hex()).collect();
         tracing::info!(epoch = core.epoch(), contributors = %contributors.join(","), "trust quorum unlocked");
+        self.events.quorum_unlocked(core.epoch(), &contributors);
         if let Err(e) = keys::deliver(secret, &self.config.keys_dir, &self.config.purposes) {
             tracing::error!(error = %ErrorChain(&e), "cannot write the trust-quorum keys");
             return;
