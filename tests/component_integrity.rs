@@ -344,6 +344,46 @@ fn the_tpm_is_a_trusted_component() {
     assert_eq!(a.property(TPM, ITEM, "Present"), json!(true));
 }
 
+/// Named this BMC's own inventory item (`tpm_protects`), the TPM links it with the upstream
+/// TrustedComponent association `protecting` (reverse `protected_by`); the names are read
+/// from the upstream YAML, not restated here.
+#[test]
+fn the_tpm_protects_the_bmc_it_is_told_of() {
+    let yaml: serde_norway::Value = serde_norway::from_str(
+        &std::fs::read_to_string(yaml_path_for(&upstream_pdi_root(), TRUSTED_COMPONENT)).unwrap(),
+    )
+    .unwrap();
+    let protecting = yaml["associations"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"].as_str() == Some("protecting"))
+        .expect("upstream TrustedComponent defines protecting");
+    let reverse = protecting["reverse_name"].as_str().unwrap();
+
+    let bmc_item = "/xyz/openbmc_project/inventory/system/chassis/motherboard/bmc";
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = Node::new(
+        tmp.path(),
+        "bmc-a",
+        KeyKind::Tpm,
+        json!({"tpm_protects": bmc_item}),
+    );
+    a.start();
+    assert_eq!(
+        object_interfaces(&a.bus.address, ATT_BUS, TPM).unwrap(),
+        vec![
+            ASSOCIATIONS.to_owned(),
+            ITEM.to_owned(),
+            TRUSTED_COMPONENT.to_owned()
+        ]
+    );
+    assert_eq!(
+        a.property(TPM, ASSOCIATIONS, "Associations"),
+        json!([["protecting", reverse, bmc_item]])
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bmcweb_sequence_and_an_independently_checked_signature() {
     let pair = attested_pair();

@@ -42,6 +42,7 @@
 //! | `unauthenticated_signs_per_source_per_second` | 2 | TPM signatures one requester address may cause (burst twice that) |
 //! | `max_attestations` | 4 | concurrent outgoing attestations (1..=64) |
 //! | `identity_check_interval_ms` | 30000 | how often the responder re-reads the identity when idle |
+//! | `tpm_protects` | none | this BMC's own `Inventory.Item` path (platform-specific, e.g. `/xyz/openbmc_project/inventory/system/chassis/motherboard/bmc`): the TPM's TrustedComponent object then has the upstream `protecting` association to it (TPM backend only) |
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -54,6 +55,8 @@ pub use crate::config::{EXIT_CONFIG, Error, IdentityConfig, KeyBackend, TPM_DEVI
 use bmc_pairing_core::budget::SignLimits;
 use bmc_pairing_core::spdm::PolicyMode;
 
+/// Where `tpm_protects` must point: an inventory item.
+const INVENTORY_PREFIX: &str = "/xyz/openbmc_project/inventory/";
 /// Default location of the configuration file.
 pub const DEFAULT_PATH: &str = "/etc/bmc-pairing-manager/bmc-attestation.conf";
 /// Most files `measured_files` may list (they take measurement indices 1..=63).
@@ -114,6 +117,8 @@ pub struct Config {
     pub max_sessions_per_source: usize,
     /// How often the responder re-reads the identity chain when nothing connects.
     pub identity_check_interval: Duration,
+    /// This BMC's own inventory item, which the TPM protects (upstream `protecting`).
+    pub tpm_protects: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -144,6 +149,7 @@ struct RawConfig {
     unauthenticated_signs_per_source_per_second: u32,
     first_request_timeout_ms: u64,
     max_sessions_per_source: usize,
+    tpm_protects: Option<String>,
 }
 
 impl Default for RawConfig {
@@ -175,6 +181,7 @@ impl Default for RawConfig {
             unauthenticated_signs_per_source_per_second: defaults::SIGNS_PER_SOURCE_PER_SECOND,
             first_request_timeout_ms: 2000,
             max_sessions_per_source: 2,
+            tpm_protects: None,
         }
     }
 }
@@ -314,6 +321,16 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         100,
         3_600_000,
     )?;
+    if let Some(item) = &raw.tpm_protects {
+        let valid = item.starts_with(INVENTORY_PREFIX)
+            && zbus::zvariant::ObjectPath::try_from(item.as_str()).is_ok();
+        if !valid {
+            return Err(invalid(
+                "tpm_protects",
+                format!("{item:?} is not an object path under {INVENTORY_PREFIX}"),
+            ));
+        }
+    }
     Ok(Config {
         port: raw.port,
         interface_id: raw.interface_id,
@@ -337,6 +354,7 @@ fn validate(path: &Path, raw: RawConfig, tpm_present: bool) -> Result<Config, Er
         first_request_timeout,
         max_sessions_per_source,
         identity_check_interval,
+        tpm_protects: raw.tpm_protects,
     })
 }
 
@@ -431,6 +449,14 @@ mod tests {
             (
                 format!(r#"{{{fb}, "firmware_image": "x"}}"#),
                 "firmware_image",
+            ),
+            (
+                format!(r#"{{{fb}, "tpm_protects": "/xyz/openbmc_project/bmc"}}"#),
+                "tpm_protects",
+            ),
+            (
+                format!(r#"{{{fb}, "tpm_protects": "/xyz/openbmc_project/inventory/a b"}}"#),
+                "tpm_protects",
             ),
             (format!(r#"{{{fb}, "pcrs": [0, 24]}}"#), "pcrs[1]"),
             (format!(r#"{{{fb}, "pcrs": [3, 3]}}"#), "pcrs[1]"),

@@ -209,7 +209,10 @@ pub async fn run(
     let tpm = matches!(
         config.identity.key_backend,
         crate::config::KeyBackend::Tpm { .. }
-    );
+    )
+    .then(|| dbus::TpmObject {
+        protects: config.tpm_protects.clone(),
+    });
     let conn = match dbus::serve(&bus, service, config.port, status_rx.clone(), tpm).await {
         Ok(c) => c,
         Err(e) => {

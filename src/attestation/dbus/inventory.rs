@@ -59,6 +59,22 @@ pub fn leaf_associations(component: &str) -> Vec<Association> {
     )]
 }
 
+/// The associations of this BMC's TPM: upstream TrustedComponent's `protecting` →
+/// this BMC's own inventory item (`protected_by`), when the integrator names it
+/// (`tpm_protects`; the path is platform-specific, so there is no default).
+pub fn tpm_associations(protects: Option<&str>) -> Vec<Association> {
+    protects
+        .map(|item| {
+            (
+                "protecting".to_owned(),
+                "protected_by".to_owned(),
+                item.to_owned(),
+            )
+        })
+        .into_iter()
+        .collect()
+}
+
 /// `xyz.openbmc_project.Association.Definitions`.
 #[derive(Debug)]
 pub struct Definitions {

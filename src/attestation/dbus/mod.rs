@@ -787,6 +787,13 @@ impl Service {
     }
 }
 
+/// This BMC's TPM as an inventory object (TPM key backend only).
+#[derive(Clone, Debug, Default)]
+pub struct TpmObject {
+    /// This BMC's own inventory item, which the TPM protects (`tpm_protects`).
+    pub protects: Option<String>,
+}
+
 /// Connects to `bus`, serves the root objects, then owns [`BUS_NAME`].
 ///
 /// # Errors
@@ -799,21 +806,33 @@ pub async fn serve(
     service: Service,
     responder_port: u16,
     responder_status: watch::Receiver<Option<Fingerprint>>,
-    tpm: bool,
+    tpm: Option<TpmObject>,
 ) -> zbus::Result<zbus::Connection> {
     let builder = match bus {
         Bus::System => zbus::connection::Builder::system()?,
         Bus::Address(addr) => zbus::connection::Builder::address(addr.as_str())?,
     };
-    let builder = if tpm {
-        builder
-            .serve_at(
-                inventory::TPM_PATH,
-                inventory::Item::new("TPM 2.0 holding this BMC's pairing and SPDM identity keys"),
-            )?
-            .serve_at(inventory::TPM_PATH, inventory::TrustedComponent)?
-    } else {
-        builder
+    let builder = match tpm {
+        Some(tpm) => {
+            let builder = builder
+                .serve_at(
+                    inventory::TPM_PATH,
+                    inventory::Item::new(
+                        "TPM 2.0 holding this BMC's pairing and SPDM identity keys",
+                    ),
+                )?
+                .serve_at(inventory::TPM_PATH, inventory::TrustedComponent)?;
+            let associations = inventory::tpm_associations(tpm.protects.as_deref());
+            if associations.is_empty() {
+                builder
+            } else {
+                builder.serve_at(
+                    inventory::TPM_PATH,
+                    inventory::Definitions::new(associations),
+                )?
+            }
+        }
+        None => builder,
     };
     builder
         .serve_at(ROOT_PATH, requester::Requester::new(service))?
