@@ -252,7 +252,14 @@ fn kill9_and_restart_reconnects_without_provisioning_again() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut a, b) = two_bmcs(tmp.path());
     pair(&a, &b);
-    let state_before = fs::read(a.state_dir().join("state.json")).unwrap();
+    // What A learns of B after pairing (B's boot id, from its Hello on B's session to A) is
+    // persisted a moment after both show Connected; the pins to compare are those.
+    let state_before =
+        bmc_test_support::wait_for(Duration::from_secs(10), "A to persist B's boot id", || {
+            let bytes = fs::read(a.state_dir().join("state.json")).ok()?;
+            let state: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+            (state["peers"][0]["boot_id"].as_u64().unwrap_or(0) != 0).then_some(bytes)
+        });
 
     a.kill9();
     b.wait_peer_connected(NOT_CONNECTED, Duration::from_secs(15));
