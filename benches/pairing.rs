@@ -591,8 +591,9 @@ fn rig_figures() {
     }
 }
 
-/// Issue 11's figures: what certificate-less TLS clients force each daemon to sign, and the
-/// pairing and reconnect times while floods run, next to the same figures without them.
+// Issue 11's figures: what certificate-less TLS clients force each daemon to sign, and the
+// pairing and reconnect times while floods run, next to the same figures without them.
+
 /// Waits up to a minute for both to show Connected; panics with both journals otherwise.
 fn wait_both(a: &Bmc, b: &Bmc, what: &str) {
     assert!(
@@ -601,6 +602,80 @@ fn wait_both(a: &Bmc, b: &Bmc, what: &str) {
         a.log(),
         b.log()
     );
+}
+
+/// Reads both BMCs' `PeerConnected` over one D-Bus connection per bus, from this process.
+///
+/// The flood figures time how long the daemons take. Polling with a `busctl` process per
+/// read (as the tests do) costs milliseconds of the very CPU the flood contends for, so
+/// under flood the tool's own start-up would be timed with the daemons; one long-lived
+/// connection per bus costs a D-Bus round trip per read.
+struct ConnectedProbe {
+    rt: tokio::runtime::Runtime,
+    buses: [zbus::Connection; 2],
+}
+
+impl ConnectedProbe {
+    fn new(a: &Bmc, b: &Bmc) -> ConnectedProbe {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the probe");
+        let connect = |address: &str| {
+            rt.block_on(async {
+                zbus::connection::Builder::address(address)
+                    .expect("a bus address")
+                    .build()
+                    .await
+                    .expect("connect to the test bus")
+            })
+        };
+        let buses = [connect(&a.bus.address), connect(&b.bus.address)];
+        ConnectedProbe { rt, buses }
+    }
+
+    /// True when both report Connected; a daemon not (yet) on its bus counts as not.
+    fn both_connected(&self) -> bool {
+        self.rt.block_on(async {
+            for bus in &self.buses {
+                let reply = bus
+                    .call_method(
+                        Some(PDI_BUS),
+                        PDI_PATH,
+                        Some("org.freedesktop.DBus.Properties"),
+                        "Get",
+                        &(PDI_IFACE, "PeerConnected"),
+                    )
+                    .await;
+                let connected = reply.ok().is_some_and(|reply| {
+                    reply
+                        .body()
+                        .deserialize::<zbus::zvariant::OwnedValue>()
+                        .ok()
+                        .and_then(|v| String::try_from(v).ok())
+                        .is_some_and(|s| s == CONNECTED)
+                });
+                if !connected {
+                    return false;
+                }
+            }
+            true
+        })
+    }
+
+    /// Waits up to a minute for both to show Connected; panics with both journals otherwise.
+    fn wait_both(&self, a: &Bmc, b: &Bmc, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.both_connected() {
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within 60 s\nA:\n{}\nB:\n{}",
+                a.log(),
+                b.log()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
 }
 
 /// Issue 11's figures: pairing and reconnect times while floods run, next to the same
@@ -660,10 +735,11 @@ fn flood_pairing_figures(pace: Duration, layout: CpuLayout) {
             } else {
                 Vec::new()
             };
+            let probe = ConnectedProbe::new(&a, &b);
             let start = Instant::now();
             a.provision(&b.endpoint()).unwrap();
             b.provision(&a.endpoint()).unwrap();
-            wait_both(&a, &b, "pairing");
+            probe.wait_both(&a, &b, "pairing");
             let paired = start.elapsed();
             b.kill9();
             poll_until(Duration::from_secs(20), || {
@@ -671,7 +747,7 @@ fn flood_pairing_figures(pace: Duration, layout: CpuLayout) {
             });
             let start = Instant::now();
             b.start();
-            wait_both(&a, &b, "reconnect");
+            probe.wait_both(&a, &b, "reconnect");
             let restarted = start.elapsed();
             for report in floods.into_iter().map(Flood::stop) {
                 if !report.server_signatures.is_empty() {
@@ -728,6 +804,88 @@ fn flood_pairing_figures(pace: Duration, layout: CpuLayout) {
     );
 }
 
+/// What refusing a flood costs: one provisioned BMC on CPU 0 flooded from CPU 1 (as in the
+/// separated layout), the CPU time of each daemon over 10 s next to the connections it
+/// refused. The share of CPU 0 the flood takes is the share a legitimate handshake loses.
+/// `BPM_BENCH_PERF=1` records the pairing manager with `perf record -g` meanwhile (into
+/// `target/flood.perf.data`; the binary needs symbols: point `BMC_PAIRING_MANAGER_BIN` at an
+/// unstripped build).
+fn flood_cpu_figures() {
+    use bmc_test_support::flood::{self, Flood};
+    const WINDOW: Duration = Duration::from_secs(10);
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        println!("(the flood CPU figures need 2 CPUs; this machine has 1)");
+        return;
+    }
+    println!("== what refusing a flood costs each daemon (BMC on CPU 0, attacker on CPU 1)");
+    for pace in [Duration::from_millis(20), Duration::from_millis(2)] {
+        flood::pin_current_thread("0");
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, _b) = two_provisioned(tmp.path());
+        let pm = a.daemon.as_ref().expect("the pairing manager runs").pid();
+        let att = a.attestation.as_ref().map(|p| p.pid());
+        let floods = flood::against_on_cpus(&a, pace, "1");
+        std::thread::sleep(Duration::from_millis(500));
+        let perf = (std::env::var("BPM_BENCH_PERF").as_deref() == Ok("1")).then(|| {
+            std::process::Command::new("perf")
+                .args(["record", "-g", "-o"])
+                .arg(workspace_root().join("target/flood.perf.data"))
+                .args(["-p", &pm.to_string(), "--", "sleep"])
+                .arg(WINDOW.as_secs().to_string())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("perf runs")
+        });
+        let (pm0, att0) = (cpu_of(pm), att.map(cpu_of));
+        std::thread::sleep(WINDOW);
+        let (pm1, att1) = (cpu_of(pm), att.map(cpu_of));
+        if let Some(mut perf) = perf {
+            let _ = perf.wait();
+        }
+        let reports: Vec<_> = floods.into_iter().map(Flood::stop).collect();
+        flood::pin_current_thread("0-1");
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / WINDOW.as_secs_f64();
+        let tls = &reports[0];
+        println!(
+            "pace {:>2} ms: pairing manager {:5.1} % of a core for {:.0} TLS connections/s ({:.1} us each); bmc-attestation {:5.1} % for {:.0} SPDM connections/s",
+            pace.as_millis(),
+            share(pm1 - pm0),
+            tls.connects as f64 / tls.elapsed.as_secs_f64(),
+            (pm1 - pm0).as_secs_f64() * 1e6 * tls.elapsed.as_secs_f64()
+                / WINDOW.as_secs_f64()
+                / (tls.connects.max(1) as f64),
+            att0.zip(att1).map_or(0.0, |(x, y)| share(y - x)),
+            reports[1].connects as f64 / reports[1].elapsed.as_secs_f64(),
+        );
+    }
+    // A silent flood larger than the SPDM waiting room (256 places with the default 8
+    // sessions): 100 addresses with 3 connections each, one more than an address's share.
+    flood::pin_current_thread("0");
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, _b) = two_provisioned(tmp.path());
+    let att = a.attestation.as_ref().expect("bmc-attestation runs").pid();
+    flood::pin_current_thread("1");
+    let silent = Flood::start(
+        std::net::SocketAddr::new(a.ip, spdm_port()),
+        &flood::attacker_sources(100),
+        3,
+        flood::Behaviour::Silent,
+    );
+    flood::pin_current_thread("0");
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_of(att);
+    std::thread::sleep(WINDOW);
+    let used = cpu_of(att) - before;
+    let report = silent.stop();
+    flood::pin_current_thread("0-1");
+    println!(
+        "300 silent SPDM clients from 100 addresses (more than the 256 waiting places): bmc-attestation {:5.1} % of a core for {:.0} connections/s",
+        100.0 * used.as_secs_f64() / WINDOW.as_secs_f64(),
+        report.connects as f64 / report.elapsed.as_secs_f64()
+    );
+}
+
 /// The signatures a sustained, unpaced flood forces: one provisioned BMC, 10 s, no restarts.
 fn flood_signature_figures() {
     use bmc_test_support::flood::{self, Behaviour, Flood};
@@ -780,6 +938,9 @@ fn main() {
     }
     if want("spdm-reference") {
         spdm_reference::cpu_figures(SAMPLES * 4);
+    }
+    if want("flood-cpu") {
+        flood_cpu_figures();
     }
     if want("flood") {
         flood_figures();

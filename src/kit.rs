@@ -316,6 +316,61 @@ mod tests {
     }
 }
 
+/// A TCP listener whose connections are taken without registering them with the runtime:
+/// a connection that is refused at once (a flood) costs an `accept` and a `close`, not also
+/// an `epoll_ctl` in and out and the runtime's bookkeeping. Only connections that are kept
+/// are [`Accepted::register`]ed.
+#[derive(Debug)]
+pub struct Listener(tokio::io::unix::AsyncFd<std::net::TcpListener>);
+
+impl Listener {
+    /// Takes over a bound, listening socket.
+    ///
+    /// # Errors
+    /// When the socket cannot be moved out of the runtime's registration or into this one.
+    pub fn new(listener: tokio::net::TcpListener) -> std::io::Result<Listener> {
+        // `AsyncFd::new` is deprecated in favour of the `unsafe` `register` (this crate
+        // forbids `unsafe`), because an arbitrary `AsRawFd` may close or swap its descriptor
+        // while registered. A `std::net::TcpListener` owns its descriptor until it is dropped,
+        // which the `AsyncFd` does only after deregistering it, so the condition holds here.
+        #[allow(deprecated)]
+        tokio::io::unix::AsyncFd::new(listener.into_std()?).map(Listener)
+    }
+}
+
+/// A connection just taken from a [`Listener`]: not yet known to the runtime, so dropping it
+/// is only a `close`.
+#[derive(Debug)]
+pub struct Accepted(std::net::TcpStream);
+
+impl Accepted {
+    /// True when the client has sent something already (a requester sends its first
+    /// request with the handshake; a silent flooder has not), without waiting.
+    pub fn has_data(&self) -> bool {
+        let socket = socket2::SockRef::from(&self.0);
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket.recv_with_flags(&mut byte, libc_flags::PEEK_DONTWAIT),
+            Ok(n) if n > 0
+        )
+    }
+
+    /// Hands the connection to the runtime, to be read and written asynchronously.
+    ///
+    /// # Errors
+    /// When it cannot be made non-blocking or registered.
+    pub fn register(self) -> std::io::Result<tokio::net::TcpStream> {
+        self.0.set_nonblocking(true)?;
+        tokio::net::TcpStream::from_std(self.0)
+    }
+}
+
+/// `MSG_PEEK | MSG_DONTWAIT`, spelled here because std has no name for them.
+mod libc_flags {
+    /// Look at the data without taking it, and do not wait for it.
+    pub(super) const PEEK_DONTWAIT: std::ffi::c_int = 0x02 | 0x40;
+}
+
 /// The accept side of a TCP listener, shared by both daemons' listeners.
 #[derive(Debug, Default)]
 pub struct Acceptor {
@@ -332,19 +387,25 @@ impl Acceptor {
     /// Cancel safe: a connection is only taken when it is returned.
     pub async fn next(
         &mut self,
-        listener: &tokio::net::TcpListener,
+        listener: &Listener,
         what: &'static str,
         cancel: &CancellationToken,
-    ) -> Option<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    ) -> Option<(Accepted, std::net::SocketAddr)> {
         loop {
             let accepted = tokio::select! {
                 () = cancel.cancelled() => return None,
-                r = listener.accept() => r,
+                ready = listener.0.readable() => match ready {
+                    Ok(mut guard) => match guard.try_io(|l| l.get_ref().accept()) {
+                        Ok(accepted) => accepted,
+                        Err(_would_block) => continue,
+                    },
+                    Err(e) => Err(e),
+                },
             };
             match accepted {
-                Ok(pair) => {
+                Ok((stream, addr)) => {
                     self.failures = 0;
-                    return Some(pair);
+                    return Some((Accepted(stream), addr));
                 }
                 Err(e) => {
                     self.failures = self.failures.saturating_add(1);

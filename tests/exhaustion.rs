@@ -114,8 +114,14 @@ async fn attest(conn: &zbus::Connection, address: &str) -> Result<AttestReply, S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_spdm_connections_from_many_sources_do_not_lock_out_a_real_attestation() {
     let tmp = tempfile::tempdir().unwrap();
-    // B runs the responder's defaults: 8 sessions, 2 per source, 2 s for the first request.
-    let mut b = Node::new(tmp.path(), "bmc-b", KeyKind::File, json!({}));
+    // B runs the responder with 2 sessions (a waiting room of 64 places), 2 per source, 2 s
+    // for the first request.
+    let mut b = Node::new(
+        tmp.path(),
+        "bmc-b",
+        KeyKind::File,
+        json!({"max_sessions": 2}),
+    );
     let b_fp = b.provision().fingerprint().to_hex();
     b.start();
     let mut a = Node::new(tmp.path(), "bmc-a", KeyKind::File, json!({}));
@@ -126,8 +132,8 @@ async fn idle_spdm_connections_from_many_sources_do_not_lock_out_a_real_attestat
         .await
         .unwrap();
 
-    // 40 sources hold 2 silent connections each (80: ten times the session count, more than
-    // the waiting room's 64 places), and reconnect whenever they are dropped.
+    // 40 sources hold 2 silent connections each (80: forty times the session count, more
+    // than the waiting room's 64 places), and reconnect whenever they are dropped.
     let target = endpoint("127.0.0.1".parse().unwrap(), b.port);
     let attackers = Flood::start(target, &flood::attacker_sources(40), 2, Behaviour::Silent);
     wait_for(Duration::from_secs(10), "the flood to connect", || {
@@ -526,8 +532,8 @@ fn the_units_descriptor_limits_fit_the_largest_configurable_caps() {
         "{pairing_caps} + {headroom} > {pairing}"
     );
     let responder = limit_nofile(&units.join("xyz.openbmc_project.attestation.service"));
-    let responder_caps =
-        attestation::config::MAX_SESSIONS * (1 + attestation::responder::WAITING_PER_SESSION);
+    let responder_caps = attestation::config::MAX_SESSIONS
+        + attestation::responder::waiting_places(attestation::config::MAX_SESSIONS);
     assert!(
         responder_caps + headroom <= responder,
         "{responder_caps} + {headroom} > {responder}"

@@ -36,7 +36,7 @@
 //! | `idle_timeout_ms` | 5000 | responder wait for the next request (at least the first-request wait) |
 //! | `session_timeout_ms` | 30000 | one whole responder session |
 //! | `attest_timeout_ms` | 20000 | one whole outgoing attestation |
-//! | `max_sessions` | 8 | concurrent responder sessions (1..=256); connections wait for their first byte in a room of 8 × this many places, where a newcomer displaces the oldest of its own or the most crowded address |
+//! | `max_sessions` | 8 | concurrent responder sessions (1..=256); connections wait for their first byte in a room of 32 × this many places (at most 1024), where a newcomer displaces the oldest of its own (if that one has waited 100 ms; else the newcomer is closed) or the most crowded address; when the room is full of connections younger than 100 ms, the listener pauses until the oldest is that old |
 //! | `max_sessions_per_source` | 2 | responder sessions, and waiting places, of one address |
 //! | `unauthenticated_signs_per_second` | 10 | TPM signatures all requesters together may cause (burst twice that) |
 //! | `unauthenticated_signs_per_source_per_second` | 2 | TPM signatures one requester address may cause (burst twice that) |
@@ -64,8 +64,7 @@ pub const MAX_MEASURED_FILES: usize = 63;
 /// Number of PCRs of a TPM 2.0 bank (valid `pcrs` entries are 0..24).
 pub const PCR_COUNT: u8 = crate::identity::tpm::PCR_COUNT;
 /// Most responder sessions `max_sessions` allows. With the waiting room
-/// ([`super::responder::WAITING_PER_SESSION`] places per session) it fits the unit's
-/// `LimitNOFILE=4096`.
+/// ([`super::responder::waiting_places`]) it fits the unit's `LimitNOFILE=4096`.
 pub const MAX_SESSIONS: usize = 256;
 
 /// The validated configuration.

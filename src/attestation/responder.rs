@@ -18,10 +18,15 @@
 //! # Bounds
 //! Every requester is unauthenticated (no mutual authentication), so what one may hold is
 //! bounded, and a legitimate requester is never locked out by idle connections:
-//! - the listener accepts always. A new connection waits, costing a socket and nothing
-//!   else, for its first byte (at most `first_request_timeout`) in a waiting room of
-//!   `8 × max_sessions` places, `max_sessions_per_source` per address; a newcomer displaces
-//!   the oldest waiting connection of its own address, or of the most crowded one;
+//! - the listener accepts always, but keeps each waiting place for at least 100 ms: when the
+//!   waiting room is full of younger connections it pauses until the oldest has waited that
+//!   long, and pauses too once displacements and refusals pass 2,000 a second
+//!   ([`books`]), so a silent flood churns at a bounded rate instead of taking the CPU. A new
+//!   connection waits, costing a socket and nothing else, for its first byte (at most
+//!   `first_request_timeout`) in a waiting room of `32 × max_sessions` places (at most 1024),
+//!   `max_sessions_per_source` per address; a newcomer displaces the oldest waiting
+//!   connection of its own address (or is closed at once if that one is younger than
+//!   100 ms), or of the most crowded one;
 //! - a connection that has spoken takes one of `max_sessions` sessions
 //!   (`max_sessions_per_source` per address), displacing the idlest session if that one has
 //!   had no request for `first_request_timeout`, and is refused only when all are working
@@ -53,8 +58,8 @@ use crate::identity::store::{self, OpenedStore, Probe};
 use crate::identity::{Fingerprint, KeyRole, KeyStore};
 use crate::spdm::transport::{self, Activity, Framing, Timeouts};
 use bmc_pairing_core::spdm::ResponderConfig;
-pub use books::WAITING_PER_SESSION;
 use books::{Books, Limits};
+pub use books::{MAX_WAITING, WAITING_PER_SESSION, waiting_places};
 
 mod books;
 
@@ -384,15 +389,42 @@ pub async fn serve(
     let limits = Limits {
         sessions: settings.max_sessions,
         per_source: settings.max_sessions_per_source,
-        waiting: settings
-            .max_sessions
-            .saturating_mul(books::WAITING_PER_SESSION),
+        waiting: waiting_places(settings.max_sessions),
         idle_allowance: settings.first_request_timeout,
+        min_wait: books::MIN_WAIT,
+    };
+    let listener = match crate::kit::Listener::new(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %crate::kit::ErrorChain(&e), "cannot take over the spdm listener");
+            return;
+        }
     };
     let mut acceptor = crate::kit::Acceptor::default();
-    while let Some((tcp, addr)) = acceptor.next(&listener, "spdm", &cancel).await {
+    loop {
+        let paused_until = lock(&books).paused_until(limits, Instant::now());
+        if let Some(until) = paused_until {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep_until(until.into()) => {}
+            }
+        }
+        let Some((accepted, addr)) = acceptor.next(&listener, "spdm", &cancel).await else {
+            return;
+        };
         let source = addr.ip().to_canonical();
-        let (id, token) = lock(&books).wait(source, limits, &cancel);
+        let Some((id, token)) = lock(&books).wait(source, limits, &cancel, Instant::now()) else {
+            tracing::debug!(%addr, "its address reconnects faster than its places free; closed");
+            continue;
+        };
+        let tcp = match accepted.register() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::debug!(%addr, error = %crate::kit::ErrorChain(&e), "cannot register an spdm connection");
+                lock(&books).close(id);
+                continue;
+            }
+        };
         let span = tracing::info_span!("spdm_session", %addr);
         let connection = Connection {
             id,

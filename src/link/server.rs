@@ -393,6 +393,13 @@ pub async fn serve(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
+    let listener = match crate::kit::Listener::new(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %crate::kit::ErrorChain(&e), "cannot take over the pairing listener");
+            return;
+        }
+    };
     let mut acceptor = crate::kit::Acceptor::default();
     let refusals = RefusalLog::default();
     let mut summary = tokio::time::interval(REFUSAL_SUMMARY_INTERVAL);
@@ -430,6 +437,13 @@ pub async fn serve(
             refusals.note("signing budget", &why);
             continue;
         }
+        let tcp = match tcp.register() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                refusals.note("register", &crate::kit::ErrorChain(&e));
+                continue;
+            }
+        };
         let (id, token) = sessions.admit(source, limits, &cancel);
         let span = tracing::info_span!("incoming", %addr, session = id, peer = tracing::field::Empty, resumed = tracing::field::Empty);
         tracker.spawn(

@@ -69,6 +69,14 @@ impl TokenBucket {
         }
     }
 
+    /// When the next token will be there: `None` when one is at `now`.
+    pub fn ready_at(&self, now: Instant) -> Option<Instant> {
+        let elapsed = now.saturating_duration_since(self.last);
+        let credit = self.credit.saturating_add(elapsed).min(self.rate.ceiling());
+        let missing = self.rate.period().saturating_sub(credit);
+        (!missing.is_zero()).then(|| now + missing)
+    }
+
     /// True if the bucket would be full at `now` (nothing spent recently): it can be
     /// forgotten without changing any answer.
     fn is_full(&self, now: Instant) -> bool {
@@ -191,6 +199,19 @@ mod tests {
         // A long quiet period refills only up to the burst.
         let later = t0 + Duration::from_secs(60);
         assert_eq!((0..10).filter(|_| b.take(later)).count(), 3);
+    }
+
+    #[test]
+    fn a_spent_bucket_says_when_its_next_token_is_there() {
+        let t0 = origin();
+        let mut b = TokenBucket::new(rate(10, 2), t0);
+        assert_eq!(b.ready_at(t0), None, "full");
+        assert!(b.take(t0) && b.take(t0));
+        assert_eq!(b.ready_at(t0), Some(t0 + Duration::from_millis(100)));
+        let later = t0 + Duration::from_millis(40);
+        assert_eq!(b.ready_at(later), Some(t0 + Duration::from_millis(100)));
+        assert_eq!(b.ready_at(t0 + Duration::from_millis(100)), None);
+        assert!(b.take(t0 + Duration::from_millis(100)));
     }
 
     fn limits() -> SignLimits {
