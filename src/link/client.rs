@@ -138,7 +138,7 @@ mod tests {
     async fn a_dropped_connection_is_tried_again_until_the_deadline() {
         let addr: SocketAddr = "127.0.0.1:8090".parse().unwrap();
         let mut tries = 0;
-        let got = patiently(addr, Duration::from_secs(5), || {
+        let got = patiently(addr, Duration::from_secs(5), Duration::ZERO, || {
             tries += 1;
             let n = tries;
             async move { if n < 3 { Err(reset(addr)) } else { Ok(n) } }
@@ -149,7 +149,7 @@ mod tests {
         // Always dropped: it gives up at the deadline, having backed off (10, 20, 40, ...
         // 640, 1000 ms: tries at 0, 10, 30, 70, 150, 310, 630, 1270 and 2270 ms).
         let mut tries = 0;
-        let got: Result<(), _> = patiently(addr, Duration::from_secs(3), || {
+        let got: Result<(), _> = patiently(addr, Duration::from_secs(3), Duration::ZERO, || {
             tries += 1;
             async move { Err(reset(addr)) }
         })
@@ -159,7 +159,7 @@ mod tests {
 
         // Anything else ends it at once.
         let mut tries = 0;
-        let got: Result<(), _> = patiently(addr, Duration::from_secs(3), || {
+        let got: Result<(), _> = patiently(addr, Duration::from_secs(3), Duration::ZERO, || {
             tries += 1;
             async move {
                 Err(DialError::Io {
@@ -171,6 +171,40 @@ mod tests {
         .await;
         assert!(got.is_err());
         assert_eq!(tries, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_busy_signing_for_others_longer_than_one_deadline_is_still_reached() {
+        // The peer's budget refuses us for 8 s (other peers pair with it); each attempt has
+        // the 5 s handshake deadline, the whole the patience.
+        let addr: SocketAddr = "127.0.0.1:8090".parse().unwrap();
+        let start = tokio::time::Instant::now();
+        let got = patiently(
+            addr,
+            Duration::from_secs(5),
+            DROPPED_PATIENCE,
+            || async move {
+                if start.elapsed() < Duration::from_secs(8) {
+                    Err(reset(addr))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .await;
+        assert!(got.is_ok(), "{got:?}");
+
+        // A peer that accepts but never answers still fails after one deadline.
+        let start = tokio::time::Instant::now();
+        let got: Result<(), _> = patiently(
+            addr,
+            Duration::from_secs(5),
+            DROPPED_PATIENCE,
+            std::future::pending,
+        )
+        .await;
+        assert!(matches!(got, Err(DialError::Timeout(_))), "{got:?}");
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 
     #[test]
@@ -191,24 +225,34 @@ mod tests {
     }
 }
 
-/// Repeats `attempt` while the server drops the connection before the handshake (reset or
-/// closed: a listener over its signing budget does that to everyone not yet known to it,
-/// for instance during a flood while the operator has not yet named us on the other side),
-/// pausing 10 ms, then twice as long each time up to 1 s, until `deadline`. The first pause
-/// is short because the usual cause clears quickly: the other side is named by its operator
-/// moments after us. Any other failure, or a refused identity, ends it at once.
+/// How long first contact and identity checks keep trying a peer that drops them before the
+/// handshake. Its signing budget may be spent by other peers pairing at the same moment: a
+/// hub that pairs 64 peers at once signs about 128 times, 13 s of the default budget, and a
+/// pairing that gave up after one handshake deadline was lost for good on that side.
+pub const DROPPED_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Repeats `attempt` (each bounded by `deadline`) while the server drops the connection
+/// before the handshake (reset or closed: a listener over its signing budget does that to
+/// everyone not yet known to it, for instance during a flood while the operator has not yet
+/// named us on the other side, or while other peers pair with it), pausing 10 ms, then
+/// twice as long each time up to 1 s, for at most `patience` in all. The first pause is
+/// short because the usual cause clears quickly: the other side is named by its operator
+/// moments after us. Any other failure, a refused identity, or an attempt that exceeds
+/// `deadline` ends it at once.
 async fn patiently<T, Fut>(
     addr: SocketAddr,
     deadline: Duration,
+    patience: Duration,
     mut attempt: impl FnMut() -> Fut,
 ) -> Result<T, DialError>
 where
     Fut: std::future::Future<Output = Result<T, DialError>>,
 {
-    let until = tokio::time::Instant::now() + deadline;
+    let until = tokio::time::Instant::now() + patience.max(deadline);
     let mut pause = Duration::from_millis(10);
     loop {
-        match tokio::time::timeout_at(until, attempt()).await {
+        let attempt_until = (tokio::time::Instant::now() + deadline).min(until);
+        match tokio::time::timeout_at(attempt_until, attempt()).await {
             Err(_) => return Err(DialError::Timeout(addr)),
             Ok(Err(DialError::Io { source, .. }))
                 if dropped_before_handshake(&source)
@@ -248,7 +292,7 @@ pub async fn probe(
     slot: Arc<CaptureSlot>,
     deadline: Duration,
 ) -> Result<CapturedIdentity, DialError> {
-    let mut tls = patiently(target.addr, deadline, || {
+    let mut tls = patiently(target.addr, deadline, DROPPED_PATIENCE, || {
         connect_tls(target, config.clone())
     })
     .await?;
@@ -276,7 +320,7 @@ pub async fn verify(
     config: Arc<ClientConfig>,
     deadline: Duration,
 ) -> Result<(), DialError> {
-    let mut tls = patiently(target.addr, deadline, || {
+    let mut tls = patiently(target.addr, deadline, DROPPED_PATIENCE, || {
         connect_tls(target, config.clone())
     })
     .await?;
