@@ -17,7 +17,7 @@ use super::LinkEvent;
 use super::connection::{self, Connection};
 use super::mailbox::Mailbox;
 use bmc_pairing_core::link::frame::{ByeReason, Frame};
-use bmc_pairing_core::link::heartbeat::{Heartbeat, Tick};
+use bmc_pairing_core::link::heartbeat::{Grid, Heartbeat, Tick};
 
 /// Timing of a session.
 #[derive(Clone, Copy, Debug)]
@@ -201,7 +201,8 @@ pub async fn run_with<S: AsyncRead + AsyncWrite + Unpin>(
         Instant::now().into_std(),
         timing.heartbeat_interval,
         timing.heartbeat_timeout,
-    );
+    )
+    .on_grid(heartbeat_grid(timing.heartbeat_interval));
     let mut seq: u64 = 0;
     loop {
         let deadline = Instant::from_std(hb.next_deadline());
@@ -268,6 +269,14 @@ pub async fn run_with<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
+}
+
+/// The process's heartbeat grid: steps of a quarter interval from the first session, so the
+/// sessions of a hub wake it together (at most four instants per interval) and each ping is
+/// due at most a quarter interval late.
+fn heartbeat_grid(interval: Duration) -> Grid {
+    static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    Grid::new(*ORIGIN.get_or_init(std::time::Instant::now), interval / 4)
 }
 
 /// The next frame queued for the session; never ready without a port.

@@ -16,6 +16,39 @@ pub enum Tick {
     Expired,
 }
 
+/// Instants shared by every session of a process on which pings fall due: `origin` plus a
+/// whole number of `step`s. Sessions whose pings fall due in the same step then wake the
+/// daemon once together, instead of once each at scattered instants (issue 14, idle cost of
+/// a hub). A ping is due at most one step later than its interval says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grid {
+    origin: Instant,
+    step: Duration,
+}
+
+impl Grid {
+    /// Steps of `step` from `origin` (a zero step aligns nothing).
+    pub fn new(origin: Instant, step: Duration) -> Self {
+        Grid { origin, step }
+    }
+
+    /// The first grid instant at or after `t` (`t` itself before the origin).
+    pub fn align_up(&self, t: Instant) -> Instant {
+        let step = self.step.as_nanos();
+        if step == 0 {
+            return t;
+        }
+        let since = t.saturating_duration_since(self.origin).as_nanos();
+        match since % step {
+            0 => t,
+            rem => {
+                let up = u64::try_from(step - rem).unwrap_or(u64::MAX);
+                t + Duration::from_nanos(up)
+            }
+        }
+    }
+}
+
 /// Heartbeat schedule of one session: any frame from the peer proves it alive, and we ping
 /// only after `interval` without one; silence for `timeout` kills the session. Both sides
 /// run this schedule, so on a quiet session the peers take turns: one `Ping`/`Alive` per
@@ -24,6 +57,7 @@ pub enum Tick {
 pub struct Heartbeat {
     interval: Duration,
     timeout: Duration,
+    grid: Option<Grid>,
     last_received: Instant,
     next_ping: Instant,
 }
@@ -34,16 +68,29 @@ impl Heartbeat {
         Heartbeat {
             interval,
             timeout,
+            grid: None,
             last_received: now,
             next_ping: now + interval,
         }
+    }
+
+    /// The same schedule with its pings due on `grid`'s instants.
+    pub fn on_grid(mut self, grid: Grid) -> Self {
+        self.grid = Some(grid);
+        self.next_ping = grid.align_up(self.next_ping);
+        self
+    }
+
+    fn ping_after_interval_from(&self, now: Instant) -> Instant {
+        let due = now + self.interval;
+        self.grid.map_or(due, |g| g.align_up(due))
     }
 
     /// Records that a frame arrived at `now`.
     pub fn on_received(&mut self, now: Instant) {
         self.last_received = self.last_received.max(now);
         // The peer is alive as of now: asking again before another interval is wasted.
-        self.next_ping = self.next_ping.max(now + self.interval);
+        self.next_ping = self.next_ping.max(self.ping_after_interval_from(now));
     }
 
     /// When the session must next be looked at.
@@ -58,7 +105,7 @@ impl Heartbeat {
         }
         if now >= self.next_ping {
             // Schedule from now, not from the missed slot, so a stalled task never bursts.
-            self.next_ping = now + self.interval;
+            self.next_ping = self.ping_after_interval_from(now);
             return Tick::SendPing;
         }
         Tick::Wait
@@ -150,6 +197,50 @@ mod tests {
         let last = t0 + 9 * s;
         assert_eq!(hb.next_deadline(), last + s);
         assert_eq!(hb.poll(last + s), Tick::SendPing);
+    }
+
+    #[test]
+    fn sessions_on_one_grid_fall_due_together() {
+        let t0 = origin();
+        let s = Duration::from_secs(2);
+        let grid = Grid::new(t0, s / 4);
+        // Sessions that went live at scattered instants within one step...
+        let mut sessions: Vec<Heartbeat> = [1u64, 90, 260, 499]
+            .into_iter()
+            .map(|ms| Heartbeat::new(t0 + Duration::from_millis(ms), s, 3 * s).on_grid(grid))
+            .collect();
+        // ...are due at the same instant, the first step after their interval.
+        let due = t0 + s + s / 4;
+        assert!(sessions.iter().all(|h| h.next_deadline() == due));
+        for h in &mut sessions {
+            assert_eq!(h.poll(due - Duration::from_millis(1)), Tick::Wait);
+            assert_eq!(h.poll(due), Tick::SendPing);
+        }
+        // A frame received mid-step moves the next ping to a grid instant, never earlier
+        // than an interval after it.
+        let mut h = Heartbeat::new(t0, s, 3 * s).on_grid(grid);
+        let at = t0 + Duration::from_millis(2_100);
+        h.on_received(at);
+        assert_eq!(h.next_deadline(), t0 + Duration::from_millis(4_500));
+        assert!(h.next_deadline() >= at + s);
+        // Expiry is not moved by the grid.
+        assert_eq!(h.poll(at + 3 * s), Tick::Expired);
+    }
+
+    #[test]
+    fn a_grid_instant_aligns_to_itself_and_a_zero_step_aligns_nothing() {
+        let t0 = origin();
+        let grid = Grid::new(t0, Duration::from_millis(500));
+        assert_eq!(
+            grid.align_up(t0 + Duration::from_secs(1)),
+            t0 + Duration::from_secs(1)
+        );
+        assert_eq!(
+            grid.align_up(t0 + Duration::from_millis(1_001)),
+            t0 + Duration::from_millis(1_500)
+        );
+        let t = t0 + Duration::from_millis(1_234);
+        assert_eq!(Grid::new(t0, Duration::ZERO).align_up(t), t);
     }
 
     #[test]
