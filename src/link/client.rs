@@ -459,7 +459,9 @@ pub async fn run_outgoing(
         };
         let attempt = tokio::select! {
             () = cancel.cancelled() => return,
-            r = connect(&target, config.clone(), us, timing.open_timeout) => r,
+            // Boxed: the dial's state is freed once it is done, instead of sizing the
+            // long-lived link task for it (issue 14, a hub's memory).
+            r = Box::pin(connect(&target, config.clone(), us, timing.open_timeout)) => r,
         };
         let told_unpaired = || {
             tracing::warn!(peer = %link, "the peer unpaired us; no longer dialling it");

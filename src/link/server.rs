@@ -604,7 +604,9 @@ async fn handle(
             sessions.forget(id);
             return;
         }
-        r = tokio::time::timeout(timing.open_timeout, handshake) => r,
+        // Boxed: the handshake's state (TLS, admission) is freed once it is done, instead
+        // of sizing every long-lived session task for it (issue 14, a hub's memory).
+        r = tokio::time::timeout(timing.open_timeout, Box::pin(handshake)) => r,
     };
     let (mut conn, fp, opened) = match outcome {
         Ok(Ok(Handshake::Opened(conn, fp, opened))) => (conn, fp, opened),

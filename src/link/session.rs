@@ -282,7 +282,7 @@ fn heartbeat_grid(interval: Duration) -> Grid {
 /// The next frame queued for the session; never ready without a port.
 async fn next_outgoing(port: &mut Option<GroupPort<'_>>) -> Option<Frame> {
     match port {
-        Some(port) => port.mailbox.next().await,
+        Some(port) => Some(port.mailbox.next().await),
         None => std::future::pending().await,
     }
 }
