@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-.PHONY: demo test deps dmtf-spdm lint unit packaging openbmc fuzz-build qemu size qemu-openbmc bench crates-inc clean
+.PHONY: demo test deps dmtf-spdm lint unit packaging openbmc fuzz-build qemu size qemu-openbmc bench bench-footprint crates-inc clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -63,6 +63,18 @@ qemu-openbmc:
 ## Figures for the performance targets (not a test).
 bench: deps dmtf-spdm
 	$(CARGO) bench --locked --bench pairing
+
+## Memory, threads and idle CPU of the daemons as the recipe builds them (release, without
+## network-tcti, file keys): `cargo bench` itself builds the default features (swtpm).
+FOOTPRINT_BIN := $(CURDIR)/target/bmc-build
+bench-footprint: deps
+	$(CARGO) build --release --locked --bins --no-default-features
+	mkdir -p $(FOOTPRINT_BIN)
+	cp target/release/bmc-pairing-manager $(FOOTPRINT_BIN)/
+	ln -sf bmc-pairing-manager $(FOOTPRINT_BIN)/bmc-attestation
+	BMC_PAIRING_MANAGER_BIN=$(FOOTPRINT_BIN)/bmc-pairing-manager \
+	BMC_ATTESTATION_BIN=$(FOOTPRINT_BIN)/bmc-attestation \
+	    $(CARGO) bench --locked --bench pairing -- memory hub
 
 ## Regenerate the recipe's crate list exactly as `bitbake -c update_crates` would.
 crates-inc:

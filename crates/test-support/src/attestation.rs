@@ -216,6 +216,7 @@ impl Node {
     pub fn start(&mut self) {
         let log = self.log_path();
         let launch = DaemonLaunch {
+            unit: crate::ATTESTATION_UNIT,
             label: format!("bmc-attestation {}", self.name),
             config: &self.config_path,
             bus: &self.bus.address,

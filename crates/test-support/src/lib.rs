@@ -177,6 +177,9 @@ impl Drop for Proc {
 
 /// Where and how one of our daemons is started by [`start_daemon`].
 pub struct DaemonLaunch<'a> {
+    /// The systemd unit the recipe runs it under ([`PAIRING_UNIT`] or
+    /// [`ATTESTATION_UNIT`]): its `Environment=` settings are applied, as systemd would.
+    pub unit: &'static str,
     /// What the process is called in failures and teardown, e.g. `bmc-attestation bmc-a`.
     pub label: String,
     /// Its `--config`.
@@ -189,6 +192,36 @@ pub struct DaemonLaunch<'a> {
     pub names: &'a [&'a str],
 }
 
+/// The pairing manager's systemd unit, as the recipe installs it.
+pub const PAIRING_UNIT: &str = "xyz.openbmc_project.BmcPairingManager.service";
+/// The attestation daemon's systemd unit, as the recipe installs it.
+pub const ATTESTATION_UNIT: &str = "xyz.openbmc_project.attestation.service";
+
+/// The `Environment=` assignments of `unit` (from the recipe's files), so the daemons under
+/// test run with what systemd gives them on a BMC (the allocator settings, for one).
+/// Panics on a form this reader does not handle (quotes, several assignments on a line),
+/// so a unit edit cannot silently drop a setting from the tests.
+pub fn unit_environment(unit: &str) -> Vec<(String, String)> {
+    let path = workspace_root()
+        .join("recipes-phosphor/bmc-pairing/bmc-pairing-manager/systemd")
+        .join(unit);
+    let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|line| line.trim().strip_prefix("Environment="))
+        .map(|assignment| {
+            assert!(
+                !assignment.contains(['"', '\'', ' ']),
+                "{}: Environment={assignment}: one unquoted assignment per line, please",
+                path.display()
+            );
+            let (key, value) = assignment
+                .split_once('=')
+                .unwrap_or_else(|| panic!("{}: Environment={assignment}: no '='", path.display()));
+            (key.to_owned(), value.to_owned())
+        })
+        .collect()
+}
+
 /// Starts `command` (one of our daemons) as `launch` says and waits until it owns every
 /// name; panics with its log if it exits first or is not up within `limit`.
 pub fn start_daemon(mut command: Command, launch: DaemonLaunch<'_>, limit: Duration) -> Proc {
@@ -198,6 +231,7 @@ pub fn start_daemon(mut command: Command, launch: DaemonLaunch<'_>, limit: Durat
         .append(true)
         .open(launch.log)
         .expect("log file");
+    command.envs(unit_environment(launch.unit));
     command
         .arg("--config")
         .arg(launch.config)
@@ -571,6 +605,7 @@ impl Bmc {
     pub fn spawn_attestation(&mut self, command: Command, config: &Path) {
         let log = self.attestation_log_path();
         let launch = DaemonLaunch {
+            unit: ATTESTATION_UNIT,
             label: format!("bmc-attestation {}", self.name),
             config,
             bus: &self.bus.address,
@@ -601,6 +636,7 @@ impl Bmc {
         }
         let log = self.log_path();
         let launch = DaemonLaunch {
+            unit: PAIRING_UNIT,
             label: format!("bmc-pairing-manager {}", self.name),
             config: &self.config_path,
             bus: &self.bus.address,

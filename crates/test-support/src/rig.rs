@@ -450,6 +450,7 @@ impl RigBmc {
         );
         let log = self.bmc.log_path();
         let launch = DaemonLaunch {
+            unit: super::PAIRING_UNIT,
             label: format!("bmc-pairing-manager {}", self.bmc.name),
             config: &self.bmc.config_path,
             bus: &self.bmc.bus.address,
