@@ -948,4 +948,22 @@ fn main() {
     if want("rig") {
         rig_figures();
     }
+    // Last: it rebuilds target/release with the recipe's features, which the sections above
+    // would then run.
+    if want("size") {
+        size_figures();
+    }
+}
+
+/// Issue 14's flash figures: what the recipe installs, stripped and xz-compressed, against
+/// the 4 MB goal. The same script asserts the budget in `make test`.
+fn size_figures() {
+    println!("== size on flash (the recipe's build: release, no network-tcti; stripped)");
+    let script = bmc_test_support::workspace_root().join("scripts/size-budget.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run scripts/size-budget.sh");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
 }
