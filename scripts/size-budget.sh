@@ -11,9 +11,9 @@
 #   BIN_DIR=dir scripts/size-budget.sh  # measure binaries built elsewhere (no cargo call)
 set -euo pipefail
 
-# What we reached (4444176 bytes once the unwinding tables were dropped; README "Size on
-# flash"), rounded up by 5 % so growth is caught.
-BUDGET_BYTES=${BUDGET_BYTES:-4670000}
+# What we reached (4302016 bytes without unwinding tables and with lexopt for clap; README
+# "Size on flash"), rounded up by 5 % so growth is caught.
+BUDGET_BYTES=${BUDGET_BYTES:-4520000}
 GOAL_BYTES=4000000
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -22,6 +22,7 @@
 //! - [`spdm`]: the SPDM transport (DSP0287 and emulator framing) and measured files.
 
 pub mod attestation;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod contract;

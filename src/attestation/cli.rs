@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,6 +22,7 @@ use super::keys::{self, KeyFile};
 use super::measurements::Measurements;
 use super::requester::{self, parse_address};
 use super::responder::{self, IdentitySource};
+use crate::cli::{Parsed, UsageError, parse_choice, parse_in, parse_value};
 use crate::contract::TrustPolicyArg;
 use crate::identity::{Fingerprint, KeyStore};
 use crate::spdm::transport::{DEFAULT_PORT, Framing, Timeouts};
@@ -38,55 +38,34 @@ pub const EXIT_OK: u8 = 0;
 /// `attest`: not trusted (rejected, or no answer); `respond`: runtime failure.
 pub const EXIT_NOT_TRUSTED: u8 = 1;
 /// Bad arguments, files or configuration.
-pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_USAGE: u8 = crate::cli::EXIT_USAGE;
 
 /// `bmc-attestation`: SPDM 1.2 attestation of peer BMCs.
-#[derive(Parser, Debug)]
-#[command(
-    name = "bmc-attestation",
-    version,
-    about = "SPDM 1.2 responder for this BMC and attestation of peer BMCs over D-Bus",
-    long_about = "SPDM 1.2 (DMTF DSP0274) over TCP (DSP0287).\n\n\
-Without a subcommand: the daemon. It owns xyz.openbmc_project.attestation, serves this \
-BMC's identity (the pairing manager's chain and TPM key) as an SPDM responder, and attests \
-peers when asked over D-Bus (xyz.openbmc_project.BmcPairing.Attestation.Requester.Attest).\n\n\
-With a subcommand: one-shot operator tools (attest, respond) that need no D-Bus."
-)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Args {
     /// Configuration file (JSON): the daemon's, and the identity of `respond` without --key.
     /// A missing file means defaults.
-    #[arg(long, short = 'c', default_value = config::DEFAULT_PATH, global = true)]
     pub config: PathBuf,
     /// D-Bus address to use instead of the system bus (daemon only).
-    #[arg(long, value_name = "ADDRESS")]
     pub bus: Option<String>,
     /// Validate the configuration and the reference values it names, print the result and
     /// exit (0 valid, 2 invalid).
-    #[arg(long)]
     pub check_config: bool,
     /// Operator subcommand; none runs the daemon.
-    #[command(subcommand)]
     pub command: Option<Command>,
 }
 
 /// Operator subcommands.
-#[derive(Subcommand, Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Command {
     /// Attest the responder at HOST or HOST:PORT once; print the report as JSON on stdout.
-    ///
-    /// Exit status: 0 trusted (also with audit findings), 1 not trusted or no answer, 2 bad
-    /// arguments.
     Attest(AttestArgs),
     /// Serve as an SPDM responder until SIGTERM or SIGINT.
-    ///
-    /// With --key and --chain: that key and chain (file backend, development only).
-    /// Without: the daemon's identity from --config (chain files and key backend, the TPM
-    /// in production). Prints "listening on ADDR:PORT" on stdout once ready.
     Respond(RespondArgs),
 }
 
 /// Framing on the TCP stream.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FramingArg {
     /// DSP0287 (BMC peers).
     Dsp0287,
@@ -95,6 +74,13 @@ pub enum FramingArg {
     /// The DMTF spdm-emu `--trans NONE` platform header around bare messages.
     EmuNone,
 }
+
+/// `--framing` values, as the command line spells them.
+const FRAMINGS: &[(&str, FramingArg)] = &[
+    ("dsp0287", FramingArg::Dsp0287),
+    ("emu-tcp", FramingArg::EmuTcp),
+    ("emu-none", FramingArg::EmuNone),
+];
 
 impl From<FramingArg> for Framing {
     fn from(f: FramingArg) -> Self {
@@ -107,7 +93,7 @@ impl From<FramingArg> for Framing {
 }
 
 /// What a measurement mismatch does.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PolicyArg {
     /// Measurements are not appraised.
     Off,
@@ -116,6 +102,13 @@ pub enum PolicyArg {
     /// Any mismatch rejects the peer.
     Enforce,
 }
+
+/// `--measurement-policy` values, as the command line spells them.
+const POLICIES: &[(&str, PolicyArg)] = &[
+    ("off", PolicyArg::Off),
+    ("audit", PolicyArg::Audit),
+    ("enforce", PolicyArg::Enforce),
+];
 
 impl From<PolicyArg> for PolicyMode {
     fn from(p: PolicyArg) -> Self {
@@ -128,72 +121,313 @@ impl From<PolicyArg> for PolicyMode {
 }
 
 /// `bmc-attestation attest`.
-#[derive(clap::Args, Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct AttestArgs {
     /// The responder: ip, ip:port or, for IPv6 with a port, the address in brackets then
     /// :port (port 4194 when omitted). No host names.
-    #[arg(value_name = "HOST[:PORT]")]
     pub target: String,
     /// Framing on the TCP stream.
-    #[arg(long, value_enum, default_value = "dsp0287")]
     pub framing: FramingArg,
-    /// Trust only chains that lead to this root certificate (DER or PEM); repeatable.
-    /// Without --trust-anchor and --pin the peer is attested in first-contact mode (any
-    /// self-consistent chain), and the report says so: pin its fingerprint.
-    #[arg(long = "trust-anchor", value_name = "FILE")]
+    /// Trust only chains that lead to these root certificates (DER or PEM).
     pub trust_anchors: Vec<PathBuf>,
     /// Trust only a leaf key with this fingerprint (SHA-256 of its SubjectPublicKeyInfo,
     /// 64 hex characters).
-    #[arg(long, value_name = "HEX", conflicts_with = "trust_anchors")]
     pub pin: Option<String>,
     /// Reference values (JSON, format version 1) to appraise the measurements against.
-    #[arg(long, value_name = "FILE")]
     pub reference_values: Option<PathBuf>,
-    /// What a measurement mismatch does [default: audit with --reference-values, off
-    /// without].
-    #[arg(long, value_enum)]
+    /// What a measurement mismatch does (default: audit with reference values, off without).
     pub measurement_policy: Option<PolicyArg>,
     /// Deadline for the whole attestation, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub timeout_ms: u64,
     /// Bind the connection to this network interface (SO_BINDTODEVICE).
-    #[arg(long, value_name = "IFACE")]
     pub interface: Option<String>,
 }
 
 /// `bmc-attestation respond`.
-#[derive(clap::Args, Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct RespondArgs {
     /// Address and port to listen on.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "[::]:4194")]
     pub listen: SocketAddr,
     /// Framing on the TCP stream.
-    #[arg(long, value_enum, default_value = "dsp0287")]
     pub framing: FramingArg,
-    /// Identity key: an ECDSA P-256 or P-384 PKCS#8 private key, DER or PEM (development
-    /// and interoperability tests only). Needs --chain. A P-256 key is served with SHA-256,
-    /// a P-384 key with SHA-384. Without it the daemon's identity from --config is served.
-    #[arg(long, value_name = "FILE", requires = "chain")]
+    /// Identity key (development and interoperability tests only); comes with `chain`.
     pub key: Option<PathBuf>,
-    /// Certificate chain for --key: DER or PEM files, the self-signed root first, each
-    /// certificate signed by the one before it, the leaf (the key's certificate) last; a
-    /// chain that does not chain, or is not valid now, is refused at start.
-    #[arg(long, value_name = "FILE", num_args = 1.., requires = "key")]
+    /// Certificate chain for `key`, root first, leaf last.
     pub chain: Vec<PathBuf>,
-    /// A file to report in MEASUREMENTS, indices 1, 2, ... in order; repeatable. Default:
-    /// the configuration's measured_files, firmware_image and PCRs (without --key), none
-    /// (with --key).
-    #[arg(long = "measure", value_name = "FILE")]
+    /// Files to report in MEASUREMENTS, indices 1, 2, ... in order.
     pub measure: Vec<PathBuf>,
     /// Concurrent sessions.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub max_sessions: u16,
     /// TPM signatures all requesters together may cause per second (twice that at once).
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub signs_per_second: u32,
     /// TPM signatures one requester address may cause per second (twice that at once).
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub signs_per_source_per_second: u32,
+}
+
+const HELP: &str = "\
+SPDM 1.2 responder for this BMC and attestation of peer BMCs over D-Bus
+
+SPDM 1.2 (DMTF DSP0274) over TCP (DSP0287).
+
+Without a subcommand: the daemon. It owns xyz.openbmc_project.attestation, serves this
+BMC's identity (the pairing manager's chain and TPM key) as an SPDM responder, and attests
+peers when asked over D-Bus (xyz.openbmc_project.BmcPairing.Attestation.Requester.Attest).
+
+With a subcommand: one-shot operator tools (attest, respond) that need no D-Bus.
+
+Usage: bmc-attestation [OPTIONS] [COMMAND]
+
+Commands:
+  attest   Attest the responder at HOST or HOST:PORT once; print the report as JSON
+  respond  Serve as an SPDM responder until SIGTERM or SIGINT
+
+Options:
+  -c, --config <FILE>     Configuration file (JSON): the daemon's, and the identity of
+                          `respond` without --key. A missing file means defaults.
+                          [default: /etc/bmc-pairing-manager/bmc-attestation.conf]
+      --bus <ADDRESS>     D-Bus address to use instead of the system bus (daemon only)
+      --check-config      Validate the configuration and the reference values it names,
+                          print the result and exit (0 valid, 2 invalid)
+  -h, --help              Print help (also after a command: bmc-attestation attest --help)
+  -V, --version           Print version
+";
+
+const ATTEST_HELP: &str = "\
+Attest the responder at HOST or HOST:PORT once; print the report as JSON on stdout.
+
+Exit status: 0 trusted (also with audit findings), 1 not trusted or no answer, 2 bad
+arguments.
+
+Usage: bmc-attestation attest [OPTIONS] <HOST[:PORT]>
+
+Arguments:
+  <HOST[:PORT]>  The responder: ip, ip:port or, for IPv6 with a port, the address in
+                 brackets then :port (port 4194 when omitted). No host names.
+
+Options:
+      --framing <FRAMING>         Framing on the TCP stream [default: dsp0287]
+                                  [possible values: dsp0287, emu-tcp, emu-none]
+      --trust-anchor <FILE>       Trust only chains that lead to this root certificate (DER
+                                  or PEM); repeatable. Without --trust-anchor and --pin the
+                                  peer is attested in first-contact mode (any
+                                  self-consistent chain), and the report says so: pin its
+                                  fingerprint.
+      --pin <HEX>                 Trust only a leaf key with this fingerprint (SHA-256 of its
+                                  SubjectPublicKeyInfo, 64 hex characters); not with
+                                  --trust-anchor
+      --reference-values <FILE>   Reference values (JSON, format version 1) to appraise the
+                                  measurements against
+      --measurement-policy <POLICY>
+                                  What a measurement mismatch does [default: audit with
+                                  --reference-values, off without]
+                                  [possible values: off, audit, enforce]
+      --timeout-ms <MS>           Deadline for the whole attestation, in milliseconds
+                                  [default: 20000] [range: 100..=600000]
+      --interface <IFACE>         Bind the connection to this network interface
+                                  (SO_BINDTODEVICE)
+  -c, --config <FILE>             The configuration file (not used by attest)
+  -h, --help                      Print help
+";
+
+const RESPOND_HELP: &str = "\
+Serve as an SPDM responder until SIGTERM or SIGINT.
+
+With --key and --chain: that key and chain (file backend, development only). Without: the
+daemon's identity from --config (chain files and key backend, the TPM in production). Prints
+\"listening on ADDR:PORT\" on stdout once ready.
+
+Usage: bmc-attestation respond [OPTIONS]
+
+Options:
+      --listen <ADDR:PORT>        Address and port to listen on [default: [::]:4194]
+      --framing <FRAMING>         Framing on the TCP stream [default: dsp0287]
+                                  [possible values: dsp0287, emu-tcp, emu-none]
+      --key <FILE>                Identity key: an ECDSA P-256 or P-384 PKCS#8 private key,
+                                  DER or PEM (development and interoperability tests only).
+                                  Needs --chain. A P-256 key is served with SHA-256, a P-384
+                                  key with SHA-384. Without it the daemon's identity from
+                                  --config is served.
+      --chain <FILE>...           Certificate chain for --key: DER or PEM files, the
+                                  self-signed root first, each certificate signed by the one
+                                  before it, the leaf (the key's certificate) last; a chain
+                                  that does not chain, or is not valid now, is refused at
+                                  start. Needs --key.
+      --measure <FILE>            A file to report in MEASUREMENTS, indices 1, 2, ... in
+                                  order; repeatable. Default: the configuration's
+                                  measured_files, firmware_image and PCRs (without --key),
+                                  none (with --key).
+      --max-sessions <N>          Concurrent sessions [default: 8] [range: 1..=256]
+      --signs-per-second <N>      TPM signatures all requesters together may cause per
+                                  second (twice that at once) [default: 10] [range: 1..=1000]
+      --signs-per-source-per-second <N>
+                                  TPM signatures one requester address may cause per second
+                                  (twice that at once) [default: 2] [range: 1..=1000]
+  -c, --config <FILE>             Configuration file: the identity served without --key
+  -h, --help                      Print help
+";
+
+impl Args {
+    /// Parses `args` (the program name first): options of `bmc-attestation` before or after
+    /// its subcommand (`--config` is accepted anywhere, as the subcommands use it too).
+    ///
+    /// # Errors
+    /// [`UsageError`] for anything that is not this command line; nothing is run then.
+    pub fn parse(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Parsed<Args>, UsageError> {
+        use lexopt::prelude::*;
+        let mut parser = lexopt::Parser::from_iter(args);
+        let mut config = PathBuf::from(config::DEFAULT_PATH);
+        let mut bus = None;
+        let mut check_config = false;
+        let mut command = None;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Short('c') | Long("config") => config = parser.value()?.into(),
+                Long("bus") => bus = Some(parse_value("--bus", parser.value()?)?),
+                Long("check-config") => check_config = true,
+                Short('h') | Long("help") => return Ok(Parsed::Help(HELP)),
+                Short('V') | Long("version") => return Ok(Parsed::Version),
+                Value(name) if command.is_none() && name == "attest" => {
+                    match AttestArgs::parse(&mut parser, &mut config)? {
+                        Parsed::Run(a) => command = Some(Command::Attest(a)),
+                        Parsed::Help(h) => return Ok(Parsed::Help(h)),
+                        Parsed::Version => return Ok(Parsed::Version),
+                    }
+                }
+                Value(name) if command.is_none() && name == "respond" => {
+                    match RespondArgs::parse(&mut parser, &mut config)? {
+                        Parsed::Run(r) => command = Some(Command::Respond(r)),
+                        Parsed::Help(h) => return Ok(Parsed::Help(h)),
+                        Parsed::Version => return Ok(Parsed::Version),
+                    }
+                }
+                _ => return Err(arg.unexpected().into()),
+            }
+        }
+        Ok(Parsed::Run(Args {
+            config,
+            bus,
+            check_config,
+            command,
+        }))
+    }
+}
+
+impl AttestArgs {
+    /// The rest of the command line after `attest`; `config` takes a `--config` given here.
+    fn parse(
+        parser: &mut lexopt::Parser,
+        config: &mut PathBuf,
+    ) -> Result<Parsed<AttestArgs>, UsageError> {
+        use lexopt::prelude::*;
+        let mut target = None;
+        let mut framing = FramingArg::Dsp0287;
+        let mut trust_anchors = Vec::new();
+        let mut pin = None;
+        let mut reference_values = None;
+        let mut measurement_policy = None;
+        let mut timeout_ms = 20_000;
+        let mut interface = None;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Short('c') | Long("config") => *config = parser.value()?.into(),
+                Long("framing") => framing = parse_choice("--framing", parser.value()?, FRAMINGS)?,
+                Long("trust-anchor") => trust_anchors.push(parser.value()?.into()),
+                Long("pin") => pin = Some(parse_value("--pin", parser.value()?)?),
+                Long("reference-values") => reference_values = Some(parser.value()?.into()),
+                Long("measurement-policy") => {
+                    measurement_policy = Some(parse_choice(
+                        "--measurement-policy",
+                        parser.value()?,
+                        POLICIES,
+                    )?);
+                }
+                Long("timeout-ms") => {
+                    timeout_ms = parse_in("--timeout-ms", parser.value()?, 100..=600_000)?;
+                }
+                Long("interface") => {
+                    interface = Some(parse_value("--interface", parser.value()?)?);
+                }
+                Short('h') | Long("help") => return Ok(Parsed::Help(ATTEST_HELP)),
+                Value(value) if target.is_none() => {
+                    target = Some(parse_value("<HOST[:PORT]>", value)?);
+                }
+                _ => return Err(arg.unexpected().into()),
+            }
+        }
+        if pin.is_some() && !trust_anchors.is_empty() {
+            return Err(UsageError::Conflict(
+                "--pin cannot be used with --trust-anchor",
+            ));
+        }
+        Ok(Parsed::Run(AttestArgs {
+            target: target.ok_or(UsageError::Missing("<HOST[:PORT]>"))?,
+            framing,
+            trust_anchors,
+            pin,
+            reference_values,
+            measurement_policy,
+            timeout_ms,
+            interface,
+        }))
+    }
+}
+
+impl RespondArgs {
+    /// The rest of the command line after `respond`; `config` takes a `--config` given here.
+    fn parse(
+        parser: &mut lexopt::Parser,
+        config: &mut PathBuf,
+    ) -> Result<Parsed<RespondArgs>, UsageError> {
+        use lexopt::prelude::*;
+        let mut listen = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, DEFAULT_PORT));
+        let mut framing = FramingArg::Dsp0287;
+        let mut key = None;
+        let mut chain: Vec<PathBuf> = Vec::new();
+        let mut measure = Vec::new();
+        let mut max_sessions = 8;
+        let mut signs_per_second = 10;
+        let mut signs_per_source_per_second = 2;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Short('c') | Long("config") => *config = parser.value()?.into(),
+                Long("listen") => listen = parse_value("--listen", parser.value()?)?,
+                Long("framing") => framing = parse_choice("--framing", parser.value()?, FRAMINGS)?,
+                Long("key") => key = Some(parser.value()?.into()),
+                // One or more files, up to the next option (as `--chain a b c`).
+                Long("chain") => chain.extend(parser.values()?.map(PathBuf::from)),
+                Long("measure") => measure.push(parser.value()?.into()),
+                Long("max-sessions") => {
+                    max_sessions = parse_in("--max-sessions", parser.value()?, 1..=256)?;
+                }
+                Long("signs-per-second") => {
+                    signs_per_second = parse_in("--signs-per-second", parser.value()?, 1..=1000)?;
+                }
+                Long("signs-per-source-per-second") => {
+                    signs_per_source_per_second =
+                        parse_in("--signs-per-source-per-second", parser.value()?, 1..=1000)?;
+                }
+                Short('h') | Long("help") => return Ok(Parsed::Help(RESPOND_HELP)),
+                _ => return Err(arg.unexpected().into()),
+            }
+        }
+        match (key.is_some(), chain.is_empty()) {
+            (true, true) => return Err(UsageError::Conflict("--key needs --chain")),
+            (false, false) => return Err(UsageError::Conflict("--chain needs --key")),
+            _ => {}
+        }
+        Ok(Parsed::Run(RespondArgs {
+            listen,
+            framing,
+            key,
+            chain,
+            measure,
+            max_sessions,
+            signs_per_second,
+            signs_per_source_per_second,
+        }))
+    }
 }
 
 fn usage(what: impl std::fmt::Display) -> u8 {
@@ -503,6 +737,178 @@ mod tests {
     struct Made {
         identity: LoadedIdentity,
         key: PathBuf,
+    }
+
+    fn parse(args: &[&str]) -> Result<Parsed<Args>, UsageError> {
+        Args::parse(
+            std::iter::once("bmc-attestation")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from),
+        )
+    }
+
+    fn command(args: &[&str]) -> Command {
+        match parse(args) {
+            Ok(Parsed::Run(Args {
+                command: Some(c), ..
+            })) => c,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_daemon_line_parses_with_its_defaults_and_config_anywhere() {
+        match parse(&[]).unwrap() {
+            Parsed::Run(a) => {
+                assert_eq!(a.config, PathBuf::from(config::DEFAULT_PATH));
+                assert_eq!((a.bus, a.check_config, a.command), (None, false, None));
+            }
+            other => panic!("{other:?}"),
+        }
+        for line in [
+            &["-c", "/a.conf", "respond"][..],
+            &["respond", "--config", "/a.conf"],
+            &["respond", "--config=/a.conf"],
+        ] {
+            match parse(line).unwrap() {
+                Parsed::Run(a) => assert_eq!(a.config, PathBuf::from("/a.conf"), "{line:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(HELP.contains(config::DEFAULT_PATH));
+    }
+
+    #[test]
+    fn attest_parses_every_option_and_enforces_ranges_and_conflicts() {
+        let Command::Attest(a) = command(&["attest", "127.0.0.1"]) else {
+            panic!("not attest")
+        };
+        assert_eq!(a.target, "127.0.0.1");
+        assert_eq!((a.framing, a.timeout_ms), (FramingArg::Dsp0287, 20_000));
+        assert_eq!((a.pin, a.measurement_policy), (None, None));
+        let Command::Attest(a) = command(&[
+            "attest",
+            "--framing",
+            "emu-tcp",
+            "[::1]:4194",
+            "--trust-anchor",
+            "/a.pem",
+            "--trust-anchor=/b.pem",
+            "--reference-values",
+            "/r.json",
+            "--measurement-policy",
+            "enforce",
+            "--timeout-ms",
+            "600000",
+            "--interface",
+            "eth1",
+        ]) else {
+            panic!("not attest")
+        };
+        assert_eq!(a.target, "[::1]:4194");
+        assert_eq!(a.framing, FramingArg::EmuTcp);
+        assert_eq!(a.trust_anchors, [PathBuf::from("/a.pem"), "/b.pem".into()]);
+        assert_eq!(a.reference_values, Some("/r.json".into()));
+        assert_eq!(a.measurement_policy, Some(PolicyArg::Enforce));
+        assert_eq!(
+            (a.timeout_ms, a.interface.as_deref()),
+            (600_000, Some("eth1"))
+        );
+        let Command::Attest(a) = command(&["attest", "h", "--timeout-ms", "100"]) else {
+            panic!("not attest")
+        };
+        assert_eq!(a.timeout_ms, 100);
+        for bad in [
+            &["attest"][..],
+            &["attest", "a", "b"],
+            &["attest", "a", "--timeout-ms", "99"],
+            &["attest", "a", "--timeout-ms", "600001"],
+            &["attest", "a", "--framing", "mctp"],
+            &["attest", "a", "--measurement-policy", "strict"],
+            &["attest", "a", "--pin", "ab", "--trust-anchor", "/a.pem"],
+            &["attest", "a", "--bus", "x"],
+            &["attest", "a", "--pin"],
+            &["bogus"],
+            &["--bogus"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(matches!(
+            parse(&["attest", "--help"]),
+            Ok(Parsed::Help(ATTEST_HELP))
+        ));
+        assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
+    }
+
+    #[test]
+    fn respond_parses_every_option_and_enforces_ranges_and_requirements() {
+        let Command::Respond(r) = command(&["respond"]) else {
+            panic!("not respond")
+        };
+        assert_eq!(r.listen, "[::]:4194".parse().unwrap());
+        assert_eq!((r.key, r.chain.len(), r.measure.len()), (None, 0, 0));
+        assert_eq!(
+            (
+                r.max_sessions,
+                r.signs_per_second,
+                r.signs_per_source_per_second
+            ),
+            (8, 10, 2)
+        );
+        let Command::Respond(r) = command(&[
+            "respond",
+            "--listen",
+            "127.0.0.1:9",
+            "--framing",
+            "emu-none",
+            "--key",
+            "/k.pem",
+            "--chain",
+            "/root.pem",
+            "/leaf.pem",
+            "--measure",
+            "/m1",
+            "--measure",
+            "/m2",
+            "--max-sessions",
+            "256",
+            "--signs-per-second",
+            "1000",
+            "--signs-per-source-per-second",
+            "1",
+        ]) else {
+            panic!("not respond")
+        };
+        assert_eq!(r.listen, "127.0.0.1:9".parse().unwrap());
+        assert_eq!(r.framing, FramingArg::EmuNone);
+        assert_eq!(r.key, Some("/k.pem".into()));
+        assert_eq!(r.chain, [PathBuf::from("/root.pem"), "/leaf.pem".into()]);
+        assert_eq!(r.measure, [PathBuf::from("/m1"), "/m2".into()]);
+        assert_eq!(
+            (
+                r.max_sessions,
+                r.signs_per_second,
+                r.signs_per_source_per_second
+            ),
+            (256, 1000, 1)
+        );
+        for bad in [
+            &["respond", "--key", "/k.pem"][..],
+            &["respond", "--chain", "/c.pem"],
+            &["respond", "--key", "/k.pem", "--chain"],
+            &["respond", "--listen", "nowhere"],
+            &["respond", "--max-sessions", "0"],
+            &["respond", "--max-sessions", "257"],
+            &["respond", "--signs-per-second", "1001"],
+            &["respond", "--signs-per-source-per-second", "0"],
+            &["respond", "extra"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(matches!(
+            parse(&["respond", "-h"]),
+            Ok(Parsed::Help(RESPOND_HELP))
+        ));
     }
 
     fn identity(dir: &Path, name: &str) -> Made {

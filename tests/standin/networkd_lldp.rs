@@ -29,7 +29,6 @@ use std::process::Stdio;
 
 use anyhow::{Context, bail};
 use bmc_pairing_manager::discovery::lldpd::Framer;
-use clap::Parser;
 use serde_json::Value;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -39,18 +38,35 @@ const ROOT: &str = "/xyz/openbmc_project/network/lldp";
 const ENUM_ID: &str = "xyz.openbmc_project.Network.LLDP.TLVs.IEEE802IdSubtype";
 const ENUM_CAP: &str = "xyz.openbmc_project.Network.LLDP.TLVs.SystemCapabilities";
 
-#[derive(Parser)]
-#[command(about = "Stand-in for phosphor-networkd's LLDP D-Bus service (tests only)")]
+/// Command line: `--bus ADDRESS [--lldpd-socket PATH] [--interface NAME]...`.
 struct Args {
     /// D-Bus address to serve on.
-    #[arg(long)]
     bus: String,
     /// lldpd's control socket.
-    #[arg(long)]
     lldpd_socket: Option<PathBuf>,
     /// Interfaces to publish settings and transmit objects for.
-    #[arg(long = "interface")]
     interfaces: Vec<String>,
+}
+
+impl Args {
+    fn parse() -> anyhow::Result<Args> {
+        use lexopt::prelude::*;
+        let mut parser = lexopt::Parser::from_env();
+        let (mut bus, mut lldpd_socket, mut interfaces) = (None, None, Vec::new());
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Long("bus") => bus = Some(parser.value()?.string()?),
+                Long("lldpd-socket") => lldpd_socket = Some(parser.value()?.into()),
+                Long("interface") => interfaces.push(parser.value()?.string()?),
+                _ => return Err(arg.unexpected().into()),
+            }
+        }
+        Ok(Args {
+            bus: bus.context("--bus is required")?,
+            lldpd_socket,
+            interfaces,
+        })
+    }
 }
 
 /// `xyz.openbmc_project.Network.LLDP.TLVs`.
@@ -299,7 +315,7 @@ async fn json_of(socket: Option<&PathBuf>, args: &[&str]) -> anyhow::Result<Valu
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse()?;
     let socket = args.lldpd_socket.as_ref();
     let local = json_of(socket, &["show", "chassis"]).await?;
     let local_chassis = first(&local, "local-chassis").and_then(|c| first(c, "chassis"));

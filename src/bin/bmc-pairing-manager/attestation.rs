@@ -9,7 +9,6 @@ use bmc_pairing_manager::attestation::cli::{self, Args, Command, EXIT_USAGE};
 use bmc_pairing_manager::attestation::config::{self, TPM_DEVICE};
 use bmc_pairing_manager::attestation::{self, load_measurement_policy};
 use bmc_pairing_manager::kit::{self, Bus, ErrorChain};
-use clap::Parser;
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
     kit::runtime()
@@ -24,7 +23,10 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 /// Runs `bmc-attestation` with `args` (the first one is the program name).
 pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let args = Args::parse_from(args);
+    let args = match bmc_pairing_manager::cli::finish("bmc-attestation", Args::parse(args)) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     if !args.check_config {
         match args.command {
             Some(Command::Attest(a)) => {

@@ -3,35 +3,27 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use bmc_pairing_manager::cli::{self, Parsed, UsageError};
 use bmc_pairing_manager::config::{self, EXIT_CONFIG, TPM_DEVICE};
 use bmc_pairing_manager::daemon;
 use bmc_pairing_manager::identity::store::{self, Probe};
 use bmc_pairing_manager::kit::{self, Bus, ErrorChain};
-use clap::{Parser, Subcommand};
 
 /// Command line.
-#[derive(Parser, Debug)]
-#[command(
-    version,
-    about = "Unattended, pinned mutual-TLS pairing of OpenBMC BMCs"
-)]
+#[derive(Debug, PartialEq, Eq)]
 struct Args {
     /// Configuration file (JSON). A missing file means defaults.
-    #[arg(long, short = 'c', default_value = config::DEFAULT_PATH)]
     config: PathBuf,
     /// D-Bus address to use instead of the system bus (e.g. unix:path=/run/test/bus).
-    #[arg(long, value_name = "ADDRESS")]
     bus: Option<String>,
     /// Validate the configuration, print the result and exit (0 valid, 2 invalid).
-    #[arg(long)]
     check_config: bool,
     /// Certificate operations for anchored mode; without one, run the daemon.
-    #[command(subcommand)]
     command: Option<Command>,
 }
 
 /// Operator commands (the daemon may be running; keys are reached through the same backend).
-#[derive(Subcommand, Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Command {
     /// Print a PKCS#10 request (PEM) for this BMC's CA key, for a manufacturing CA to sign.
     Csr,
@@ -47,6 +39,84 @@ enum Command {
         /// The CA certificate.
         file: PathBuf,
     },
+}
+
+const HELP: &str = "\
+Unattended, pinned mutual-TLS pairing of OpenBMC BMCs
+
+Usage: bmc-pairing-manager [OPTIONS] [COMMAND]
+
+Without a command: the daemon. Called as bmc-attestation, or with the first argument
+`attestation`, this binary is the attestation daemon (bmc-attestation --help).
+
+Commands:
+  csr                     Print a PKCS#10 request (PEM) for this BMC's CA key, for a
+                          manufacturing CA to sign
+  install-ca-cert <FILE>  Install the CA certificate a manufacturing CA issued for that
+                          request (DER or PEM). The identity key and every peer's pin stay
+                          as they are.
+  install-anchor <FILE>   Add a manufacturing CA certificate (DER or PEM) to this BMC's own
+                          trust store; peers whose chains verify to it can pair in anchored
+                          mode after attestation
+
+Options:
+  -c, --config <FILE>     Configuration file (JSON). A missing file means defaults.
+                          [default: /etc/bmc-pairing-manager/bmc-pairing-manager.conf]
+      --bus <ADDRESS>     D-Bus address to use instead of the system bus
+                          (e.g. unix:path=/run/test/bus)
+      --check-config      Validate the configuration, print the result and exit (0 valid,
+                          2 invalid)
+  -h, --help              Print help
+  -V, --version           Print version
+";
+
+impl Args {
+    /// Parses `args` (the program name first); options may come before or after the command.
+    fn parse(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+    ) -> Result<Parsed<Args>, UsageError> {
+        use lexopt::prelude::*;
+        let mut parser = lexopt::Parser::from_iter(args);
+        let mut config = PathBuf::from(config::DEFAULT_PATH);
+        let mut bus = None;
+        let mut check_config = false;
+        let mut command = None;
+        while let Some(arg) = parser.next()? {
+            match arg {
+                Short('c') | Long("config") => config = parser.value()?.into(),
+                Long("bus") => bus = Some(cli::parse_value("--bus", parser.value()?)?),
+                Long("check-config") => check_config = true,
+                Short('h') | Long("help") => return Ok(Parsed::Help(HELP)),
+                Short('V') | Long("version") => return Ok(Parsed::Version),
+                Value(name) if command.is_none() => {
+                    let file = |parser: &mut lexopt::Parser| -> Result<PathBuf, UsageError> {
+                        match parser.next()? {
+                            Some(Value(file)) => Ok(file.into()),
+                            Some(other) => Err(other.unexpected().into()),
+                            None => Err(UsageError::Missing("<FILE>")),
+                        }
+                    };
+                    command = Some(match name.to_str() {
+                        Some("csr") => Command::Csr,
+                        Some("install-ca-cert") => Command::InstallCaCert {
+                            file: file(&mut parser)?,
+                        },
+                        Some("install-anchor") => Command::InstallAnchor {
+                            file: file(&mut parser)?,
+                        },
+                        _ => return Err(Value(name).unexpected().into()),
+                    });
+                }
+                _ => return Err(arg.unexpected().into()),
+            }
+        }
+        Ok(Parsed::Run(Args {
+            config,
+            bus,
+            check_config,
+            command,
+        }))
+    }
 }
 
 /// Why a certificate subcommand failed.
@@ -133,7 +203,10 @@ fn hostname() -> String {
 
 /// Runs `bmc-pairing-manager` with `args` (the first one is the program name).
 pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let args = Args::parse_from(args);
+    let args = match cli::finish("bmc-pairing-manager", Args::parse(args)) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let tpm_present = std::path::Path::new(TPM_DEVICE).exists();
     let config = match config::load(&args.config, &hostname(), tpm_present) {
         Ok(c) => c,
@@ -154,4 +227,76 @@ pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCo
     kit::run_daemon("bmc-pairing-manager", |rt| {
         rt.block_on(daemon::run(config, bus, kit::shutdown_signal()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed<Args>, UsageError> {
+        Args::parse(
+            std::iter::once("bmc-pairing-manager")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from),
+        )
+    }
+
+    fn run(args: &[&str]) -> Args {
+        match parse(args) {
+            Ok(Parsed::Run(args)) => args,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_and_commands_parse_with_their_defaults() {
+        assert_eq!(
+            run(&[]),
+            Args {
+                config: PathBuf::from(config::DEFAULT_PATH),
+                bus: None,
+                check_config: false,
+                command: None,
+            }
+        );
+        let a = run(&["-c", "/x.conf", "--bus=unix:path=/b", "--check-config"]);
+        assert_eq!(a.config, PathBuf::from("/x.conf"));
+        assert_eq!(a.bus.as_deref(), Some("unix:path=/b"));
+        assert!(a.check_config);
+        assert_eq!(run(&["csr"]).command, Some(Command::Csr));
+        let a = run(&["install-anchor", "/ca.pem", "--config", "/y.conf"]);
+        assert_eq!(
+            a.command,
+            Some(Command::InstallAnchor {
+                file: "/ca.pem".into()
+            })
+        );
+        assert_eq!(a.config, PathBuf::from("/y.conf"));
+        assert_eq!(
+            run(&["install-ca-cert", "/ca.der"]).command,
+            Some(Command::InstallCaCert {
+                file: "/ca.der".into()
+            })
+        );
+    }
+
+    #[test]
+    fn help_and_version_are_outcomes_and_bad_lines_are_usage_errors() {
+        assert!(matches!(parse(&["--help"]), Ok(Parsed::Help(HELP))));
+        assert!(matches!(parse(&["csr", "-h"]), Ok(Parsed::Help(HELP))));
+        assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
+        assert!(HELP.contains(config::DEFAULT_PATH));
+        for bad in [
+            &["--bogus"][..],
+            &["-c"],
+            &["bogus"],
+            &["install-anchor"],
+            &["install-anchor", "--check-config"],
+            &["csr", "extra"],
+            &["csr", "csr"],
+            &["--check-config=yes"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
+    }
 }
