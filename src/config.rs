@@ -505,11 +505,14 @@ fn validate(
         100,
         600_000,
     )?;
-    if heartbeat_timeout <= heartbeat_interval {
+    // A quiet side pings up to a quarter interval late (the sessions' shared heartbeat
+    // grid), and the answer takes a round trip: a timeout under 1.5 intervals would close
+    // healthy sessions.
+    if heartbeat_timeout < heartbeat_interval * 3 / 2 {
         return Err(invalid(
             "heartbeat_timeout_ms",
             format!(
-                "{} must be greater than heartbeat_interval_ms ({})",
+                "{} must be at least 1.5 times heartbeat_interval_ms ({})",
                 raw.heartbeat_timeout_ms, raw.heartbeat_interval_ms
             ),
         ));
@@ -1071,6 +1074,10 @@ mod tests {
             ),
             (
                 format!(r#"{{{fb}, "heartbeat_interval_ms": 2000, "heartbeat_timeout_ms": 1000}}"#),
+                "heartbeat_timeout_ms",
+            ),
+            (
+                format!(r#"{{{fb}, "heartbeat_interval_ms": 2000, "heartbeat_timeout_ms": 2999}}"#),
                 "heartbeat_timeout_ms",
             ),
             (
