@@ -9,6 +9,7 @@
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::str::FromStr;
 
@@ -24,6 +25,17 @@ pub enum Parsed<T> {
     Help(&'static str),
     /// Print the version and exit 0.
     Version,
+}
+
+impl<T> Parsed<T> {
+    /// The same outcome, with `f` applied to what to run with.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Parsed<U> {
+        match self {
+            Parsed::Run(t) => Parsed::Run(f(t)),
+            Parsed::Help(text) => Parsed::Help(text),
+            Parsed::Version => Parsed::Version,
+        }
+    }
 }
 
 /// Why a command line was refused.
@@ -48,6 +60,70 @@ pub enum UsageError {
     /// Two options that exclude each other, or one that needs another.
     #[error("{0}")]
     Conflict(&'static str),
+}
+
+/// A daemon's command line: the options both daemons take, and an operator subcommand.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DaemonLine<C> {
+    /// Configuration file (JSON). A missing file means defaults.
+    pub config: PathBuf,
+    /// D-Bus address to use instead of the system bus.
+    pub bus: Option<String>,
+    /// Validate the configuration, print the result and exit (0 valid, 2 invalid).
+    pub check_config: bool,
+    /// The operator subcommand; none runs the daemon.
+    pub command: Option<C>,
+}
+
+/// Parses a daemon's command line `args` (the program name first): `-c/--config`, `--bus`,
+/// `--check-config`, `-h/--help` (prints `help`) and `-V/--version`, and at most one
+/// subcommand. `subcommand` is called with a subcommand's name, the parser positioned after
+/// it and the configuration path (which it may set); it returns `None` for a name that is
+/// not one.
+///
+/// # Errors
+/// [`UsageError`] for anything that is not this command line; nothing is run then.
+pub fn parse_daemon_line<C>(
+    args: impl IntoIterator<Item = OsString>,
+    default_config: &str,
+    help: &'static str,
+    mut subcommand: impl FnMut(
+        &str,
+        &mut lexopt::Parser,
+        &mut PathBuf,
+    ) -> Result<Option<Parsed<C>>, UsageError>,
+) -> Result<Parsed<DaemonLine<C>>, UsageError> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_iter(args);
+    let mut line = DaemonLine {
+        config: PathBuf::from(default_config),
+        bus: None,
+        check_config: false,
+        command: None,
+    };
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('c') | Long("config") => line.config = parser.value()?.into(),
+            Long("bus") => line.bus = Some(parse_value("--bus", parser.value()?)?),
+            Long("check-config") => line.check_config = true,
+            Short('h') | Long("help") => return Ok(Parsed::Help(help)),
+            Short('V') | Long("version") => return Ok(Parsed::Version),
+            Value(name) if line.command.is_none() => {
+                let parsed = match name.to_str() {
+                    Some(text) => subcommand(text, &mut parser, &mut line.config)?,
+                    None => None,
+                };
+                match parsed {
+                    Some(Parsed::Run(command)) => line.command = Some(command),
+                    Some(Parsed::Help(text)) => return Ok(Parsed::Help(text)),
+                    Some(Parsed::Version) => return Ok(Parsed::Version),
+                    None => return Err(Value(name).unexpected().into()),
+                }
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(Parsed::Run(line))
 }
 
 /// Parses `value` given for `option` as a `T`.

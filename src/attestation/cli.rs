@@ -22,7 +22,9 @@ use super::keys::{self, KeyFile};
 use super::measurements::Measurements;
 use super::requester::{self, parse_address};
 use super::responder::{self, IdentitySource};
-use crate::cli::{Parsed, UsageError, parse_choice, parse_in, parse_value};
+use crate::cli::{
+    DaemonLine, Parsed, UsageError, parse_choice, parse_daemon_line, parse_in, parse_value,
+};
 use crate::contract::TrustPolicyArg;
 use crate::identity::{Fingerprint, KeyStore};
 use crate::spdm::transport::{DEFAULT_PORT, Framing, Timeouts};
@@ -40,20 +42,9 @@ pub const EXIT_NOT_TRUSTED: u8 = 1;
 /// Bad arguments, files or configuration.
 pub const EXIT_USAGE: u8 = crate::cli::EXIT_USAGE;
 
-/// `bmc-attestation`: SPDM 1.2 attestation of peer BMCs.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Args {
-    /// Configuration file (JSON): the daemon's, and the identity of `respond` without --key.
-    /// A missing file means defaults.
-    pub config: PathBuf,
-    /// D-Bus address to use instead of the system bus (daemon only).
-    pub bus: Option<String>,
-    /// Validate the configuration and the reference values it names, print the result and
-    /// exit (0 valid, 2 invalid).
-    pub check_config: bool,
-    /// Operator subcommand; none runs the daemon.
-    pub command: Option<Command>,
-}
+/// `bmc-attestation`'s command line: the daemon's options and an operator subcommand
+/// (none runs the daemon). `config` is also the identity of `respond` without --key.
+pub type Args = DaemonLine<Command>;
 
 /// Operator subcommands.
 #[derive(Debug, PartialEq, Eq)]
@@ -266,52 +257,21 @@ Options:
   -h, --help                      Print help
 ";
 
-impl Args {
-    /// Parses `args` (the program name first): options of `bmc-attestation` before or after
-    /// its subcommand (`--config` is accepted anywhere, as the subcommands use it too).
-    ///
-    /// # Errors
-    /// [`UsageError`] for anything that is not this command line; nothing is run then.
-    pub fn parse(
-        args: impl IntoIterator<Item = std::ffi::OsString>,
-    ) -> Result<Parsed<Args>, UsageError> {
-        use lexopt::prelude::*;
-        let mut parser = lexopt::Parser::from_iter(args);
-        let mut config = PathBuf::from(config::DEFAULT_PATH);
-        let mut bus = None;
-        let mut check_config = false;
-        let mut command = None;
-        while let Some(arg) = parser.next()? {
-            match arg {
-                Short('c') | Long("config") => config = parser.value()?.into(),
-                Long("bus") => bus = Some(parse_value("--bus", parser.value()?)?),
-                Long("check-config") => check_config = true,
-                Short('h') | Long("help") => return Ok(Parsed::Help(HELP)),
-                Short('V') | Long("version") => return Ok(Parsed::Version),
-                Value(name) if command.is_none() && name == "attest" => {
-                    match AttestArgs::parse(&mut parser, &mut config)? {
-                        Parsed::Run(a) => command = Some(Command::Attest(a)),
-                        Parsed::Help(h) => return Ok(Parsed::Help(h)),
-                        Parsed::Version => return Ok(Parsed::Version),
-                    }
-                }
-                Value(name) if command.is_none() && name == "respond" => {
-                    match RespondArgs::parse(&mut parser, &mut config)? {
-                        Parsed::Run(r) => command = Some(Command::Respond(r)),
-                        Parsed::Help(h) => return Ok(Parsed::Help(h)),
-                        Parsed::Version => return Ok(Parsed::Version),
-                    }
-                }
-                _ => return Err(arg.unexpected().into()),
-            }
-        }
-        Ok(Parsed::Run(Args {
-            config,
-            bus,
-            check_config,
-            command,
+/// Parses `bmc-attestation`'s command line `args` (the program name first). `--config` is
+/// also accepted after a subcommand, as `respond` uses it too.
+///
+/// # Errors
+/// [`UsageError`] for anything that is not this command line; nothing is run then.
+pub fn parse_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<Parsed<Args>, UsageError> {
+    parse_daemon_line(args, config::DEFAULT_PATH, HELP, |name, parser, config| {
+        Ok(Some(match name {
+            "attest" => AttestArgs::parse(parser, config)?.map(Command::Attest),
+            "respond" => RespondArgs::parse(parser, config)?.map(Command::Respond),
+            _ => return Ok(None),
         }))
-    }
+    })
 }
 
 impl AttestArgs {
@@ -740,7 +700,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<Parsed<Args>, UsageError> {
-        Args::parse(
+        parse_args(
             std::iter::once("bmc-attestation")
                 .chain(args.iter().copied())
                 .map(std::ffi::OsString::from),

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use bmc_pairing_manager::attestation::cli::{self, Args, Command, EXIT_USAGE};
+use bmc_pairing_manager::attestation::cli::{self, Command, EXIT_USAGE};
 use bmc_pairing_manager::attestation::config::{self, TPM_DEVICE};
 use bmc_pairing_manager::attestation::{self, load_measurement_policy};
 use bmc_pairing_manager::kit::{self, Bus, ErrorChain};
@@ -23,7 +23,7 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 
 /// Runs `bmc-attestation` with `args` (the first one is the program name).
 pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let args = match bmc_pairing_manager::cli::finish("bmc-attestation", Args::parse(args)) {
+    let args = match bmc_pairing_manager::cli::finish("bmc-attestation", cli::parse_args(args)) {
         Ok(args) => args,
         Err(code) => return code,
     };

@@ -3,24 +3,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bmc_pairing_manager::cli::{self, Parsed, UsageError};
+use bmc_pairing_manager::cli::{self, DaemonLine, Parsed, UsageError};
 use bmc_pairing_manager::config::{self, EXIT_CONFIG, TPM_DEVICE};
 use bmc_pairing_manager::daemon;
 use bmc_pairing_manager::identity::store::{self, Probe};
 use bmc_pairing_manager::kit::{self, Bus, ErrorChain};
 
-/// Command line.
-#[derive(Debug, PartialEq, Eq)]
-struct Args {
-    /// Configuration file (JSON). A missing file means defaults.
-    config: PathBuf,
-    /// D-Bus address to use instead of the system bus (e.g. unix:path=/run/test/bus).
-    bus: Option<String>,
-    /// Validate the configuration, print the result and exit (0 valid, 2 invalid).
-    check_config: bool,
-    /// Certificate operations for anchored mode; without one, run the daemon.
-    command: Option<Command>,
-}
+/// Command line: the daemon's options and a certificate operation for anchored mode (none
+/// runs the daemon).
+type Args = DaemonLine<Command>;
 
 /// Operator commands (the daemon may be running; keys are reached through the same backend).
 #[derive(Debug, PartialEq, Eq)]
@@ -70,53 +61,25 @@ Options:
   -V, --version           Print version
 ";
 
-impl Args {
-    /// Parses `args` (the program name first); options may come before or after the command.
-    fn parse(
-        args: impl IntoIterator<Item = std::ffi::OsString>,
-    ) -> Result<Parsed<Args>, UsageError> {
-        use lexopt::prelude::*;
-        let mut parser = lexopt::Parser::from_iter(args);
-        let mut config = PathBuf::from(config::DEFAULT_PATH);
-        let mut bus = None;
-        let mut check_config = false;
-        let mut command = None;
-        while let Some(arg) = parser.next()? {
-            match arg {
-                Short('c') | Long("config") => config = parser.value()?.into(),
-                Long("bus") => bus = Some(cli::parse_value("--bus", parser.value()?)?),
-                Long("check-config") => check_config = true,
-                Short('h') | Long("help") => return Ok(Parsed::Help(HELP)),
-                Short('V') | Long("version") => return Ok(Parsed::Version),
-                Value(name) if command.is_none() => {
-                    let file = |parser: &mut lexopt::Parser| -> Result<PathBuf, UsageError> {
-                        match parser.next()? {
-                            Some(Value(file)) => Ok(file.into()),
-                            Some(other) => Err(other.unexpected().into()),
-                            None => Err(UsageError::Missing("<FILE>")),
-                        }
-                    };
-                    command = Some(match name.to_str() {
-                        Some("csr") => Command::Csr,
-                        Some("install-ca-cert") => Command::InstallCaCert {
-                            file: file(&mut parser)?,
-                        },
-                        Some("install-anchor") => Command::InstallAnchor {
-                            file: file(&mut parser)?,
-                        },
-                        _ => return Err(Value(name).unexpected().into()),
-                    });
-                }
-                _ => return Err(arg.unexpected().into()),
+/// Parses `args` (the program name first); options may come before or after the command.
+fn parse_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<Parsed<Args>, UsageError> {
+    cli::parse_daemon_line(args, config::DEFAULT_PATH, HELP, |name, parser, _| {
+        let mut file = || -> Result<PathBuf, UsageError> {
+            match parser.next()? {
+                Some(lexopt::Arg::Value(file)) => Ok(file.into()),
+                Some(other) => Err(other.unexpected().into()),
+                None => Err(UsageError::Missing("<FILE>")),
             }
-        }
-        Ok(Parsed::Run(Args {
-            config,
-            bus,
-            check_config,
-            command,
-        }))
-    }
+        };
+        Ok(Some(Parsed::Run(match name {
+            "csr" => Command::Csr,
+            "install-ca-cert" => Command::InstallCaCert { file: file()? },
+            "install-anchor" => Command::InstallAnchor { file: file()? },
+            _ => return Ok(None),
+        })))
+    })
 }
 
 /// Why a certificate subcommand failed.
@@ -203,7 +166,7 @@ fn hostname() -> String {
 
 /// Runs `bmc-pairing-manager` with `args` (the first one is the program name).
 pub(crate) fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
-    let args = match cli::finish("bmc-pairing-manager", Args::parse(args)) {
+    let args = match cli::finish("bmc-pairing-manager", parse_args(args)) {
         Ok(args) => args,
         Err(code) => return code,
     };
@@ -234,7 +197,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Parsed<Args>, UsageError> {
-        Args::parse(
+        parse_args(
             std::iter::once("bmc-pairing-manager")
                 .chain(args.iter().copied())
                 .map(std::ffi::OsString::from),
