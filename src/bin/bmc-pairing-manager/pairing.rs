@@ -66,19 +66,23 @@ fn parse_args(
     args: impl IntoIterator<Item = std::ffi::OsString>,
 ) -> Result<Parsed<Args>, UsageError> {
     cli::parse_daemon_line(args, config::DEFAULT_PATH, HELP, |name, parser, _| {
-        let mut file = || -> Result<PathBuf, UsageError> {
+        // The FILE operand. `-h`/`--help` in its place asks for help, as it did under clap
+        // (`install-anchor --help` printed help and exited 0, not a usage error).
+        let mut file = || -> Result<Parsed<PathBuf>, UsageError> {
+            use lexopt::Arg::{Long, Short, Value};
             match parser.next()? {
-                Some(lexopt::Arg::Value(file)) => Ok(file.into()),
+                Some(Value(file)) => Ok(Parsed::Run(file.into())),
+                Some(Short('h') | Long("help")) => Ok(Parsed::Help(HELP)),
                 Some(other) => Err(other.unexpected().into()),
                 None => Err(UsageError::Missing("<FILE>")),
             }
         };
-        Ok(Some(Parsed::Run(match name {
-            "csr" => Command::Csr,
-            "install-ca-cert" => Command::InstallCaCert { file: file()? },
-            "install-anchor" => Command::InstallAnchor { file: file()? },
+        Ok(Some(match name {
+            "csr" => Parsed::Run(Command::Csr),
+            "install-ca-cert" => file()?.map(|file| Command::InstallCaCert { file }),
+            "install-anchor" => file()?.map(|file| Command::InstallAnchor { file }),
             _ => return Ok(None),
-        })))
+        }))
     })
 }
 
@@ -247,6 +251,18 @@ mod tests {
     fn help_and_version_are_outcomes_and_bad_lines_are_usage_errors() {
         assert!(matches!(parse(&["--help"]), Ok(Parsed::Help(HELP))));
         assert!(matches!(parse(&["csr", "-h"]), Ok(Parsed::Help(HELP))));
+        assert!(matches!(
+            parse(&["install-anchor", "-h"]),
+            Ok(Parsed::Help(HELP))
+        ));
+        assert!(matches!(
+            parse(&["install-ca-cert", "--help"]),
+            Ok(Parsed::Help(HELP))
+        ));
+        assert!(matches!(
+            parse(&["install-anchor", "/ca.pem", "--help"]),
+            Ok(Parsed::Help(HELP))
+        ));
         assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
         assert!(HELP.contains(config::DEFAULT_PATH));
         for bad in [
