@@ -77,7 +77,7 @@ pub struct DaemonLine<C> {
 
 /// Parses a daemon's command line `args` (the program name first): `-c/--config`, `--bus`,
 /// `--check-config`, `-h/--help` (prints `help`) and `-V/--version`, and at most one
-/// subcommand. `subcommand` is called with a subcommand's name, the parser positioned after
+/// subcommand (or `help [SUBCOMMAND]`, as clap offered). `subcommand` is called with a subcommand's name, the parser positioned after
 /// it and the configuration path (which it may set); it returns `None` for a name that is
 /// not one.
 ///
@@ -108,6 +108,9 @@ pub fn parse_daemon_line<C>(
             Long("check-config") => line.check_config = true,
             Short('h') | Long("help") => return Ok(Parsed::Help(help)),
             Short('V') | Long("version") => return Ok(Parsed::Version),
+            Value(name) if line.command.is_none() && name == "help" => {
+                return help_subcommand(&mut parser, help, &mut subcommand);
+            }
             Value(name) if line.command.is_none() => {
                 let parsed = match name.to_str() {
                     Some(text) => subcommand(text, &mut parser, &mut line.config)?,
@@ -124,6 +127,42 @@ pub fn parse_daemon_line<C>(
         }
     }
     Ok(Parsed::Run(line))
+}
+
+/// `help [COMMAND]`, the subcommand clap generated: the text `COMMAND --help` prints, or
+/// `help` without a command. The subcommand's own parser is asked (given `--help`), so each
+/// text is written once; one that has no text of its own (it takes no options) gets `help`.
+///
+/// # Errors
+/// [`UsageError`] for a name that is not a subcommand, an option, or a second name.
+fn help_subcommand<C>(
+    parser: &mut lexopt::Parser,
+    help: &'static str,
+    subcommand: &mut impl FnMut(
+        &str,
+        &mut lexopt::Parser,
+        &mut PathBuf,
+    ) -> Result<Option<Parsed<C>>, UsageError>,
+) -> Result<Parsed<DaemonLine<C>>, UsageError> {
+    let name = match parser.next()? {
+        None => return Ok(Parsed::Help(help)),
+        Some(lexopt::Arg::Value(name)) => name,
+        Some(other) => return Err(other.unexpected().into()),
+    };
+    let mut ask = lexopt::Parser::from_args(["--help"]);
+    let asked = match name.to_str() {
+        Some(text) => subcommand(text, &mut ask, &mut PathBuf::new())?,
+        None => None,
+    };
+    let text = match asked {
+        Some(Parsed::Help(text)) => text,
+        Some(Parsed::Run(_) | Parsed::Version) => help,
+        None => return Err(lexopt::Arg::Value(name).unexpected().into()),
+    };
+    match parser.next()? {
+        None => Ok(Parsed::Help(text)),
+        Some(extra) => Err(extra.unexpected().into()),
+    }
 }
 
 /// Parses `value` given for `option` as a `T`.

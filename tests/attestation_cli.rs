@@ -470,6 +470,10 @@ fn help_documents_the_subcommands() {
     for word in ["--key", "--chain", "--listen", "--measure", "--framing"] {
         assert!(text.contains(word), "respond --help lacks {word}:\n{text}");
     }
+    // `help COMMAND`, as clap offered it, prints the same text.
+    let out = run(&["help", "respond"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), text);
 }
 
 #[test]

@@ -171,6 +171,7 @@ Usage: bmc-attestation [OPTIONS] [COMMAND]
 Commands:
   attest   Attest the responder at HOST or HOST:PORT once; print the report as JSON
   respond  Serve as an SPDM responder until SIGTERM or SIGINT
+  help     Print this help, or a command's (help attest)
 
 Options:
   -c, --config <FILE>     Configuration file (JSON): the daemon's, and the identity of
@@ -798,6 +799,22 @@ mod tests {
             Ok(Parsed::Help(ATTEST_HELP))
         ));
         assert!(matches!(parse(&["--version"]), Ok(Parsed::Version)));
+        assert!(matches!(parse(&["help"]), Ok(Parsed::Help(HELP))));
+        assert!(matches!(
+            parse(&["help", "attest"]),
+            Ok(Parsed::Help(ATTEST_HELP))
+        ));
+        assert!(matches!(
+            parse(&["-c", "/a.conf", "help", "respond"]),
+            Ok(Parsed::Help(RESPOND_HELP))
+        ));
+        for bad in [
+            &["help", "bogus"][..],
+            &["help", "attest", "respond"],
+            &["respond", "help"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} parsed");
+        }
     }
 
     #[test]

@@ -49,6 +49,7 @@ Commands:
   install-anchor <FILE>   Add a manufacturing CA certificate (DER or PEM) to this BMC's own
                           trust store; peers whose chains verify to it can pair in anchored
                           mode after attestation
+  help [COMMAND]          Print this help (the same for every command)
 
 Options:
   -c, --config <FILE>     Configuration file (JSON). A missing file means defaults.
@@ -264,6 +265,14 @@ mod tests {
             Ok(Parsed::Help(HELP))
         ));
         assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
+        for help in [
+            &["help"][..],
+            &["help", "csr"],
+            &["help", "install-anchor"],
+            &["-c", "/x.conf", "help", "install-ca-cert"],
+        ] {
+            assert!(matches!(parse(help), Ok(Parsed::Help(HELP))), "{help:?}");
+        }
         assert!(HELP.contains(config::DEFAULT_PATH));
         for bad in [
             &["--bogus"][..],
@@ -273,6 +282,10 @@ mod tests {
             &["install-anchor", "--check-config"],
             &["csr", "extra"],
             &["csr", "csr"],
+            &["csr", "help"],
+            &["help", "bogus"],
+            &["help", "csr", "extra"],
+            &["help", "--check-config"],
             &["--check-config=yes"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} parsed");
