@@ -11,8 +11,8 @@
 #   BIN_DIR=dir scripts/size-budget.sh  # measure binaries built elsewhere (no cargo call)
 set -euo pipefail
 
-# What we reached (4302016 bytes without unwinding tables and with lexopt for clap; README
-# "Size on flash"), rounded up by 5 % so growth is caught.
+# What we reached (4304576 bytes without unwinding tables, with lexopt for clap and its
+# `help [COMMAND]`; README "Size on flash"), rounded up by 5 % so growth is caught.
 BUDGET_BYTES=${BUDGET_BYTES:-4520000}
 GOAL_BYTES=4000000
 
